@@ -1,0 +1,22 @@
+//! # remotefn
+//!
+//! Roblox's `RemoteFunction` semantics for any C, C++ or Rust game: synchronous, two-way calls
+//! across the client-server boundary. A player calls [`Client::invoke_server`] and blocks until
+//! the server's handler for that name returns; the server calls [`ServerHandle::invoke_client`]
+//! and blocks until that player's handler returns. Callee errors re-raise at the caller, and a
+//! disconnect fails the calls pending on it. Fire-and-forget events (`RemoteEvent`) share the
+//! same connections.
+//!
+//! The architecture reads from the module tree:
+//! - [`value`]: the Luau value set and its binary encoding;
+//! - [`proto`]: the wire protocol, sans-IO (bytes in, frames out);
+//! - `reactor`: the mio event loop that owns every socket;
+//! - `calls`: preallocated slots for calls in flight, where callers park;
+//! - `dispatch`: handler registries, worker pool and manual dispatch;
+//! - [`server`] and [`client`]: the two ends, built from the pieces above.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod value;
+
+pub use value::{CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vector3};

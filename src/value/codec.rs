@@ -1,0 +1,582 @@
+//! The binary encoding of values, specified byte by byte in `docs/PROTOCOL.md`.
+//!
+//! Every value is a one-byte tag followed by its body; numbers are little-endian IEEE 754
+//! doubles, lengths and counts are unsigned LEB128 varints. Decoding never trusts a length or a
+//! count: each is checked against the bytes that remain before anything is reserved, and nesting
+//! is bounded by [`DecodeLimits::max_depth`], so hostile input can neither exhaust memory nor
+//! overflow the stack. Decoded strings and buffers are slices of the input [`Bytes`], not copies.
+
+use super::{CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vector3};
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Value tags on the wire.
+pub(crate) mod tag {
+    pub const NIL: u8 = 0x00;
+    pub const FALSE: u8 = 0x01;
+    pub const TRUE: u8 = 0x02;
+    pub const NUMBER: u8 = 0x03;
+    pub const STRING: u8 = 0x04;
+    pub const BUFFER: u8 = 0x05;
+    pub const VECTOR2: u8 = 0x06;
+    pub const VECTOR3: u8 = 0x07;
+    pub const CFRAME: u8 = 0x08;
+    pub const COLOR3: u8 = 0x09;
+    pub const INSTANCE: u8 = 0x0A;
+    pub const ARRAY: u8 = 0x0B;
+    pub const DICTIONARY: u8 = 0x0C;
+}
+
+/// The default bound on table nesting, on both encode and decode.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+
+/// Bounds applied while decoding untrusted bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeLimits {
+    /// Tables nested deeper than this are refused (a top-level table has depth 1).
+    pub max_depth: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+/// Why a tuple could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// The input ended inside a value.
+    #[error("value truncated: needed {needed} more bytes")]
+    Truncated {
+        /// Bytes missing.
+        needed: usize,
+    },
+    /// An unknown type tag.
+    #[error("unknown value tag 0x{0:02x}")]
+    UnknownTag(u8),
+    /// Tables nested deeper than the limit.
+    #[error("tables nested deeper than the limit of {limit}")]
+    TooDeep {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A varint longer than 10 bytes or overflowing 64 bits.
+    #[error("malformed varint")]
+    BadVarint,
+    /// A length or count larger than the bytes that remain.
+    #[error("length {0} exceeds the remaining input")]
+    LengthOverflow(u64),
+    /// A dictionary with the same key twice.
+    #[error("duplicate dictionary key")]
+    DuplicateKey,
+    /// Bytes left over after the tuple.
+    #[error("{0} trailing bytes after the tuple")]
+    TrailingBytes(usize),
+}
+
+/// Appends the encoding of `values` as a tuple to `out`.
+///
+/// Fails with [`ValueError::TooDeep`] when tables nest deeper than `max_depth`, or with
+/// [`ValueError::DuplicateKey`] when a dictionary repeats a key; `out` may then hold a partial
+/// encoding and should be discarded.
+pub fn encode_tuple(
+    values: &[Value],
+    max_depth: usize,
+    out: &mut BytesMut,
+) -> Result<(), ValueError> {
+    put_varint(out, values.len() as u64);
+    for v in values {
+        encode_value(v, 0, max_depth, out)?;
+    }
+    Ok(())
+}
+
+/// Encodes a tuple into a fresh buffer.
+pub fn encode_tuple_to_bytes(values: &[Value], max_depth: usize) -> Result<Bytes, ValueError> {
+    let mut out = BytesMut::with_capacity(64);
+    encode_tuple(values, max_depth, &mut out)?;
+    Ok(out.freeze())
+}
+
+fn put_floats(out: &mut BytesMut, floats: &[f64]) {
+    for f in floats {
+        out.put_f64_le(*f);
+    }
+}
+
+fn encode_value(
+    v: &Value,
+    depth: usize,
+    max_depth: usize,
+    out: &mut BytesMut,
+) -> Result<(), ValueError> {
+    match v {
+        Value::Nil => out.put_u8(tag::NIL),
+        Value::Boolean(false) => out.put_u8(tag::FALSE),
+        Value::Boolean(true) => out.put_u8(tag::TRUE),
+        Value::Number(n) => {
+            out.put_u8(tag::NUMBER);
+            out.put_f64_le(*n);
+        }
+        Value::String(s) => put_bytes(out, tag::STRING, s),
+        Value::Buffer(b) => put_bytes(out, tag::BUFFER, b),
+        Value::Vector2(v) => {
+            out.put_u8(tag::VECTOR2);
+            put_floats(out, &[v.x, v.y]);
+        }
+        Value::Vector3(v) => {
+            out.put_u8(tag::VECTOR3);
+            put_floats(out, &[v.x, v.y, v.z]);
+        }
+        Value::CFrame(c) => {
+            out.put_u8(tag::CFRAME);
+            put_floats(out, &c.position);
+            put_floats(out, &c.rotation);
+        }
+        Value::Color3(c) => {
+            out.put_u8(tag::COLOR3);
+            put_floats(out, &[c.r, c.g, c.b]);
+        }
+        Value::Instance(r) => {
+            out.put_u8(tag::INSTANCE);
+            out.put_u64_le(r.0);
+        }
+        Value::Array(items) => {
+            if depth >= max_depth {
+                return Err(ValueError::TooDeep { limit: max_depth });
+            }
+            out.put_u8(tag::ARRAY);
+            put_varint(out, items.len() as u64);
+            for item in items {
+                encode_value(item, depth + 1, max_depth, out)?;
+            }
+        }
+        Value::Dictionary(entries) => {
+            if depth >= max_depth {
+                return Err(ValueError::TooDeep { limit: max_depth });
+            }
+            check_unique_keys(entries.iter().map(|(k, _)| k.as_ref()))?;
+            out.put_u8(tag::DICTIONARY);
+            put_varint(out, entries.len() as u64);
+            for (key, value) in entries {
+                put_varint(out, key.len() as u64);
+                out.put_slice(key);
+                encode_value(value, depth + 1, max_depth, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn put_bytes(out: &mut BytesMut, tag: u8, bytes: &[u8]) {
+    out.put_u8(tag);
+    put_varint(out, bytes.len() as u64);
+    out.put_slice(bytes);
+}
+
+/// Dictionaries are Luau tables, so a key appears once. Small tables (the common case) are
+/// checked pairwise; large ones through a hash set.
+fn check_unique_keys<'a>(
+    keys: impl ExactSizeIterator<Item = &'a [u8]> + Clone,
+) -> Result<(), ValueError> {
+    if keys.len() <= 16 {
+        let all: Vec<&[u8]> = keys.collect();
+        for (i, k) in all.iter().enumerate() {
+            if all[..i].contains(k) {
+                return Err(ValueError::DuplicateKey);
+            }
+        }
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        for k in keys {
+            if !seen.insert(k) {
+                return Err(ValueError::DuplicateKey);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends `v` as an unsigned LEB128 varint.
+pub fn put_varint(out: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        out.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
+
+/// A cursor over an input buffer that hands out zero-copy slices.
+pub(crate) struct Reader<'a> {
+    buf: &'a Bytes,
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a Bytes) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], ValueError> {
+        if self.remaining() < n {
+            return Err(ValueError::Truncated {
+                needed: n - self.remaining(),
+            });
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    pub(crate) fn slice(&mut self, n: usize) -> Result<Bytes, ValueError> {
+        self.take(n)?;
+        Ok(self.buf.slice(self.pos - n..self.pos))
+    }
+
+    pub(crate) fn rest(&mut self) -> Bytes {
+        let rest = self.buf.slice(self.pos..);
+        self.pos = self.buf.len();
+        rest
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, ValueError> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, ValueError> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, ValueError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn f64(&mut self) -> Result<f64, ValueError> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+
+    fn floats<const N: usize>(&mut self) -> Result<[f64; N], ValueError> {
+        let mut out = [0.0; N];
+        for f in &mut out {
+            *f = self.f64()?;
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn varint(&mut self) -> Result<u64, ValueError> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let byte = self.u8()?;
+            let bits = u64::from(byte & 0x7f);
+            if i == 9 && byte > 1 {
+                return Err(ValueError::BadVarint);
+            }
+            v |= bits << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(ValueError::BadVarint)
+    }
+
+    /// A length that must fit in the remaining input, each unit taking at least `unit` bytes.
+    pub(crate) fn length(&mut self, unit: usize) -> Result<usize, ValueError> {
+        let n = self.varint()?;
+        if n > (self.remaining() / unit) as u64 {
+            return Err(ValueError::LengthOverflow(n));
+        }
+        Ok(n as usize)
+    }
+}
+
+/// Decodes a whole buffer as one tuple; trailing bytes are an error.
+pub fn decode_tuple(buf: &Bytes, limits: DecodeLimits) -> Result<Tuple, ValueError> {
+    let mut r = Reader::new(buf);
+    let tuple = decode_tuple_from(&mut r, limits)?;
+    if r.remaining() != 0 {
+        return Err(ValueError::TrailingBytes(r.remaining()));
+    }
+    Ok(tuple)
+}
+
+pub(crate) fn decode_tuple_from(
+    r: &mut Reader<'_>,
+    limits: DecodeLimits,
+) -> Result<Tuple, ValueError> {
+    let count = r.length(1)?;
+    let mut values = Vec::with_capacity(count);
+    for _ in 0..count {
+        values.push(decode_value(r, 0, limits.max_depth)?);
+    }
+    Ok(Tuple(values))
+}
+
+fn decode_value(r: &mut Reader<'_>, depth: usize, max_depth: usize) -> Result<Value, ValueError> {
+    let t = r.u8()?;
+    Ok(match t {
+        tag::NIL => Value::Nil,
+        tag::FALSE => Value::Boolean(false),
+        tag::TRUE => Value::Boolean(true),
+        tag::NUMBER => Value::Number(r.f64()?),
+        tag::STRING => {
+            let n = r.length(1)?;
+            Value::String(r.slice(n)?)
+        }
+        tag::BUFFER => {
+            let n = r.length(1)?;
+            Value::Buffer(r.slice(n)?)
+        }
+        tag::VECTOR2 => {
+            let [x, y] = r.floats()?;
+            Value::Vector2(Vector2 { x, y })
+        }
+        tag::VECTOR3 => {
+            let [x, y, z] = r.floats()?;
+            Value::Vector3(Vector3 { x, y, z })
+        }
+        tag::CFRAME => Value::CFrame(CFrame {
+            position: r.floats()?,
+            rotation: r.floats()?,
+        }),
+        tag::COLOR3 => {
+            let [r_, g, b] = r.floats()?;
+            Value::Color3(Color3 { r: r_, g, b })
+        }
+        tag::INSTANCE => Value::Instance(InstanceRef(r.u64()?)),
+        tag::ARRAY => {
+            if depth >= max_depth {
+                return Err(ValueError::TooDeep { limit: max_depth });
+            }
+            let count = r.length(1)?;
+            let mut items = Vec::with_capacity(count);
+            for _ in 0..count {
+                items.push(decode_value(r, depth + 1, max_depth)?);
+            }
+            Value::Array(items)
+        }
+        tag::DICTIONARY => {
+            if depth >= max_depth {
+                return Err(ValueError::TooDeep { limit: max_depth });
+            }
+            // Each entry takes at least a key length byte and a value tag.
+            let count = r.length(2)?;
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                let key_len = r.length(1)?;
+                let key = r.slice(key_len)?;
+                entries.push((key, decode_value(r, depth + 1, max_depth)?));
+            }
+            check_unique_keys(entries.iter().map(|(k, _)| k.as_ref()))?;
+            Value::Dictionary(entries)
+        }
+        other => return Err(ValueError::UnknownTag(other)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tuple;
+    use proptest::prelude::*;
+
+    fn roundtrip(t: &Tuple) -> Tuple {
+        let bytes = encode_tuple_to_bytes(t, DEFAULT_MAX_DEPTH).unwrap();
+        decode_tuple(&bytes, DecodeLimits::default()).unwrap()
+    }
+
+    fn nested_arrays(depth: usize) -> Value {
+        let mut v = Value::Nil;
+        for _ in 0..depth {
+            v = Value::Array(vec![v]);
+        }
+        v
+    }
+
+    #[test]
+    fn empty_tuple_round_trips() {
+        assert_eq!(roundtrip(&tuple![]), tuple![]);
+        assert_eq!(encode_tuple_to_bytes(&[], 64).unwrap().as_ref(), &[0]);
+    }
+
+    #[test]
+    fn special_numbers_keep_their_bits() {
+        let nan_payload = f64::from_bits(0x7ff8_0000_dead_beef);
+        let t = tuple![
+            f64::NAN,
+            nan_payload,
+            -0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE
+        ];
+        let back = roundtrip(&t);
+        assert_eq!(back, t);
+        assert_eq!(
+            back[1].as_number().unwrap().to_bits(),
+            0x7ff8_0000_dead_beef
+        );
+        assert_ne!(tuple![0.0], tuple![-0.0]);
+    }
+
+    #[test]
+    fn strings_with_nul_and_non_utf8_bytes_round_trip() {
+        let t = tuple![
+            Value::string(&b"a\0b\xff"[..]),
+            Value::buffer(vec![0u8, 1, 2]),
+            ""
+        ];
+        assert_eq!(roundtrip(&t), t);
+    }
+
+    #[test]
+    fn nesting_at_the_limit_is_accepted_and_one_deeper_refused() {
+        let ok = tuple![nested_arrays(DEFAULT_MAX_DEPTH)];
+        assert_eq!(roundtrip(&ok), ok);
+        let deep = tuple![nested_arrays(DEFAULT_MAX_DEPTH + 1)];
+        assert_eq!(
+            encode_tuple_to_bytes(&deep, DEFAULT_MAX_DEPTH),
+            Err(ValueError::TooDeep {
+                limit: DEFAULT_MAX_DEPTH
+            })
+        );
+        // Encoded with a looser limit, the decoder still refuses it.
+        let bytes = encode_tuple_to_bytes(&deep, 1000).unwrap();
+        assert_eq!(
+            decode_tuple(&bytes, DecodeLimits::default()),
+            Err(ValueError::TooDeep {
+                limit: DEFAULT_MAX_DEPTH
+            })
+        );
+    }
+
+    #[test]
+    fn a_nesting_bomb_is_refused_without_recursion() {
+        // 10,000 nested array headers: refused at depth 64, long before the stack is at risk.
+        let mut bomb = vec![1u8];
+        for _ in 0..10_000 {
+            bomb.extend_from_slice(&[tag::ARRAY, 1]);
+        }
+        bomb.push(tag::NIL);
+        let err = decode_tuple(&Bytes::from(bomb), DecodeLimits::default()).unwrap_err();
+        assert_eq!(err, ValueError::TooDeep { limit: 64 });
+    }
+
+    #[test]
+    fn huge_counts_are_refused_before_allocation() {
+        // A tuple claiming 2^63 values in 10 bytes.
+        let bytes = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        assert!(matches!(
+            decode_tuple(&bytes, DecodeLimits::default()),
+            Err(ValueError::LengthOverflow(_))
+        ));
+        let overlong = Bytes::from_static(&[0xff; 11]);
+        assert_eq!(
+            decode_tuple(&overlong, DecodeLimits::default()),
+            Err(ValueError::BadVarint)
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_both_ways() {
+        let dup = tuple![Value::dictionary([("a", 1), ("a", 2)])];
+        assert_eq!(
+            encode_tuple_to_bytes(&dup, 64),
+            Err(ValueError::DuplicateKey)
+        );
+        let bytes =
+            Bytes::from_static(&[1, tag::DICTIONARY, 2, 1, b'a', tag::NIL, 1, b'a', tag::NIL]);
+        assert_eq!(
+            decode_tuple(&bytes, DecodeLimits::default()),
+            Err(ValueError::DuplicateKey)
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_and_unknown_tags_are_typed_errors() {
+        assert_eq!(
+            decode_tuple(&Bytes::from_static(&[0, 0]), DecodeLimits::default()),
+            Err(ValueError::TrailingBytes(1))
+        );
+        assert_eq!(
+            decode_tuple(&Bytes::from_static(&[1, 0x7f]), DecodeLimits::default()),
+            Err(ValueError::UnknownTag(0x7f))
+        );
+    }
+
+    #[test]
+    fn decoded_strings_share_the_input_buffer() {
+        let bytes = encode_tuple_to_bytes(&tuple!["hello world"], 64).unwrap();
+        let t = decode_tuple(&bytes, DecodeLimits::default()).unwrap();
+        let Value::String(s) = &t[0] else {
+            panic!("not a string")
+        };
+        let inside = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
+        assert!(inside.contains(&(s.as_ptr() as usize)));
+    }
+
+    fn any_float() -> impl Strategy<Value = f64> {
+        prop_oneof![any::<f64>(), any::<u64>().prop_map(f64::from_bits)]
+    }
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        let leaf =
+            prop_oneof![
+                Just(Value::Nil),
+                any::<bool>().prop_map(Value::Boolean),
+                any_float().prop_map(Value::Number),
+                proptest::collection::vec(any::<u8>(), 0..24).prop_map(Value::string),
+                proptest::collection::vec(any::<u8>(), 0..24).prop_map(Value::buffer),
+                (any_float(), any_float()).prop_map(|(x, y)| Value::Vector2(Vector2 { x, y })),
+                (any_float(), any_float(), any_float())
+                    .prop_map(|(x, y, z)| Value::Vector3(Vector3 { x, y, z })),
+                (any_float(), any_float(), any_float())
+                    .prop_map(|(r, g, b)| Value::Color3(Color3 { r, g, b })),
+                proptest::array::uniform12(any_float()).prop_map(|f| {
+                    let mut c = CFrame::default();
+                    c.position.copy_from_slice(&f[..3]);
+                    c.rotation.copy_from_slice(&f[3..]);
+                    Value::CFrame(c)
+                }),
+                any::<u64>().prop_map(|r| Value::Instance(InstanceRef(r))),
+            ];
+        leaf.prop_recursive(8, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z\\x00]{0,6}", inner, 0..8).prop_map(|m| {
+                    Value::dictionary(m.into_iter().map(|(k, v)| (Bytes::from(k), v)))
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn every_value_round_trips_exactly(values in proptest::collection::vec(any_value(), 0..6)) {
+            let t = Tuple(values);
+            prop_assert_eq!(roundtrip(&t), t);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_tuple(&Bytes::from(bytes), DecodeLimits::default());
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(values in proptest::collection::vec(any_value(), 1..4)) {
+            let bytes = encode_tuple_to_bytes(&values, DEFAULT_MAX_DEPTH).unwrap();
+            for cut in 0..bytes.len() {
+                prop_assert!(decode_tuple(&bytes.slice(..cut), DecodeLimits::default()).is_err());
+            }
+        }
+    }
+}
