@@ -17,6 +17,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod proto;
 pub mod value;
 
 pub use value::{CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vector3};

@@ -1,0 +1,452 @@
+//! Frame types, their encoding and their decoding.
+
+use crate::value::codec::{self, Reader, ValueError};
+use crate::value::Value;
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Bytes before a frame's body: the u32 length and the type byte.
+pub const FRAME_HEADER_LEN: usize = 5;
+
+/// The frame type byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameType {
+    /// Client handshake: place and token.
+    Hello = 0x01,
+    /// Server accepts the handshake: the player id.
+    Welcome = 0x02,
+    /// Server refuses the handshake: a reason.
+    Refused = 0x03,
+    /// A call: call id, function name, arguments.
+    Invoke = 0x10,
+    /// A call's values.
+    Result = 0x11,
+    /// A call's failure.
+    Error = 0x12,
+    /// A fire-and-forget event: name and arguments.
+    Event = 0x13,
+    /// Liveness probe.
+    Ping = 0x20,
+    /// Answer to a ping.
+    Pong = 0x21,
+    /// The sender is closing the connection, and why.
+    Goodbye = 0x30,
+}
+
+impl FrameType {
+    fn from_byte(b: u8) -> Option<FrameType> {
+        use FrameType::*;
+        Some(match b {
+            0x01 => Hello,
+            0x02 => Welcome,
+            0x03 => Refused,
+            0x10 => Invoke,
+            0x11 => Result,
+            0x12 => Error,
+            0x13 => Event,
+            0x20 => Ping,
+            0x21 => Pong,
+            0x30 => Goodbye,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a call failed, as carried by an `ERROR` frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ErrorKind {
+    /// The callee's handler raised an error (or panicked).
+    Handler = 1,
+    /// A limit was hit at the callee (e.g. the queue for an unbound function is full).
+    Limit = 2,
+    /// The call itself was malformed (e.g. undecodable arguments).
+    InvalidArgument = 3,
+    /// The callee is shutting down.
+    Closed = 4,
+}
+
+impl ErrorKind {
+    fn from_byte(b: u8) -> ErrorKind {
+        match b {
+            2 => ErrorKind::Limit,
+            3 => ErrorKind::InvalidArgument,
+            4 => ErrorKind::Closed,
+            // Unknown kinds from newer peers are still errors raised by the callee.
+            _ => ErrorKind::Handler,
+        }
+    }
+}
+
+/// Why a connection is being closed, as carried by a `GOODBYE` frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum GoodbyeCode {
+    /// An orderly close requested by the application.
+    Normal = 0,
+    /// The peer broke the protocol.
+    ProtocolError = 1,
+    /// The peer exceeded a limit.
+    Limit = 2,
+    /// The server kicked the player.
+    Kicked = 3,
+    /// The sender is shutting down.
+    Shutdown = 4,
+    /// The peer was idle too long.
+    Timeout = 5,
+}
+
+impl GoodbyeCode {
+    fn from_byte(b: u8) -> GoodbyeCode {
+        match b {
+            1 => GoodbyeCode::ProtocolError,
+            2 => GoodbyeCode::Limit,
+            3 => GoodbyeCode::Kicked,
+            4 => GoodbyeCode::Shutdown,
+            5 => GoodbyeCode::Timeout,
+            _ => GoodbyeCode::Normal,
+        }
+    }
+}
+
+/// One decoded frame. Argument and result tuples stay encoded ([`Bytes`] views into the read
+/// buffer): the reactor routes them without decoding, and the receiving thread decodes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Frame {
+    /// Client handshake.
+    Hello {
+        /// The place (game) the player wants to join; empty for an embedded server.
+        place: String,
+        /// Opaque credentials for the server's authenticator.
+        token: Bytes,
+    },
+    /// Handshake accepted.
+    Welcome {
+        /// The id the server gave this player (never 0).
+        player: u64,
+        /// The largest frame the server accepts.
+        max_frame: u32,
+    },
+    /// Handshake refused.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// A call.
+    Invoke {
+        /// Caller-chosen id echoed by the reply.
+        call: u64,
+        /// Function name, validated UTF-8.
+        name: Bytes,
+        /// Encoded argument tuple.
+        args: Bytes,
+    },
+    /// A successful reply.
+    Result {
+        /// The call being answered.
+        call: u64,
+        /// Encoded result tuple.
+        values: Bytes,
+    },
+    /// A failed reply.
+    Error {
+        /// The call being answered.
+        call: u64,
+        /// What kind of failure.
+        kind: ErrorKind,
+        /// Human-readable message.
+        message: String,
+    },
+    /// A fire-and-forget event.
+    Event {
+        /// Event name, validated UTF-8.
+        name: Bytes,
+        /// Encoded argument tuple.
+        args: Bytes,
+    },
+    /// Liveness probe.
+    Ping(u64),
+    /// Answer to a probe.
+    Pong(u64),
+    /// The sender is closing.
+    Goodbye {
+        /// Why, as a code.
+        code: GoodbyeCode,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// A violation of the protocol by the peer; the connection is closed with this as the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// The stream did not start with `RMFN`.
+    #[error("not a remotefn peer (bad magic)")]
+    BadMagic,
+    /// The client speaks a version this server does not.
+    #[error("unsupported protocol version {0} (this side speaks {version})", version = super::PROTOCOL_VERSION)]
+    UnsupportedVersion(u16),
+    /// A length prefix over the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    FrameTooLarge {
+        /// Announced length.
+        len: u32,
+        /// Configured limit.
+        max: u32,
+    },
+    /// A length prefix of zero (no type byte).
+    #[error("empty frame")]
+    EmptyFrame,
+    /// A type byte this version does not know.
+    #[error("unknown frame type 0x{0:02x}")]
+    UnknownFrameType(u8),
+    /// A frame whose body does not parse.
+    #[error("malformed {frame:?} frame: {why}")]
+    Malformed {
+        /// The frame type.
+        frame: FrameType,
+        /// What was wrong.
+        why: String,
+    },
+    /// A frame that is not allowed in the current state.
+    #[error("unexpected {frame:?} frame {state}")]
+    Unexpected {
+        /// The frame type.
+        frame: FrameType,
+        /// Where in the session it arrived.
+        state: &'static str,
+    },
+}
+
+impl Frame {
+    /// The type byte of this frame.
+    pub fn frame_type(&self) -> FrameType {
+        match self {
+            Frame::Hello { .. } => FrameType::Hello,
+            Frame::Welcome { .. } => FrameType::Welcome,
+            Frame::Refused { .. } => FrameType::Refused,
+            Frame::Invoke { .. } => FrameType::Invoke,
+            Frame::Result { .. } => FrameType::Result,
+            Frame::Error { .. } => FrameType::Error,
+            Frame::Event { .. } => FrameType::Event,
+            Frame::Ping(_) => FrameType::Ping,
+            Frame::Pong(_) => FrameType::Pong,
+            Frame::Goodbye { .. } => FrameType::Goodbye,
+        }
+    }
+
+    /// Appends this frame, header included, to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        let start = begin(out, self.frame_type());
+        match self {
+            Frame::Hello { place, token } => {
+                put_str16(out, place.as_bytes());
+                out.put_u32_le(token.len() as u32);
+                out.put_slice(token);
+            }
+            Frame::Welcome { player, max_frame } => {
+                out.put_u64_le(*player);
+                out.put_u32_le(*max_frame);
+            }
+            Frame::Refused { reason } => out.put_slice(reason.as_bytes()),
+            Frame::Invoke { call, name, args } => {
+                out.put_u64_le(*call);
+                put_str16(out, name);
+                out.put_slice(args);
+            }
+            Frame::Result { call, values } => {
+                out.put_u64_le(*call);
+                out.put_slice(values);
+            }
+            Frame::Error {
+                call,
+                kind,
+                message,
+            } => {
+                out.put_u64_le(*call);
+                out.put_u8(*kind as u8);
+                out.put_slice(message.as_bytes());
+            }
+            Frame::Event { name, args } => {
+                put_str16(out, name);
+                out.put_slice(args);
+            }
+            Frame::Ping(n) | Frame::Pong(n) => out.put_u64_le(*n),
+            Frame::Goodbye { code, reason } => {
+                out.put_u8(*code as u8);
+                out.put_slice(reason.as_bytes());
+            }
+        }
+        finish(out, start);
+    }
+
+    /// Parses a frame body (everything after the length prefix, type byte first).
+    pub fn decode(body: Bytes) -> Result<Frame, ProtocolError> {
+        let Some(&type_byte) = body.first() else {
+            return Err(ProtocolError::EmptyFrame);
+        };
+        let ty =
+            FrameType::from_byte(type_byte).ok_or(ProtocolError::UnknownFrameType(type_byte))?;
+        let body = body.slice(1..);
+        let mut r = Reader::new(&body);
+        let malformed = |why: String| ProtocolError::Malformed { frame: ty, why };
+        let frame = (|| -> Result<Frame, BodyError> {
+            Ok(match ty {
+                FrameType::Hello => {
+                    let place = read_name(&mut r, "place")?;
+                    let token_len = u32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes"));
+                    let token = r.slice(token_len as usize)?;
+                    Frame::Hello {
+                        place: String::from_utf8_lossy(&place).into_owned(),
+                        token,
+                    }
+                }
+                FrameType::Welcome => Frame::Welcome {
+                    player: r.u64()?,
+                    max_frame: u32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes")),
+                },
+                FrameType::Refused => Frame::Refused {
+                    reason: lossy(r.rest()),
+                },
+                FrameType::Invoke => Frame::Invoke {
+                    call: r.u64()?,
+                    name: read_name(&mut r, "name")?,
+                    args: r.rest(),
+                },
+                FrameType::Result => Frame::Result {
+                    call: r.u64()?,
+                    values: r.rest(),
+                },
+                FrameType::Error => Frame::Error {
+                    call: r.u64()?,
+                    kind: ErrorKind::from_byte(r.u8()?),
+                    message: lossy(r.rest()),
+                },
+                FrameType::Event => Frame::Event {
+                    name: read_name(&mut r, "name")?,
+                    args: r.rest(),
+                },
+                FrameType::Ping => Frame::Ping(r.u64()?),
+                FrameType::Pong => Frame::Pong(r.u64()?),
+                FrameType::Goodbye => Frame::Goodbye {
+                    code: GoodbyeCode::from_byte(r.u8()?),
+                    reason: lossy(r.rest()),
+                },
+            })
+        })()
+        .map_err(|e| malformed(e.to_string()))?;
+        if r.remaining() != 0 {
+            return Err(malformed(format!("{} trailing bytes", r.remaining())));
+        }
+        Ok(frame)
+    }
+}
+
+/// What can be wrong inside a frame body.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    #[error("{0} is not UTF-8")]
+    NotUtf8(&'static str),
+}
+
+/// A u16-length-prefixed string that must be UTF-8 (names and places).
+fn read_name(r: &mut Reader<'_>, what: &'static str) -> Result<Bytes, BodyError> {
+    let s = read_str16(r)?;
+    std::str::from_utf8(&s).map_err(|_| BodyError::NotUtf8(what))?;
+    Ok(s)
+}
+
+fn lossy(b: Bytes) -> String {
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+fn read_str16(r: &mut Reader<'_>) -> Result<Bytes, ValueError> {
+    let len = r.u16()?;
+    r.slice(len as usize)
+}
+
+fn put_str16(out: &mut BytesMut, s: &[u8]) {
+    let len = s.len().min(u16::MAX as usize);
+    out.put_u16_le(len as u16);
+    out.put_slice(&s[..len]);
+}
+
+/// Writes a header with a placeholder length; returns where the frame starts.
+fn begin(out: &mut BytesMut, ty: FrameType) -> usize {
+    let start = out.len();
+    out.put_u32_le(0);
+    out.put_u8(ty as u8);
+    start
+}
+
+/// Patches the length of the frame that starts at `start`.
+fn finish(out: &mut BytesMut, start: usize) {
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Appends an `INVOKE` frame, encoding `args` straight into `out`.
+///
+/// On error `out` is left as it was.
+pub fn encode_invoke(
+    out: &mut BytesMut,
+    call: u64,
+    name: &str,
+    args: &[Value],
+    max_depth: usize,
+) -> Result<(), ValueError> {
+    let start = begin(out, FrameType::Invoke);
+    out.put_u64_le(call);
+    put_str16(out, name.as_bytes());
+    codec::encode_tuple(args, max_depth, out).inspect_err(|_| out.truncate(start))?;
+    finish(out, start);
+    Ok(())
+}
+
+/// Appends an `EVENT` frame, encoding `args` straight into `out`.
+pub fn encode_event(
+    out: &mut BytesMut,
+    name: &str,
+    args: &[Value],
+    max_depth: usize,
+) -> Result<(), ValueError> {
+    let start = begin(out, FrameType::Event);
+    put_str16(out, name.as_bytes());
+    codec::encode_tuple(args, max_depth, out).inspect_err(|_| out.truncate(start))?;
+    finish(out, start);
+    Ok(())
+}
+
+/// Appends a `RESULT` frame, encoding `values` straight into `out`.
+pub fn encode_result(
+    out: &mut BytesMut,
+    call: u64,
+    values: &[Value],
+    max_depth: usize,
+) -> Result<(), ValueError> {
+    let start = begin(out, FrameType::Result);
+    out.put_u64_le(call);
+    codec::encode_tuple(values, max_depth, out).inspect_err(|_| out.truncate(start))?;
+    finish(out, start);
+    Ok(())
+}
+
+/// Appends an `ERROR` frame.
+pub fn encode_error(out: &mut BytesMut, call: u64, kind: ErrorKind, message: &str) {
+    Frame::Error {
+        call,
+        kind,
+        message: message.to_owned(),
+    }
+    .encode(out)
+}
+
+/// Appends a `GOODBYE` frame.
+pub fn encode_goodbye(out: &mut BytesMut, code: GoodbyeCode, reason: &str) {
+    let start = begin(out, FrameType::Goodbye);
+    out.put_u8(code as u8);
+    out.put_slice(reason.as_bytes());
+    finish(out, start);
+}
