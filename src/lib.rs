@@ -21,3 +21,18 @@ pub mod proto;
 pub mod value;
 
 pub use value::{CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vector3};
+
+mod calls;
+pub mod client;
+mod dispatch;
+mod endpoint;
+mod error;
+mod reactor;
+pub mod server;
+
+pub use calls::CallId;
+pub use client::{Client, ClientConfig, ClientHandle};
+pub use dispatch::DispatchMode;
+pub use endpoint::{AuthRequest, Identity, PlayerInfo, Responder};
+pub use error::{Error, Result};
+pub use server::{PlayerId, Server, ServerConfig, ServerHandle};

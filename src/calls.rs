@@ -1,0 +1,322 @@
+//! Calls in flight: preallocated slots where blocked callers park, and the table of inbound
+//! calls awaiting a handler's reply.
+//!
+//! A call id is `generation << 32 | slot index`. Releasing a slot bumps its generation, so a
+//! late reply (after a timeout) or a forged one names a generation that no longer exists and is
+//! dropped: it can never complete a later call that reuses the slot. Both tables are allocated
+//! once, up front; the free list is a lock-free queue, and each slot has its own small lock, so
+//! callers on different slots never contend.
+
+use crate::error::Error;
+use bytes::Bytes;
+use crossbeam_queue::ArrayQueue;
+use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Identifies one pending invocation: slot index and generation. Never 0.
+pub type CallId = u64;
+
+fn split(id: CallId) -> (usize, u32) {
+    ((id & 0xffff_ffff) as usize, (id >> 32) as u32)
+}
+
+fn join(index: usize, generation: u32) -> CallId {
+    (u64::from(generation) << 32) | index as u64
+}
+
+fn next_generation(g: u32) -> u32 {
+    // Generation 0 never names a live call, so no id is ever 0.
+    g.wrapping_add(1).max(1)
+}
+
+/// What a caller receives: the encoded result values, or why there are none.
+pub(crate) type Outcome = Result<Bytes, Error>;
+
+enum Phase {
+    Free,
+    Waiting,
+    Done(Outcome),
+}
+
+struct Slot {
+    state: Mutex<(u32, Phase)>,
+    ready: Condvar,
+}
+
+/// Outbound calls: one slot per call this side has sent and not yet seen answered.
+pub(crate) struct CallSlots {
+    slots: Box<[Slot]>,
+    free: ArrayQueue<u32>,
+    closed: AtomicBool,
+}
+
+impl CallSlots {
+    pub(crate) fn new(capacity: usize) -> CallSlots {
+        let capacity = capacity.clamp(1, u32::MAX as usize);
+        let free = ArrayQueue::new(capacity);
+        for i in 0..capacity {
+            free.push(i as u32).expect("queue sized to capacity");
+        }
+        CallSlots {
+            slots: (0..capacity)
+                .map(|_| Slot {
+                    state: Mutex::new((1, Phase::Free)),
+                    ready: Condvar::new(),
+                })
+                .collect(),
+            free,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes a free slot for a new call.
+    pub(crate) fn acquire(&self) -> Result<CallId, Error> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed("shut down".into()));
+        }
+        let Some(index) = self.free.pop() else {
+            return Err(Error::Limit(format!(
+                "{} calls already in flight",
+                self.slots.len()
+            )));
+        };
+        let id = {
+            let mut state = self.slots[index as usize].state.lock();
+            state.1 = Phase::Waiting;
+            join(index as usize, state.0)
+        };
+        // Checked after the slot is marked Waiting: either `fail_all` sees it Waiting and fails
+        // it, or this load sees the close (see `fail_all`).
+        if self.closed.load(Ordering::SeqCst) {
+            self.release(id);
+            return Err(Error::Closed("shut down".into()));
+        }
+        Ok(id)
+    }
+
+    /// Parks until the call completes or `timeout` elapses, then frees the slot.
+    pub(crate) fn wait(&self, id: CallId, timeout: Option<Duration>) -> Outcome {
+        let (index, generation) = split(id);
+        let slot = &self.slots[index];
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut state = slot.state.lock();
+        debug_assert_eq!(
+            state.0, generation,
+            "waiting on a slot this caller does not own"
+        );
+        let outcome = loop {
+            if let Phase::Done(_) = state.1 {
+                let Phase::Done(outcome) = std::mem::replace(&mut state.1, Phase::Free) else {
+                    unreachable!()
+                };
+                break outcome;
+            }
+            match deadline {
+                None => slot.ready.wait(&mut state),
+                Some(d) => {
+                    if slot.ready.wait_until(&mut state, d).timed_out() {
+                        if let Phase::Done(_) = state.1 {
+                            continue;
+                        }
+                        state.1 = Phase::Free;
+                        break Err(Error::Timeout(timeout.unwrap_or_default()));
+                    }
+                }
+            }
+        };
+        state.0 = next_generation(state.0);
+        drop(state);
+        self.free.push(index as u32).expect("a slot is freed once");
+        outcome
+    }
+
+    /// Frees a slot whose call was never sent.
+    pub(crate) fn release(&self, id: CallId) {
+        let (index, generation) = split(id);
+        let mut state = self.slots[index].state.lock();
+        if state.0 == generation && !matches!(state.1, Phase::Free) {
+            state.1 = Phase::Free;
+            state.0 = next_generation(state.0);
+            drop(state);
+            self.free.push(index as u32).expect("a slot is freed once");
+        }
+    }
+
+    /// Delivers the outcome of call `id`. Returns false, changing nothing, when the id is stale
+    /// (timed out, already answered) or was never issued.
+    pub(crate) fn complete(&self, id: CallId, outcome: Outcome) -> bool {
+        let (index, generation) = split(id);
+        let Some(slot) = self.slots.get(index) else {
+            return false;
+        };
+        let mut state = slot.state.lock();
+        if state.0 != generation || !matches!(state.1, Phase::Waiting) {
+            return false;
+        }
+        state.1 = Phase::Done(outcome);
+        drop(state);
+        slot.ready.notify_one();
+        true
+    }
+
+    /// Whether `id` still names a call waiting for its outcome.
+    pub(crate) fn is_waiting(&self, id: CallId) -> bool {
+        let (index, generation) = split(id);
+        self.slots.get(index).is_some_and(|slot| {
+            let state = slot.state.lock();
+            state.0 == generation && matches!(state.1, Phase::Waiting)
+        })
+    }
+
+    /// Refuses new calls and fails every waiting one with `error`.
+    pub(crate) fn fail_all(&self, error: &Error) {
+        self.closed.store(true, Ordering::SeqCst);
+        for slot in self.slots.iter() {
+            let mut state = slot.state.lock();
+            if matches!(state.1, Phase::Waiting) {
+                state.1 = Phase::Done(Err(error.clone()));
+                drop(state);
+                slot.ready.notify_one();
+            }
+        }
+    }
+
+    /// Calls currently holding a slot.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+}
+
+/// Inbound calls handed to a handler and not yet replied to: each maps the local call id the
+/// handler holds to the route of its reply.
+pub(crate) struct ReplyTable<R> {
+    slots: Box<[Mutex<(u32, Option<R>)>]>,
+    free: ArrayQueue<u32>,
+}
+
+impl<R> ReplyTable<R> {
+    pub(crate) fn new(capacity: usize) -> ReplyTable<R> {
+        let capacity = capacity.clamp(1, u32::MAX as usize);
+        let free = ArrayQueue::new(capacity);
+        for i in 0..capacity {
+            free.push(i as u32).expect("queue sized to capacity");
+        }
+        ReplyTable {
+            slots: (0..capacity).map(|_| Mutex::new((1, None))).collect(),
+            free,
+        }
+    }
+
+    /// Records a route; `None` when the table is full.
+    pub(crate) fn insert(&self, route: R) -> Option<CallId> {
+        let index = self.free.pop()? as usize;
+        let mut slot = self.slots[index].lock();
+        slot.1 = Some(route);
+        Some(join(index, slot.0))
+    }
+
+    /// Takes the route of call `id`, once; `None` for a stale, doubled or unknown id.
+    pub(crate) fn take(&self, id: CallId) -> Option<R> {
+        let (index, generation) = split(id);
+        let mut slot = self.slots.get(index)?.lock();
+        if slot.0 != generation {
+            return None;
+        }
+        let route = slot.1.take()?;
+        slot.0 = next_generation(slot.0);
+        drop(slot);
+        self.free.push(index as u32).expect("a slot is freed once");
+        Some(route)
+    }
+
+    /// Inbound calls awaiting a reply.
+    pub(crate) fn pending(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_completed_call_delivers_its_outcome_once() {
+        let slots = CallSlots::new(4);
+        let id = slots.acquire().unwrap();
+        assert!(slots.complete(id, Ok(Bytes::from_static(b"x"))));
+        assert!(!slots.complete(id, Ok(Bytes::from_static(b"y"))));
+        assert_eq!(slots.wait(id, None).unwrap(), Bytes::from_static(b"x"));
+        assert_eq!(slots.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_late_reply_after_timeout_never_reaches_the_next_call() {
+        let slots = CallSlots::new(1);
+        let first = slots.acquire().unwrap();
+        assert!(matches!(
+            slots.wait(first, Some(Duration::from_millis(10))),
+            Err(Error::Timeout(_))
+        ));
+        let second = slots.acquire().unwrap();
+        assert_ne!(first, second, "same slot, new generation");
+        assert_eq!(first & 0xffff_ffff, second & 0xffff_ffff);
+        assert!(!slots.complete(first, Ok(Bytes::from_static(b"late"))));
+        assert!(slots.complete(second, Ok(Bytes::from_static(b"mine"))));
+        assert_eq!(
+            slots.wait(second, None).unwrap(),
+            Bytes::from_static(b"mine")
+        );
+    }
+
+    #[test]
+    fn full_table_is_a_limit_error_and_ids_are_never_zero() {
+        let slots = CallSlots::new(2);
+        let a = slots.acquire().unwrap();
+        let b = slots.acquire().unwrap();
+        assert!(a != 0 && b != 0);
+        assert!(matches!(slots.acquire(), Err(Error::Limit(_))));
+        slots.release(a);
+        assert!(slots.acquire().is_ok());
+    }
+
+    #[test]
+    fn fail_all_wakes_every_waiter_and_refuses_new_calls() {
+        let slots = Arc::new(CallSlots::new(8));
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let id = slots.acquire().unwrap();
+                let s = slots.clone();
+                std::thread::spawn(move || s.wait(id, None))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(20));
+        slots.fail_all(&Error::Closed("bye".into()));
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), Err(Error::Closed("bye".into())));
+        }
+        assert!(matches!(slots.acquire(), Err(Error::Closed(_))));
+        assert_eq!(slots.in_flight(), 0);
+    }
+
+    #[test]
+    fn forged_ids_are_ignored() {
+        let slots = CallSlots::new(2);
+        assert!(!slots.complete(u64::MAX, Ok(Bytes::new())));
+        assert!(!slots.complete(join(1, 7), Ok(Bytes::new())));
+    }
+
+    #[test]
+    fn reply_routes_are_taken_exactly_once() {
+        let table = ReplyTable::new(2);
+        let id = table.insert("route").unwrap();
+        assert_eq!(table.take(id), Some("route"));
+        assert_eq!(table.take(id), None);
+        assert_eq!(table.take(12345), None);
+        let again = table.insert("next").unwrap();
+        assert_ne!(again, id);
+        assert_eq!(table.take(id), None);
+        assert_eq!(table.pending(), 1);
+    }
+}

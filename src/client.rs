@@ -1,0 +1,360 @@
+//! The player's API: connect, invoke the server, bind `OnClientInvoke` handlers, fire events.
+
+use crate::calls::CallId;
+use crate::dispatch::DispatchMode;
+use crate::endpoint::{Endpoint, Limits, Responder, Side};
+use crate::error::{Error, Result};
+use crate::proto::{self, Frame, Role, DEFAULT_MAX_FRAME};
+use crate::reactor::Reactor;
+use crate::value::codec::DEFAULT_MAX_DEPTH;
+use crate::value::{Tuple, Value};
+use bytes::{Bytes, BytesMut};
+use std::fmt::Display;
+use std::io::{ErrorKind as IoKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a client connects. `ClientConfig::default()` connects anonymously to an embedded server.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Credentials for the server's authenticator. Default: empty.
+    pub token: Bytes,
+    /// The place to join (relay deployments). Default: empty.
+    pub place: String,
+    /// Where `OnClientInvoke` handlers run. Default: [`DispatchMode::Workers`].
+    pub dispatch: DispatchMode,
+    /// Handler worker threads. Default: 1 (a player's handlers rarely need more).
+    pub workers: usize,
+    /// How long connecting and the handshake may take. Default: 10 s.
+    pub connect_timeout: Duration,
+    /// Largest frame accepted from the server. Default: 4 MiB.
+    pub max_payload: u32,
+    /// Deepest table nesting accepted in values. Default: 64.
+    pub max_depth: usize,
+    /// Calls queued per name while no handler is bound. Default: 256.
+    pub queue_per_function: usize,
+    /// `invoke_server` calls in flight at once, over all threads. Default: 4,096.
+    pub max_calls_in_flight: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            token: Bytes::new(),
+            place: String::new(),
+            dispatch: DispatchMode::Workers,
+            workers: 1,
+            connect_timeout: Duration::from_secs(10),
+            max_payload: DEFAULT_MAX_FRAME,
+            max_depth: DEFAULT_MAX_DEPTH,
+            queue_per_function: 256,
+            max_calls_in_flight: 4096,
+        }
+    }
+}
+
+/// A connected player. Dropping it disconnects (see [`ClientHandle::close`]).
+///
+/// All operations live on [`ClientHandle`], which `Client` dereferences to. One client may be
+/// shared by many threads: each call gets its own answer.
+pub struct Client {
+    handle: ClientHandle,
+}
+
+/// A cheap, clonable reference to a [`Client`]. It does not keep the connection open.
+#[derive(Clone)]
+pub struct ClientHandle {
+    ep: Arc<Endpoint>,
+    conn: u64,
+    player: u64,
+}
+
+impl Client {
+    /// Connects to a server (or relay) at `addr` and completes the handshake.
+    ///
+    /// Fails with [`Error::Rejected`] (the server's reason) when refused, [`Error::Timeout`]
+    /// when `connect_timeout` passes, or [`Error::Io`].
+    pub fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client> {
+        let deadline = Instant::now() + config.connect_timeout;
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|e| Error::Io(format!("cannot resolve address: {e}")))?
+            .collect();
+        let mut last = Error::Io("address resolved to nothing".into());
+        let mut socket = None;
+        for a in addrs {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                last = Error::Timeout(config.connect_timeout);
+                break;
+            }
+            match TcpStream::connect_timeout(&a, left) {
+                Ok(s) => {
+                    socket = Some(s);
+                    break;
+                }
+                Err(e) if e.kind() == IoKind::TimedOut => {
+                    last = Error::Timeout(config.connect_timeout)
+                }
+                Err(e) => last = Error::Io(format!("cannot connect to {a}: {e}")),
+            }
+        }
+        let mut socket = socket.ok_or(last)?;
+        socket.set_nodelay(true)?;
+        let (proto, player) = handshake(&mut socket, &config, deadline)?;
+        socket.set_read_timeout(None)?;
+
+        let limits = Limits {
+            max_frame: config.max_payload,
+            max_depth: config.max_depth,
+            queue_per_name: config.queue_per_function,
+            max_calls_in_flight: config.max_calls_in_flight,
+            max_pending_replies: 4096,
+            max_output_buffer: 64 * 1024 * 1024,
+            max_players: 1,
+        };
+        let ep = Endpoint::start(Side::Client, limits, config.dispatch, config.workers);
+        let started = Reactor::client(ep.clone(), socket, proto).and_then(|(reactor, conn)| {
+            let thread = std::thread::Builder::new()
+                .name("rf-client-reactor".into())
+                .spawn(move || reactor.run())?;
+            *ep.reactor.lock() = Some(thread);
+            Ok(conn)
+        });
+        match started {
+            Ok(conn) => Ok(Client {
+                handle: ClientHandle { ep, conn, player },
+            }),
+            Err(e) => {
+                ep.shutdown();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> ClientHandle {
+        self.handle.clone()
+    }
+}
+
+/// Sends the preface and HELLO, then reads until WELCOME or REFUSED. Bytes that arrive behind
+/// the WELCOME stay in the returned protocol state for the reactor.
+fn handshake(
+    socket: &mut TcpStream,
+    config: &ClientConfig,
+    deadline: Instant,
+) -> Result<(proto::Connection, u64)> {
+    let timeout_err = || Error::Timeout(config.connect_timeout);
+    let mut out = BytesMut::new();
+    proto::encode_preface(&mut out);
+    Frame::Hello {
+        place: config.place.clone(),
+        token: config.token.clone(),
+    }
+    .encode(&mut out);
+    socket.set_write_timeout(Some(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1)),
+    ))?;
+    socket.write_all(&out).map_err(|e| match e.kind() {
+        IoKind::WouldBlock | IoKind::TimedOut => timeout_err(),
+        _ => Error::Io(format!("handshake failed: {e}")),
+    })?;
+    socket.set_write_timeout(None)?;
+
+    let mut conn = proto::Connection::new(Role::Client, config.max_payload);
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.poll_frame() {
+            Ok(Some(Frame::Welcome { player, .. })) => return Ok((conn, player)),
+            Ok(Some(Frame::Refused { reason })) => return Err(Error::Rejected(reason)),
+            Ok(Some(Frame::Goodbye { reason, .. })) => return Err(Error::Rejected(reason)),
+            Ok(Some(other)) => {
+                return Err(Error::Io(format!(
+                    "unexpected {:?} frame in the handshake",
+                    other.frame_type()
+                )))
+            }
+            Ok(None) => {}
+            Err(e) => return Err(Error::Io(format!("handshake failed: {e}"))),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timeout_err());
+        }
+        socket.set_read_timeout(Some(left))?;
+        match socket.read(&mut buf) {
+            Ok(0) => {
+                return Err(Error::Io(
+                    "the server closed the connection during the handshake".into(),
+                ))
+            }
+            Ok(n) => conn.handle_bytes(&buf[..n]),
+            Err(e) if matches!(e.kind(), IoKind::WouldBlock | IoKind::TimedOut) => {
+                return Err(timeout_err())
+            }
+            Err(e) if e.kind() == IoKind::Interrupted => {}
+            Err(e) => return Err(Error::Io(format!("handshake failed: {e}"))),
+        }
+    }
+}
+
+impl std::ops::Deref for Client {
+    type Target = ClientHandle;
+    fn deref(&self) -> &ClientHandle {
+        &self.handle
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.handle.close();
+    }
+}
+
+impl ClientHandle {
+    /// The id the server gave this player.
+    pub fn player_id(&self) -> u64 {
+        self.player
+    }
+
+    /// Whether the connection to the server is still up.
+    pub fn is_connected(&self) -> bool {
+        !self.ep.is_closed() && self.ep.lost.lock().is_none()
+    }
+
+    /// Calls `function` on the server and blocks until its handler returns or raises, the
+    /// connection drops, `timeout` elapses (`None`: wait forever), or the client is closed.
+    pub fn invoke_server(
+        &self,
+        function: &str,
+        args: &[Value],
+        timeout: Option<Duration>,
+    ) -> Result<Tuple> {
+        self.ep.invoke(self.conn, function, args, timeout)
+    }
+
+    /// Fires `event` at the server (fire-and-forget, in order).
+    pub fn fire_server(&self, event: &str, args: &[Value]) -> Result<()> {
+        self.ep.fire(self.conn, event, args)
+    }
+
+    /// Binds the `OnClientInvoke` handler of `function`; its return value (or error, as a
+    /// message) goes back to the server.
+    pub fn bind<F, E>(&self, function: &str, handler: F) -> Result<()>
+    where
+        F: Fn(&ClientHandle, Tuple) -> std::result::Result<Tuple, E> + Send + Sync + 'static,
+        E: Display,
+    {
+        let me = self.ids();
+        self.ep.bind(
+            function,
+            Arc::new(move |ep, _, args, call| {
+                let result = handler(&me.with_endpoint(ep), args);
+                let _ = match result {
+                    Ok(values) => ep.reply(call, Ok(&values)),
+                    Err(e) => ep.reply(call, Err(&e.to_string())),
+                };
+            }),
+        )
+    }
+
+    /// Binds a handler that answers through a [`Responder`], possibly later and from another
+    /// thread.
+    pub fn bind_deferred<F>(&self, function: &str, handler: F) -> Result<()>
+    where
+        F: Fn(&ClientHandle, Tuple, Responder) + Send + Sync + 'static,
+    {
+        let me = self.ids();
+        self.ep.bind(
+            function,
+            Arc::new(move |ep, _, args, call| {
+                handler(
+                    &me.with_endpoint(ep),
+                    args,
+                    Responder::new(ep.clone(), call),
+                )
+            }),
+        )
+    }
+
+    /// Binds a handler that completes its call by id with [`reply`](Self::reply).
+    pub fn bind_with_call_id<F>(&self, function: &str, handler: F) -> Result<()>
+    where
+        F: Fn(&ClientHandle, Tuple, CallId) + Send + Sync + 'static,
+    {
+        let me = self.ids();
+        self.ep.bind(
+            function,
+            Arc::new(move |ep, _, args, call| handler(&me.with_endpoint(ep), args, call)),
+        )
+    }
+
+    /// Removes the handler of `function`.
+    pub fn unbind(&self, function: &str) -> Result<()> {
+        self.ep.unbind(function)
+    }
+
+    /// Completes inbound call `call`; see [`crate::ServerHandle::reply`].
+    pub fn reply(&self, call: CallId, result: std::result::Result<&[Value], &str>) -> Result<()> {
+        self.ep.reply(call, result)
+    }
+
+    /// Binds the handler of a `RemoteEvent` fired by the server.
+    pub fn bind_event<F>(&self, event: &str, handler: F) -> Result<()>
+    where
+        F: Fn(&ClientHandle, Tuple) + Send + Sync + 'static,
+    {
+        let me = self.ids();
+        self.ep.bind_event(
+            event,
+            Arc::new(move |ep, _, args| handler(&me.with_endpoint(ep), args)),
+        )
+    }
+
+    /// Manual dispatch: runs up to `max` queued handlers on this thread, waiting up to
+    /// `timeout` for the first. Returns how many ran.
+    pub fn dispatch(&self, max: usize, timeout: Duration) -> Result<usize> {
+        self.ep.dispatch(max, timeout)
+    }
+
+    /// `invoke_server` calls currently waiting for an answer.
+    pub fn calls_in_flight(&self) -> usize {
+        self.ep.calls.in_flight()
+    }
+
+    /// Disconnects: pending calls fail with [`Error::Closed`], the server gets a goodbye, and
+    /// the client's threads are joined. Idempotent.
+    pub fn close(&self) {
+        self.ep.shutdown();
+    }
+
+    /// The ids a handler closure needs, without an endpoint reference (which it receives per
+    /// call), so handlers never keep the client alive.
+    fn ids(&self) -> IdsOnly {
+        IdsOnly {
+            conn: self.conn,
+            player: self.player,
+        }
+    }
+}
+
+/// A client's ids, captured by handler closures instead of a full handle.
+#[derive(Clone, Copy)]
+struct IdsOnly {
+    conn: u64,
+    player: u64,
+}
+
+impl IdsOnly {
+    fn with_endpoint(&self, ep: &Arc<Endpoint>) -> ClientHandle {
+        ClientHandle {
+            ep: ep.clone(),
+            conn: self.conn,
+            player: self.player,
+        }
+    }
+}

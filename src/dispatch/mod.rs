@@ -1,0 +1,65 @@
+//! Dispatch: what runs user code, and where.
+//!
+//! The reactor never runs a handler. It turns inbound frames into [`Job`]s and hands them to
+//! the [`Pool`]: either worker threads, or (manual mode) a queue the engine pumps from its own
+//! thread with `dispatch`. Handlers are looked up by name in a [`Registry`], which also holds
+//! the bounded queue of calls made to a name no handler is bound to yet.
+
+mod pool;
+mod registry;
+
+pub(crate) use pool::{blocking_section, Pool};
+pub(crate) use registry::{Lookup, Registry};
+
+use bytes::Bytes;
+
+/// How handlers are run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DispatchMode {
+    /// A pool of library threads runs handlers as calls arrive.
+    #[default]
+    Workers,
+    /// Handlers run only inside `dispatch()`, on the thread that calls it (often the engine's
+    /// main thread).
+    Manual,
+}
+
+/// One unit of user work, produced by the reactor.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// A call to a named function; `call` is the peer's id for it.
+    Invoke {
+        conn: u64,
+        call: u64,
+        name: Bytes,
+        args: Bytes,
+    },
+    /// A fire-and-forget event.
+    Event { conn: u64, name: Bytes, args: Bytes },
+    /// A player finished the handshake.
+    PlayerAdded(u64),
+    /// A player is gone.
+    PlayerRemoving(u64),
+    /// A handshake to decide.
+    Authenticate {
+        conn: u64,
+        place: String,
+        token: Bytes,
+    },
+}
+
+impl Job {
+    /// The connection whose jobs must run in order (events and player lifecycle), if any.
+    pub(crate) fn ordering_key(&self) -> Option<u64> {
+        match self {
+            Job::Event { conn, .. } => Some(*conn),
+            Job::PlayerAdded(p) | Job::PlayerRemoving(p) => Some(*p),
+            Job::Invoke { .. } | Job::Authenticate { .. } => None,
+        }
+    }
+}
+
+/// Validated UTF-8 name of a job (checked by the protocol decoder).
+pub(crate) fn name_str(name: &Bytes) -> &str {
+    std::str::from_utf8(name).unwrap_or("")
+}

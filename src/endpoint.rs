@@ -1,0 +1,618 @@
+//! The state both ends share between the reactor thread and the API threads, and the work done
+//! on either side of it: invoking, replying, firing, and running jobs.
+//!
+//! A server and a client are the same machine with a different handshake: each can invoke the
+//! other, bind handlers, fire events. [`Endpoint`] holds what is common; `server` and `client`
+//! are thin public APIs over it. The endpoint never touches a socket: it encodes frames and
+//! sends [`Command`]s to the reactor, which owns every socket.
+
+use crate::calls::{CallId, CallSlots, Outcome, ReplyTable};
+use crate::dispatch::{self, blocking_section, DispatchMode, Job, Lookup, Pool, Registry};
+use crate::error::{Error, Result};
+use crate::proto::{self, ErrorKind, GoodbyeCode};
+use crate::value::codec::{self, DecodeLimits};
+use crate::value::{Tuple, Value};
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Which end an endpoint is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Server,
+    Client,
+}
+
+/// The limits an endpoint enforces.
+#[derive(Clone, Debug)]
+pub(crate) struct Limits {
+    pub max_frame: u32,
+    pub max_depth: usize,
+    pub queue_per_name: usize,
+    pub max_calls_in_flight: usize,
+    pub max_pending_replies: usize,
+    pub max_output_buffer: usize,
+    pub max_players: usize,
+}
+
+/// Who a player is, as decided by the authenticator.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The game's id for the user (e.g. an account id); 0 when anonymous.
+    pub user_id: u64,
+    /// A display name; empty when anonymous.
+    pub name: String,
+}
+
+/// One handshake to decide.
+#[derive(Clone, Debug)]
+pub struct AuthRequest {
+    /// The place the player asked to join (empty for an embedded server).
+    pub place: String,
+    /// The player's credentials, opaque to the library.
+    pub token: Bytes,
+    /// The player's address, as seen by the server.
+    pub peer: Option<SocketAddr>,
+}
+
+pub(crate) type FnHandler = Arc<dyn Fn(&Arc<Endpoint>, u64, Tuple, CallId) + Send + Sync>;
+pub(crate) type EventHandler = Arc<dyn Fn(&Arc<Endpoint>, u64, Tuple) + Send + Sync>;
+pub(crate) type PlayerHook = Arc<dyn Fn(&Arc<Endpoint>, u64) + Send + Sync>;
+pub(crate) type Authenticator = Arc<
+    dyn Fn(&Arc<Endpoint>, &AuthRequest) -> std::result::Result<Identity, String> + Send + Sync,
+>;
+
+/// Where the reply to an inbound call goes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Route {
+    pub conn: u64,
+    pub call: u64,
+}
+
+/// What the API threads ask of the reactor.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Send an outbound call's frame and track `call` on the connection, so a disconnect or a
+    /// reply from that connection (and only that one) completes it.
+    Call {
+        conn: u64,
+        call: CallId,
+        frame: Bytes,
+    },
+    /// Send a frame.
+    Send { conn: u64, frame: Bytes },
+    /// Send a frame to every player that finished the handshake.
+    Broadcast { frame: Bytes },
+    /// The authenticator accepted a handshake.
+    Accept { conn: u64, identity: Identity },
+    /// The authenticator refused a handshake.
+    Refuse { conn: u64, reason: String },
+    /// Close a connection with a goodbye.
+    Close {
+        conn: u64,
+        code: GoodbyeCode,
+        reason: String,
+    },
+    /// Close everything and stop.
+    Shutdown,
+}
+
+/// A connected player, as the registry knows them.
+#[derive(Clone, Debug)]
+pub struct PlayerInfo {
+    /// Who the authenticator said they are.
+    pub identity: Identity,
+    /// Their address.
+    pub peer: Option<SocketAddr>,
+}
+
+pub(crate) struct Endpoint {
+    pub side: Side,
+    pub limits: Limits,
+    pub calls: CallSlots,
+    pub replies: ReplyTable<Route>,
+    pub functions: Registry<FnHandler, Job>,
+    pub events: Registry<EventHandler, Job>,
+    pub player_added: RwLock<Vec<PlayerHook>>,
+    pub player_removing: RwLock<Vec<PlayerHook>>,
+    pub authenticator: RwLock<Option<Authenticator>>,
+    pub players: RwLock<HashMap<u64, PlayerInfo>>,
+    pub pool: OnceLock<Pool>,
+    pub commands: (Sender<Command>, Receiver<Command>),
+    pub waker: OnceLock<mio::Waker>,
+    pub wake_pending: AtomicBool,
+    pub closed: AtomicBool,
+    pub reactor: Mutex<Option<JoinHandle<()>>>,
+    pub local_addr: OnceLock<SocketAddr>,
+    /// Client: why the connection to the server ended, once it has.
+    pub lost: Mutex<Option<String>>,
+}
+
+impl Endpoint {
+    /// Creates the endpoint and starts its dispatch pool.
+    pub(crate) fn start(
+        side: Side,
+        limits: Limits,
+        mode: DispatchMode,
+        workers: usize,
+    ) -> Arc<Endpoint> {
+        let ep = Arc::new(Endpoint {
+            side,
+            calls: CallSlots::new(limits.max_calls_in_flight),
+            replies: ReplyTable::new(limits.max_pending_replies),
+            functions: Registry::new(limits.queue_per_name),
+            events: Registry::new(limits.queue_per_name),
+            limits,
+            player_added: RwLock::new(Vec::new()),
+            player_removing: RwLock::new(Vec::new()),
+            authenticator: RwLock::new(None),
+            players: RwLock::new(HashMap::new()),
+            pool: OnceLock::new(),
+            commands: unbounded(),
+            waker: OnceLock::new(),
+            wake_pending: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            reactor: Mutex::new(None),
+            local_addr: OnceLock::new(),
+            lost: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&ep);
+        let runner: Arc<dyn Fn(Job) + Send + Sync> = Arc::new(move |job| {
+            if let Some(ep) = weak.upgrade() {
+                ep.run_job(job);
+            }
+        });
+        let name = match side {
+            Side::Server => "rf-server",
+            Side::Client => "rf-client",
+        };
+        // The runner holds the endpoint weakly: pool threads never keep an endpoint alive.
+        let pool = Pool::start(mode, workers, runner, name);
+        ep.pool.set(pool).ok().expect("pool set once");
+        ep
+    }
+
+    fn pool(&self) -> &Pool {
+        self.pool.get().expect("pool started with the endpoint")
+    }
+
+    pub(crate) fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_depth: self.limits.max_depth,
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed("shut down".into()));
+        }
+        Ok(())
+    }
+
+    /// Sends a command to the reactor, waking it only if it is not already due to drain.
+    pub(crate) fn command(&self, cmd: Command) {
+        let _ = self.commands.0.send(cmd);
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            if let Some(w) = self.waker.get() {
+                if let Err(e) = w.wake() {
+                    tracing::error!("cannot wake the reactor: {e}");
+                }
+            }
+        }
+    }
+
+    fn check_name(&self, name: &str) -> Result<()> {
+        if name.len() > u16::MAX as usize {
+            return Err(Error::InvalidArgument(format!(
+                "name of {} bytes is longer than {} bytes",
+                name.len(),
+                u16::MAX
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_frame_size(&self, frame: &[u8]) -> Result<()> {
+        let len = frame.len() - 4;
+        if len > self.limits.max_frame as usize {
+            return Err(Error::Limit(format!(
+                "payload of {len} bytes exceeds the limit of {} bytes",
+                self.limits.max_frame
+            )));
+        }
+        Ok(())
+    }
+
+    /// Calls `name` on connection `conn` and blocks until it answers, fails, or times out.
+    pub(crate) fn invoke(
+        &self,
+        conn: u64,
+        name: &str,
+        args: &[Value],
+        timeout: Option<Duration>,
+    ) -> Result<Tuple> {
+        self.check_open()?;
+        self.check_name(name)?;
+        if let Some(why) = self.lost.lock().as_ref() {
+            return Err(Error::Disconnected(why.clone()));
+        }
+        let call = self.calls.acquire()?;
+        let mut frame = BytesMut::with_capacity(64);
+        let encoded = proto::encode_invoke(&mut frame, call, name, args, self.limits.max_depth)
+            .map_err(|e| Error::InvalidArgument(format!("arguments cannot be sent: {e}")))
+            .and_then(|()| self.check_frame_size(&frame));
+        if let Err(e) = encoded {
+            self.calls.release(call);
+            return Err(e);
+        }
+        self.command(Command::Call {
+            conn,
+            call,
+            frame: frame.freeze(),
+        });
+        let outcome = {
+            let _blocked = blocking_section();
+            self.calls.wait(call, timeout)
+        };
+        self.decode_outcome(outcome)
+    }
+
+    fn decode_outcome(&self, outcome: Outcome) -> Result<Tuple> {
+        let values = outcome?;
+        codec::decode_tuple(&values, self.decode_limits())
+            .map_err(|e| Error::Io(format!("malformed reply from the peer: {e}")))
+    }
+
+    /// Completes inbound call `call` with values or an error message.
+    pub(crate) fn reply(
+        &self,
+        call: CallId,
+        result: std::result::Result<&[Value], &str>,
+    ) -> Result<()> {
+        let Some(route) = self.replies.take(call) else {
+            return Err(Error::InvalidArgument(format!(
+                "call id {call:#x} is unknown or already completed"
+            )));
+        };
+        let mut frame = BytesMut::with_capacity(64);
+        let mut outcome = Ok(());
+        match result {
+            Ok(values) => {
+                let encoded =
+                    proto::encode_result(&mut frame, route.call, values, self.limits.max_depth)
+                        .map_err(|e| Error::InvalidArgument(format!("results cannot be sent: {e}")))
+                        .and_then(|()| self.check_frame_size(&frame));
+                if let Err(e) = encoded {
+                    // The caller must not hang: it receives the failure instead.
+                    frame.clear();
+                    proto::encode_error(&mut frame, route.call, ErrorKind::Handler, &e.to_string());
+                    outcome = Err(e);
+                }
+            }
+            Err(message) => {
+                proto::encode_error(&mut frame, route.call, ErrorKind::Handler, message)
+            }
+        }
+        self.command(Command::Send {
+            conn: route.conn,
+            frame: frame.freeze(),
+        });
+        outcome
+    }
+
+    fn send_error(&self, conn: u64, call: u64, kind: ErrorKind, message: &str) {
+        let mut frame = BytesMut::new();
+        proto::encode_error(&mut frame, call, kind, message);
+        self.command(Command::Send {
+            conn,
+            frame: frame.freeze(),
+        });
+    }
+
+    fn encode_event(&self, name: &str, args: &[Value]) -> Result<Bytes> {
+        self.check_open()?;
+        self.check_name(name)?;
+        let mut frame = BytesMut::with_capacity(64);
+        proto::encode_event(&mut frame, name, args, self.limits.max_depth)
+            .map_err(|e| Error::InvalidArgument(format!("arguments cannot be sent: {e}")))?;
+        self.check_frame_size(&frame)?;
+        Ok(frame.freeze())
+    }
+
+    /// Fires event `name` at connection `conn`.
+    pub(crate) fn fire(&self, conn: u64, name: &str, args: &[Value]) -> Result<()> {
+        let frame = self.encode_event(name, args)?;
+        if let Some(why) = self.lost.lock().as_ref() {
+            return Err(Error::Disconnected(why.clone()));
+        }
+        self.command(Command::Send { conn, frame });
+        Ok(())
+    }
+
+    /// Fires event `name` at every player.
+    pub(crate) fn fire_all(&self, name: &str, args: &[Value]) -> Result<()> {
+        let frame = self.encode_event(name, args)?;
+        self.command(Command::Broadcast { frame });
+        Ok(())
+    }
+
+    /// Binds a function handler and releases the calls that were waiting for it.
+    pub(crate) fn bind(&self, name: &str, handler: FnHandler) -> Result<()> {
+        self.check_open()?;
+        self.check_name(name)?;
+        for job in self.functions.bind(name, handler) {
+            self.pool().submit(job);
+        }
+        Ok(())
+    }
+
+    /// Binds an event handler and releases the events that were waiting for it.
+    pub(crate) fn bind_event(&self, name: &str, handler: EventHandler) -> Result<()> {
+        self.check_open()?;
+        self.check_name(name)?;
+        for job in self.events.bind(name, handler) {
+            self.pool().submit(job);
+        }
+        Ok(())
+    }
+
+    /// Unbinds a function handler.
+    pub(crate) fn unbind(&self, name: &str) -> Result<()> {
+        if self.functions.unbind(name) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "no handler is bound to {name:?}"
+            )))
+        }
+    }
+
+    /// Manual mode: runs queued handlers on this thread.
+    pub(crate) fn dispatch(&self, max: usize, timeout: Duration) -> Result<usize> {
+        self.check_open()?;
+        if self.pool().mode() != DispatchMode::Manual {
+            return Err(Error::InvalidArgument(
+                "dispatch() is for manual dispatch mode; this endpoint runs handlers on workers"
+                    .into(),
+            ));
+        }
+        Ok(self.pool().pump(max, timeout))
+    }
+
+    /// Runs one job on the current (worker or dispatching) thread.
+    fn run_job(self: &Arc<Self>, job: Job) {
+        match job {
+            Job::Invoke {
+                conn,
+                call,
+                name,
+                args,
+            } => self.run_invoke(conn, call, name, args),
+            Job::Event { conn, name, args } => self.run_event(conn, name, args),
+            Job::PlayerAdded(player) => self.run_hooks(&self.player_added, player),
+            Job::PlayerRemoving(player) => self.run_hooks(&self.player_removing, player),
+            Job::Authenticate { conn, place, token } => self.run_authenticate(conn, place, token),
+        }
+    }
+
+    fn run_invoke(self: &Arc<Self>, conn: u64, call: u64, name: Bytes, args: Bytes) {
+        let fname = dispatch::name_str(&name);
+        let handler = match self.functions.lookup_or_queue(
+            fname,
+            Job::Invoke {
+                conn,
+                call,
+                name: name.clone(),
+                args,
+            },
+        ) {
+            Lookup::Run(h, Job::Invoke { args, .. }) => (h, args),
+            Lookup::Run(..) => unreachable!("registry hands back the job it was given"),
+            Lookup::Queued => return,
+            Lookup::Full(_) => {
+                let msg = format!(
+                    "no handler is bound to {fname:?} and its queue is full ({} calls)",
+                    self.limits.queue_per_name
+                );
+                return self.send_error(conn, call, ErrorKind::Limit, &msg);
+            }
+        };
+        let (handler, args) = handler;
+        let args = match codec::decode_tuple(&args, self.decode_limits()) {
+            Ok(args) => args,
+            Err(e) => {
+                let reason = format!("malformed arguments to {fname:?}: {e}");
+                self.send_error(conn, call, ErrorKind::InvalidArgument, &reason);
+                return self.command(Command::Close {
+                    conn,
+                    code: GoodbyeCode::ProtocolError,
+                    reason,
+                });
+            }
+        };
+        let Some(local) = self.replies.insert(Route { conn, call }) else {
+            let msg = format!(
+                "{} calls already await a reply",
+                self.limits.max_pending_replies
+            );
+            return self.send_error(conn, call, ErrorKind::Limit, &msg);
+        };
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(self, conn, args, local))) {
+            let msg = format!("handler for {fname:?} panicked: {}", panic_message(&panic));
+            tracing::error!(player = conn, "{msg}");
+            // Ignored when the handler replied before panicking.
+            let _ = self.reply(local, Err(&msg));
+        }
+    }
+
+    fn run_event(self: &Arc<Self>, conn: u64, name: Bytes, args: Bytes) {
+        let ename = dispatch::name_str(&name);
+        let (handler, args) = match self.events.lookup_or_queue(
+            ename,
+            Job::Event {
+                conn,
+                name: name.clone(),
+                args,
+            },
+        ) {
+            Lookup::Run(h, Job::Event { args, .. }) => (h, args),
+            Lookup::Run(..) => unreachable!("registry hands back the job it was given"),
+            Lookup::Queued => return,
+            Lookup::Full(_) => {
+                tracing::warn!(
+                    player = conn,
+                    event = ename,
+                    "event dropped: no handler and its queue is full"
+                );
+                return;
+            }
+        };
+        match codec::decode_tuple(&args, self.decode_limits()) {
+            Ok(args) => {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(self, conn, args))) {
+                    tracing::error!(
+                        player = conn,
+                        event = ename,
+                        "event handler panicked: {}",
+                        panic_message(&panic)
+                    );
+                }
+            }
+            Err(e) => self.command(Command::Close {
+                conn,
+                code: GoodbyeCode::ProtocolError,
+                reason: format!("malformed arguments to event {ename:?}: {e}"),
+            }),
+        }
+    }
+
+    fn run_hooks(self: &Arc<Self>, hooks: &RwLock<Vec<PlayerHook>>, player: u64) {
+        let hooks = hooks.read().clone();
+        for hook in hooks {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(self, player))) {
+                tracing::error!(
+                    player,
+                    "player callback panicked: {}",
+                    panic_message(&panic)
+                );
+            }
+        }
+    }
+
+    fn run_authenticate(self: &Arc<Self>, conn: u64, place: String, token: Bytes) {
+        let auth = self.authenticator.read().clone();
+        let peer = self.players.read().get(&conn).and_then(|p| p.peer);
+        let request = AuthRequest { place, token, peer };
+        let decision = match auth {
+            None => Ok(Identity::default()),
+            Some(auth) => {
+                catch_unwind(AssertUnwindSafe(|| auth(self, &request))).unwrap_or_else(|panic| {
+                    Err(format!("authenticator panicked: {}", panic_message(&panic)))
+                })
+            }
+        };
+        self.command(match decision {
+            Ok(identity) => Command::Accept { conn, identity },
+            Err(reason) => Command::Refuse { conn, reason },
+        });
+    }
+
+    /// Stops everything: fails pending calls with Closed, closes connections with a goodbye,
+    /// joins the reactor and the workers. Idempotent.
+    pub(crate) fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.calls.fail_all(&Error::Closed("shut down".into()));
+        self.command(Command::Shutdown);
+        if let Some(reactor) = self.reactor.lock().take() {
+            if reactor.thread().id() != std::thread::current().id() {
+                let _ = reactor.join();
+            }
+        }
+        self.functions.clear();
+        self.events.clear();
+        self.player_added.write().clear();
+        self.player_removing.write().clear();
+        self.authenticator.write().take();
+        self.pool().shutdown();
+    }
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}
+
+/// The right to answer one inbound call, for handlers that reply later (deferred replies).
+///
+/// Reply with [`Responder::reply`] from any thread. A responder dropped without replying
+/// answers the caller with an error, so no caller is left waiting forever by mistake.
+pub struct Responder {
+    ep: Arc<Endpoint>,
+    call: CallId,
+    replied: bool,
+}
+
+impl Responder {
+    pub(crate) fn new(ep: Arc<Endpoint>, call: CallId) -> Responder {
+        Responder {
+            ep,
+            call,
+            replied: false,
+        }
+    }
+
+    /// The id of the call being answered.
+    pub fn call_id(&self) -> CallId {
+        self.call
+    }
+
+    /// Answers the call with values, or with an error the caller receives as `Error::Remote`.
+    pub fn reply<E: std::fmt::Display>(
+        mut self,
+        result: std::result::Result<Tuple, E>,
+    ) -> Result<()> {
+        self.replied = true;
+        match result {
+            Ok(values) => self.ep.reply(self.call, Ok(&values)),
+            Err(e) => self.ep.reply(self.call, Err(&e.to_string())),
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if !self.replied {
+            let _ = self.ep.reply(
+                self.call,
+                Err("the handler dropped the call without replying"),
+            );
+        }
+    }
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("call", &self.call)
+            .finish()
+    }
+}

@@ -1,0 +1,671 @@
+//! The event loop: one mio `Poll` owning every socket of an endpoint.
+//!
+//! Connections live in a [`Slab`]; a connection's token is its slab key, and its id (the
+//! player id on a server) is `serial << 32 | key`, so a command for a connection that has since
+//! closed, and whose key was reused, is recognised and dropped. Reads are drained until
+//! `WouldBlock` (mio is edge-triggered) straight into the connection's protocol buffer, frames
+//! are cut without copying and routed: calls and events to the dispatch pool, replies to the
+//! call slots. Frames queued for a connection during one loop turn are written together, with
+//! one `write` where the socket takes them all.
+//!
+//! The reactor never runs user code and never blocks; other threads reach it through the
+//! endpoint's command channel and a [`mio::Waker`].
+
+use crate::calls::CallId;
+use crate::dispatch::Job;
+use crate::endpoint::{Command, Endpoint, Identity, PlayerInfo, Side};
+use crate::error::Error;
+use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, ProtocolError, Role};
+use bytes::BytesMut;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX);
+/// How long shutdown waits for goodbyes to be written before closing sockets anyway.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// One connection: its socket, protocol state, and what is in flight on it.
+struct Conn {
+    socket: TcpStream,
+    proto: proto::Connection,
+    id: u64,
+    peer: Option<SocketAddr>,
+    out: BytesMut,
+    /// Outbound calls awaiting a reply from this connection.
+    calls: Vec<CallId>,
+    /// Prune timed-out ids from `calls` when it reaches this length.
+    prune_at: usize,
+    welcomed: bool,
+    /// Close once `out` is written (after a goodbye or refusal).
+    closing: bool,
+    queued_for_flush: bool,
+}
+
+/// Why a connection is being closed.
+struct CloseReason {
+    /// The goodbye to send first, if the peer should be told.
+    goodbye: Option<(GoodbyeCode, String)>,
+    /// What pending calls on the connection fail with.
+    error: Error,
+}
+
+impl CloseReason {
+    fn peer_gone(why: impl Into<String>) -> CloseReason {
+        CloseReason {
+            goodbye: None,
+            error: Error::Disconnected(why.into()),
+        }
+    }
+
+    fn goodbye(code: GoodbyeCode, reason: impl Into<String>) -> CloseReason {
+        let reason = reason.into();
+        CloseReason {
+            error: Error::Disconnected(reason.clone()),
+            goodbye: Some((code, reason)),
+        }
+    }
+}
+
+pub(crate) struct Reactor {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: Slab<Conn>,
+    ep: Arc<Endpoint>,
+    serial: u32,
+    to_flush: Vec<usize>,
+    shutdown_deadline: Option<Instant>,
+}
+
+impl Reactor {
+    /// A reactor for a server listening on `listener`.
+    pub(crate) fn server(
+        ep: Arc<Endpoint>,
+        listener: std::net::TcpListener,
+    ) -> io::Result<Reactor> {
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        let reactor = Reactor::new(ep)?;
+        reactor
+            .poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Reactor {
+            listener: Some(listener),
+            ..reactor
+        })
+    }
+
+    /// A reactor for a client whose handshake is done: `proto` is open and may already hold
+    /// bytes that arrived after the welcome. Returns the reactor and the connection's id.
+    pub(crate) fn client(
+        ep: Arc<Endpoint>,
+        socket: std::net::TcpStream,
+        proto: proto::Connection,
+    ) -> io::Result<(Reactor, u64)> {
+        socket.set_nonblocking(true)?;
+        let peer = socket.peer_addr().ok();
+        let mut reactor = Reactor::new(ep)?;
+        let id = reactor.insert(TcpStream::from_std(socket), peer, proto)?;
+        let key = key_of(id);
+        reactor.conns[key].welcomed = true;
+        Ok((reactor, id))
+    }
+
+    fn new(ep: Arc<Endpoint>) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        if ep.waker.set(waker).is_err() {
+            return Err(io::Error::other("this endpoint already has a reactor"));
+        }
+        Ok(Reactor {
+            poll,
+            listener: None,
+            conns: Slab::new(),
+            ep,
+            serial: 0,
+            to_flush: Vec::new(),
+            shutdown_deadline: None,
+        })
+    }
+
+    fn insert(
+        &mut self,
+        mut socket: TcpStream,
+        peer: Option<SocketAddr>,
+        proto: proto::Connection,
+    ) -> io::Result<u64> {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        self.serial = self.serial.wrapping_add(1).max(1);
+        let id = (u64::from(self.serial) << 32) | key as u64;
+        self.poll.registry().register(
+            &mut socket,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(Conn {
+            socket,
+            proto,
+            id,
+            peer,
+            out: BytesMut::new(),
+            calls: Vec::new(),
+            prune_at: 64,
+            welcomed: false,
+            closing: false,
+            queued_for_flush: false,
+        });
+        Ok(id)
+    }
+
+    /// Runs until shutdown. A panic inside fails every pending call rather than leaving callers
+    /// parked forever.
+    pub(crate) fn run(mut self) {
+        let ep = self.ep.clone();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
+        if let Err(panic) = result {
+            tracing::error!(
+                "reactor panicked: {}",
+                crate::endpoint::panic_message(&panic)
+            );
+            ep.closed.store(true, Ordering::SeqCst);
+            ep.calls
+                .fail_all(&Error::Io("the reactor thread panicked".into()));
+        }
+    }
+
+    fn run_loop(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.shutdown_deadline.map(|_| Duration::from_millis(10));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!("poll failed: {e}");
+                self.ep
+                    .calls
+                    .fail_all(&Error::Io(format!("poll failed: {e}")));
+                return;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => self.drain_commands(),
+                    Token(key) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(key);
+                        }
+                        if event.is_writable() {
+                            self.queue_flush(key);
+                        }
+                    }
+                }
+            }
+            self.flush_all();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.is_empty() || Instant::now() >= deadline {
+                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for key in keys {
+                        self.remove(key, Error::Closed("shut down".into()));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((socket, peer)) => {
+                    let _ = socket.set_nodelay(true);
+                    let proto = proto::Connection::new(Role::Server, self.ep.limits.max_frame);
+                    match self.insert(socket, Some(peer), proto) {
+                        Ok(id) => tracing::debug!(conn = id, %peer, "accepted"),
+                        Err(e) => tracing::warn!(%peer, "cannot register a connection: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Typically EMFILE: stop accepting this turn; the listener stays registered.
+                    tracing::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drain_commands(&mut self) {
+        self.ep.wake_pending.store(false, Ordering::Release);
+        while let Ok(cmd) = self.ep.commands.1.try_recv() {
+            self.handle_command(cmd);
+        }
+    }
+
+    /// The live connection with this id.
+    fn lookup(&mut self, id: u64) -> Option<usize> {
+        let key = key_of(id);
+        self.conns
+            .get(key)
+            .filter(|c| c.id == id && !c.closing)
+            .map(|_| key)
+    }
+
+    fn handle_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Call { conn, call, frame } => match self.lookup(conn) {
+                Some(key) if self.conns[key].welcomed => {
+                    let c = &mut self.conns[key];
+                    c.calls.push(call);
+                    if c.calls.len() >= c.prune_at {
+                        let calls = &self.ep.calls;
+                        c.calls.retain(|id| calls.is_waiting(*id));
+                        c.prune_at = (c.calls.len() * 2).max(64);
+                    }
+                    self.queue(key, &frame);
+                }
+                _ => {
+                    let err = self.missing(conn);
+                    self.ep.calls.complete(call, Err(err));
+                }
+            },
+            Command::Send { conn, frame } => {
+                if let Some(key) = self.lookup(conn) {
+                    self.queue(key, &frame);
+                }
+            }
+            Command::Broadcast { frame } => {
+                let keys: Vec<usize> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.welcomed && !c.closing)
+                    .map(|(k, _)| k)
+                    .collect();
+                for key in keys {
+                    self.queue(key, &frame);
+                }
+            }
+            Command::Accept { conn, identity } => {
+                if let Some(key) = self.lookup(conn) {
+                    self.welcome(key, identity);
+                }
+            }
+            Command::Refuse { conn, reason } => {
+                if let Some(key) = self.lookup(conn) {
+                    self.refuse(key, &reason);
+                }
+            }
+            Command::Close { conn, code, reason } => {
+                if let Some(key) = self.lookup(conn) {
+                    self.close(key, CloseReason::goodbye(code, reason));
+                }
+            }
+            Command::Shutdown => self.begin_shutdown(),
+        }
+    }
+
+    /// The error for a call to a connection that is not there.
+    fn missing(&self, conn: u64) -> Error {
+        match self.ep.side {
+            Side::Server => Error::NotFound(conn),
+            Side::Client => Error::Disconnected(
+                self.ep
+                    .lost
+                    .lock()
+                    .clone()
+                    .unwrap_or_else(|| "not connected".into()),
+            ),
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.shutdown_deadline = Some(Instant::now() + SHUTDOWN_FLUSH);
+        let reason = match self.ep.side {
+            Side::Server => "server shutting down",
+            Side::Client => "client closing",
+        };
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let conn = &mut self.conns[key];
+            proto::encode_goodbye(&mut conn.out, GoodbyeCode::Shutdown, reason);
+            conn.closing = true;
+            self.queue_flush(key);
+        }
+    }
+
+    /// Appends a frame to a connection's output, cutting the connection if its unread output
+    /// passes the bound (a peer that stops reading must not grow memory).
+    fn queue(&mut self, key: usize, frame: &[u8]) {
+        let conn = &mut self.conns[key];
+        if conn.out.len() + frame.len() > self.ep.limits.max_output_buffer {
+            let reason = format!(
+                "output buffer over {} bytes: the peer is not reading",
+                self.ep.limits.max_output_buffer
+            );
+            return self.close(key, CloseReason::goodbye(GoodbyeCode::Limit, reason));
+        }
+        conn.out.extend_from_slice(frame);
+        self.queue_flush(key);
+    }
+
+    fn queue_flush(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.queued_for_flush {
+                conn.queued_for_flush = true;
+                self.to_flush.push(key);
+            }
+        }
+    }
+
+    fn flush_all(&mut self) {
+        let mut keys = std::mem::take(&mut self.to_flush);
+        for &key in &keys {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.queued_for_flush = false;
+                self.flush(key);
+            }
+        }
+        keys.clear();
+        if self.to_flush.is_empty() {
+            self.to_flush = keys;
+        }
+    }
+
+    fn flush(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        while !conn.out.is_empty() {
+            match conn.socket.write(&conn.out) {
+                Ok(0) => {
+                    return self.remove(
+                        key,
+                        Error::Disconnected("connection closed while writing".into()),
+                    )
+                }
+                Ok(n) => {
+                    let _ = conn.out.split_to(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return self.remove(key, Error::Disconnected(format!("write failed: {e}")))
+                }
+            }
+        }
+        if conn.out.capacity() > 64 * 1024 {
+            conn.out = BytesMut::new();
+        }
+        if conn.closing {
+            let error = Error::Disconnected("connection closed".into());
+            self.remove(key, error);
+        }
+    }
+
+    fn read(&mut self, key: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.closing {
+                return;
+            }
+            let buf = conn.proto.read_buf();
+            let start = buf.len();
+            buf.resize(start + READ_CHUNK, 0);
+            let result = conn.socket.read(&mut buf[start..]);
+            let n = *result.as_ref().unwrap_or(&0);
+            buf.truncate(start + n);
+            match result {
+                Ok(0) => {
+                    return self.close(
+                        key,
+                        CloseReason::peer_gone("the peer closed the connection"),
+                    );
+                }
+                Ok(_) => self.process(key),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.proto.release_idle_buffer();
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return self.close(key, CloseReason::peer_gone(format!("read failed: {e}")))
+                }
+            }
+        }
+    }
+
+    /// Handles every complete frame buffered on a connection.
+    fn process(&mut self, key: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.closing {
+                return;
+            }
+            match conn.proto.poll_frame() {
+                Ok(Some(frame)) => self.on_frame(key, frame),
+                Ok(None) => break,
+                Err(e) => return self.on_protocol_error(key, e),
+            }
+        }
+        // A peer still in the handshake cannot make us buffer more than a frame's worth.
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let limit = self.ep.limits.max_frame as usize + READ_CHUNK + 8;
+        if conn.proto.buffered() > limit {
+            let reason = format!("more than {limit} bytes sent before the handshake completed");
+            self.close(key, CloseReason::goodbye(GoodbyeCode::Limit, reason));
+        }
+    }
+
+    fn on_protocol_error(&mut self, key: usize, e: ProtocolError) {
+        let conn = &self.conns[key];
+        tracing::info!(conn = conn.id, peer = ?conn.peer, "protocol error: {e}");
+        if conn.welcomed || self.ep.side == Side::Client {
+            self.close(
+                key,
+                CloseReason::goodbye(GoodbyeCode::ProtocolError, e.to_string()),
+            );
+        } else {
+            self.refuse(key, &e.to_string());
+        }
+    }
+
+    fn on_frame(&mut self, key: usize, frame: Frame) {
+        let id = self.conns[key].id;
+        match frame {
+            Frame::Hello { place, token } => {
+                if self.ep.authenticator.read().is_some() {
+                    self.ep.pool.get().expect("pool").submit(Job::Authenticate {
+                        conn: id,
+                        place,
+                        token,
+                    });
+                } else {
+                    self.welcome(key, Identity::default());
+                }
+            }
+            Frame::Invoke { call, name, args } => {
+                self.ep.pool.get().expect("pool").submit(Job::Invoke {
+                    conn: id,
+                    call,
+                    name,
+                    args,
+                })
+            }
+            Frame::Event { name, args } => self.ep.pool.get().expect("pool").submit(Job::Event {
+                conn: id,
+                name,
+                args,
+            }),
+            Frame::Result { call, values } => self.complete(key, call, Ok(values)),
+            Frame::Error {
+                call,
+                kind,
+                message,
+            } => {
+                let error = match kind {
+                    ErrorKind::Handler => Error::Remote(message),
+                    ErrorKind::Limit => Error::Limit(message),
+                    ErrorKind::InvalidArgument => Error::InvalidArgument(message),
+                    ErrorKind::Closed => Error::Closed(message),
+                };
+                self.complete(key, call, Err(error))
+            }
+            Frame::Ping(n) => {
+                let mut out = BytesMut::new();
+                Frame::Pong(n).encode(&mut out);
+                self.queue(key, &out);
+            }
+            Frame::Pong(_) => {}
+            Frame::Goodbye { code, reason } => {
+                let why = format!("the peer said goodbye ({code:?}): {reason}");
+                let error = match code {
+                    GoodbyeCode::Shutdown => Error::Closed(why),
+                    _ => Error::Disconnected(why),
+                };
+                self.close(
+                    key,
+                    CloseReason {
+                        goodbye: None,
+                        error,
+                    },
+                );
+            }
+            Frame::Welcome { .. } | Frame::Refused { .. } => {
+                // The protocol state machine only yields these before the handshake, which a
+                // client completes before its reactor starts.
+                self.on_protocol_error(
+                    key,
+                    ProtocolError::Unexpected {
+                        frame: frame.frame_type(),
+                        state: "after the handshake",
+                    },
+                );
+            }
+        }
+    }
+
+    /// A reply from connection `key`: only calls sent to that connection can be completed by
+    /// it, so no peer can answer (or forge answers to) calls made to another.
+    fn complete(&mut self, key: usize, call: u64, outcome: Result<bytes::Bytes, Error>) {
+        let conn = &mut self.conns[key];
+        if let Some(pos) = conn.calls.iter().position(|&c| c == call) {
+            conn.calls.swap_remove(pos);
+            self.ep.calls.complete(call, outcome);
+        } else {
+            tracing::debug!(
+                conn = conn.id,
+                call,
+                "reply to an unknown or expired call dropped"
+            );
+        }
+    }
+
+    fn welcome(&mut self, key: usize, identity: Identity) {
+        let max = self.ep.limits.max_players;
+        if self.ep.players.read().len() >= max {
+            return self.refuse(key, &format!("server full ({max} players)"));
+        }
+        let conn = &mut self.conns[key];
+        conn.proto.accept();
+        conn.welcomed = true;
+        let id = conn.id;
+        tracing::info!(player = id, peer = ?conn.peer, user_id = identity.user_id, "player joined");
+        self.ep.players.write().insert(
+            id,
+            PlayerInfo {
+                identity,
+                peer: conn.peer,
+            },
+        );
+        let mut out = BytesMut::new();
+        Frame::Welcome {
+            player: id,
+            max_frame: self.ep.limits.max_frame,
+        }
+        .encode(&mut out);
+        self.queue(key, &out);
+        self.ep
+            .pool
+            .get()
+            .expect("pool")
+            .submit(Job::PlayerAdded(id));
+        // Frames that arrived behind the HELLO were held back until now.
+        self.process(key);
+    }
+
+    fn refuse(&mut self, key: usize, reason: &str) {
+        let conn = &mut self.conns[key];
+        tracing::info!(conn = conn.id, peer = ?conn.peer, "handshake refused: {reason}");
+        let mut out = BytesMut::new();
+        Frame::Refused {
+            reason: reason.to_owned(),
+        }
+        .encode(&mut out);
+        conn.out.extend_from_slice(&out);
+        conn.closing = true;
+        conn.proto.close();
+        self.queue_flush(key);
+    }
+
+    /// Closes a connection: sends the goodbye (best effort), then removes it.
+    fn close(&mut self, key: usize, reason: CloseReason) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some((code, text)) = &reason.goodbye {
+            tracing::info!(conn = conn.id, peer = ?conn.peer, "closing: {text}");
+            proto::encode_goodbye(&mut conn.out, *code, text);
+            // One attempt: a peer that is not reading does not get to delay the close.
+            let _ = conn.socket.write(&conn.out);
+        }
+        self.remove(key, reason.error);
+    }
+
+    /// Drops a connection now and fails whatever was pending on it.
+    fn remove(&mut self, key: usize, error: Error) {
+        let Some(mut conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.socket);
+        for call in conn.calls.drain(..) {
+            self.ep.calls.complete(call, Err(error.clone()));
+        }
+        if self.ep.side == Side::Client {
+            *self.ep.lost.lock() = Some(error.to_string());
+        }
+        if conn.welcomed && self.ep.side == Side::Server {
+            self.ep.players.write().remove(&conn.id);
+            tracing::info!(player = conn.id, "player left: {error}");
+            self.ep
+                .pool
+                .get()
+                .expect("pool")
+                .submit(Job::PlayerRemoving(conn.id));
+        }
+    }
+}
+
+fn key_of(id: u64) -> usize {
+    (id & 0xffff_ffff) as usize
+}

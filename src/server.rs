@@ -1,0 +1,342 @@
+//! The game server's API: listen for players, bind `OnServerInvoke` handlers, invoke clients.
+
+use crate::calls::CallId;
+use crate::dispatch::DispatchMode;
+use crate::endpoint::{AuthRequest, Endpoint, Identity, Limits, PlayerInfo, Responder, Side};
+use crate::error::{Error, Result};
+use crate::proto::{GoodbyeCode, DEFAULT_MAX_FRAME};
+use crate::reactor::Reactor;
+use crate::value::codec::DEFAULT_MAX_DEPTH;
+use crate::value::{Tuple, Value};
+use std::fmt::Display;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Identifies a connected player. Never 0; not reused while the server runs.
+pub type PlayerId = u64;
+
+/// How a server is set up. `ServerConfig::default()` gives the embedded defaults.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Handler worker threads (worker dispatch). Default: 4.
+    pub workers: usize,
+    /// Where handlers run. Default: [`DispatchMode::Workers`].
+    pub dispatch: DispatchMode,
+    /// Largest frame a player may send, and the server may send: type byte plus body, so a
+    /// call's arguments get slightly less. Default: 4 MiB.
+    pub max_payload: u32,
+    /// Deepest table nesting accepted in values. Default: 64.
+    pub max_depth: usize,
+    /// Calls (and events) queued per name while no handler is bound. Default: 256.
+    pub queue_per_function: usize,
+    /// `invoke_client` calls in flight at once, over all players. Default: 65,536.
+    pub max_calls_in_flight: usize,
+    /// Inbound calls handed to handlers and not yet answered. Default: 65,536.
+    pub max_pending_replies: usize,
+    /// Bytes queued for one player before it is disconnected as not reading. Default: 8 MiB.
+    pub max_output_buffer: usize,
+    /// Connected players at once; the next handshake is refused. Default: 100,000.
+    pub max_players: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            workers: 4,
+            dispatch: DispatchMode::Workers,
+            max_payload: DEFAULT_MAX_FRAME,
+            max_depth: DEFAULT_MAX_DEPTH,
+            queue_per_function: 256,
+            max_calls_in_flight: 65_536,
+            max_pending_replies: 65_536,
+            max_output_buffer: 8 * 1024 * 1024,
+            max_players: 100_000,
+        }
+    }
+}
+
+/// A game server. Dropping it shuts it down (see [`ServerHandle::shutdown`]).
+///
+/// All operations live on [`ServerHandle`], which `Server` dereferences to; clone a handle to
+/// use the server from other threads or inside handlers.
+pub struct Server {
+    handle: ServerHandle,
+}
+
+/// A cheap, clonable reference to a [`Server`]. It does not keep the server running: once the
+/// `Server` is dropped or shut down, operations fail with [`Error::Closed`].
+#[derive(Clone)]
+pub struct ServerHandle {
+    ep: Arc<Endpoint>,
+}
+
+impl Server {
+    /// Creates a server: starts its handler workers, but does not listen yet.
+    pub fn new(config: ServerConfig) -> Result<Server> {
+        if config.max_payload < 64 {
+            return Err(Error::InvalidArgument(
+                "max_payload must be at least 64 bytes".into(),
+            ));
+        }
+        let limits = Limits {
+            max_frame: config.max_payload,
+            max_depth: config.max_depth,
+            queue_per_name: config.queue_per_function,
+            max_calls_in_flight: config.max_calls_in_flight,
+            max_pending_replies: config.max_pending_replies,
+            max_output_buffer: config.max_output_buffer,
+            max_players: config.max_players,
+        };
+        let ep = Endpoint::start(Side::Server, limits, config.dispatch, config.workers);
+        Ok(Server {
+            handle: ServerHandle { ep },
+        })
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = ServerHandle;
+    fn deref(&self) -> &ServerHandle {
+        &self.handle
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+impl ServerHandle {
+    fn from_endpoint(ep: &Arc<Endpoint>) -> ServerHandle {
+        ServerHandle { ep: ep.clone() }
+    }
+
+    /// Listens for players on `addr` (`"127.0.0.1:0"` picks a free port) and starts the reactor.
+    /// Returns the bound address. A server listens once.
+    pub fn listen(&self, addr: impl ToSocketAddrs) -> Result<SocketAddr> {
+        if self.ep.is_closed() {
+            return Err(Error::Closed("shut down".into()));
+        }
+        let mut reactor_slot = self.ep.reactor.lock();
+        if reactor_slot.is_some() {
+            return Err(Error::InvalidArgument(
+                "this server is already listening".into(),
+            ));
+        }
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| Error::Io(format!("cannot listen: {e}")))?;
+        let local = listener.local_addr()?;
+        let reactor = Reactor::server(self.ep.clone(), listener)?;
+        let thread = std::thread::Builder::new()
+            .name("rf-server-reactor".into())
+            .spawn(move || reactor.run())?;
+        *reactor_slot = Some(thread);
+        let _ = self.ep.local_addr.set(local);
+        tracing::info!(%local, "listening for players");
+        Ok(local)
+    }
+
+    /// The address the server listens on, once it does.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.ep.local_addr.get().copied()
+    }
+
+    /// Binds the `OnServerInvoke` handler of `function`: it gets the invoking player and the
+    /// arguments, and its return value (or error, as a message) goes back to the caller.
+    /// Rebinding replaces the handler; calls that waited for a handler run now.
+    pub fn bind<F, E>(&self, function: &str, handler: F) -> Result<()>
+    where
+        F: Fn(&ServerHandle, PlayerId, Tuple) -> std::result::Result<Tuple, E>
+            + Send
+            + Sync
+            + 'static,
+        E: Display,
+    {
+        self.ep.bind(
+            function,
+            Arc::new(move |ep, player, args, call| {
+                let result = handler(&ServerHandle::from_endpoint(ep), player, args);
+                let _ = match result {
+                    Ok(values) => ep.reply(call, Ok(&values)),
+                    Err(e) => ep.reply(call, Err(&e.to_string())),
+                };
+            }),
+        )
+    }
+
+    /// Binds a handler that answers through a [`Responder`], possibly later and from another
+    /// thread (a deferred reply).
+    pub fn bind_deferred<F>(&self, function: &str, handler: F) -> Result<()>
+    where
+        F: Fn(&ServerHandle, PlayerId, Tuple, Responder) + Send + Sync + 'static,
+    {
+        self.ep.bind(
+            function,
+            Arc::new(move |ep, player, args, call| {
+                handler(
+                    &ServerHandle::from_endpoint(ep),
+                    player,
+                    args,
+                    Responder::new(ep.clone(), call),
+                )
+            }),
+        )
+    }
+
+    /// Binds a handler that completes its call by id with [`reply`](Self::reply) (the form the
+    /// C ABI uses). Until it does, the caller waits.
+    pub fn bind_with_call_id<F>(&self, function: &str, handler: F) -> Result<()>
+    where
+        F: Fn(&ServerHandle, PlayerId, Tuple, CallId) + Send + Sync + 'static,
+    {
+        self.ep.bind(
+            function,
+            Arc::new(move |ep, player, args, call| {
+                handler(&ServerHandle::from_endpoint(ep), player, args, call)
+            }),
+        )
+    }
+
+    /// Removes the handler of `function`; later calls wait for a new one.
+    pub fn unbind(&self, function: &str) -> Result<()> {
+        self.ep.unbind(function)
+    }
+
+    /// Completes inbound call `call` with values, or with an error message the caller receives
+    /// as [`Error::Remote`]. An unknown or already completed id is [`Error::InvalidArgument`].
+    pub fn reply(&self, call: CallId, result: std::result::Result<&[Value], &str>) -> Result<()> {
+        self.ep.reply(call, result)
+    }
+
+    /// Calls `function` on `player`'s client and blocks until it returns, raises, the player
+    /// disconnects, `timeout` elapses (`None`: wait forever, as Roblox does), or the server
+    /// shuts down.
+    pub fn invoke_client(
+        &self,
+        player: PlayerId,
+        function: &str,
+        args: &[Value],
+        timeout: Option<Duration>,
+    ) -> Result<Tuple> {
+        self.ep.check_open()?;
+        if !self.ep.players.read().contains_key(&player) {
+            return Err(Error::NotFound(player));
+        }
+        self.ep.invoke(player, function, args, timeout)
+    }
+
+    /// Binds the handler of a `RemoteEvent` fired by clients.
+    pub fn bind_event<F>(&self, event: &str, handler: F) -> Result<()>
+    where
+        F: Fn(&ServerHandle, PlayerId, Tuple) + Send + Sync + 'static,
+    {
+        self.ep.bind_event(
+            event,
+            Arc::new(move |ep, player, args| {
+                handler(&ServerHandle::from_endpoint(ep), player, args)
+            }),
+        )
+    }
+
+    /// Fires `event` at one player (fire-and-forget, in order per player).
+    pub fn fire_client(&self, player: PlayerId, event: &str, args: &[Value]) -> Result<()> {
+        self.ep.check_open()?;
+        if !self.ep.players.read().contains_key(&player) {
+            return Err(Error::NotFound(player));
+        }
+        self.ep.fire(player, event, args)
+    }
+
+    /// Fires `event` at every connected player.
+    pub fn fire_all_clients(&self, event: &str, args: &[Value]) -> Result<()> {
+        self.ep.fire_all(event, args)
+    }
+
+    /// Adds a callback run when a player finishes the handshake (`Players.PlayerAdded`).
+    pub fn on_player_added<F>(&self, callback: F)
+    where
+        F: Fn(&ServerHandle, PlayerId) + Send + Sync + 'static,
+    {
+        self.ep.player_added.write().push(Arc::new(move |ep, p| {
+            callback(&ServerHandle::from_endpoint(ep), p)
+        }));
+    }
+
+    /// Adds a callback run when a player leaves (`Players.PlayerRemoving`).
+    pub fn on_player_removing<F>(&self, callback: F)
+    where
+        F: Fn(&ServerHandle, PlayerId) + Send + Sync + 'static,
+    {
+        self.ep.player_removing.write().push(Arc::new(move |ep, p| {
+            callback(&ServerHandle::from_endpoint(ep), p)
+        }));
+    }
+
+    /// Sets the authenticator: it sees each handshake's place and token and accepts with an
+    /// identity or refuses with a reason the client receives. It runs on a handler thread,
+    /// never on the reactor. Without one, every handshake is accepted.
+    pub fn set_authenticator<F>(&self, authenticator: F)
+    where
+        F: Fn(&AuthRequest) -> std::result::Result<Identity, String> + Send + Sync + 'static,
+    {
+        *self.ep.authenticator.write() = Some(Arc::new(move |_, req| authenticator(req)));
+    }
+
+    /// Disconnects `player` with a reason the client receives.
+    pub fn kick(&self, player: PlayerId, reason: &str) -> Result<()> {
+        self.ep.check_open()?;
+        if !self.ep.players.read().contains_key(&player) {
+            return Err(Error::NotFound(player));
+        }
+        self.ep.command(crate::endpoint::Command::Close {
+            conn: player,
+            code: GoodbyeCode::Kicked,
+            reason: reason.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Players that finished the handshake and are still connected.
+    pub fn player_count(&self) -> usize {
+        self.ep.players.read().len()
+    }
+
+    /// The ids of the connected players.
+    pub fn players(&self) -> Vec<PlayerId> {
+        self.ep.players.read().keys().copied().collect()
+    }
+
+    /// What the server knows of a player.
+    pub fn player_info(&self, player: PlayerId) -> Option<PlayerInfo> {
+        self.ep.players.read().get(&player).cloned()
+    }
+
+    /// Manual dispatch: runs up to `max` queued handlers on this thread, waiting up to
+    /// `timeout` for the first. Returns how many ran.
+    pub fn dispatch(&self, max: usize, timeout: Duration) -> Result<usize> {
+        self.ep.dispatch(max, timeout)
+    }
+
+    /// `invoke_client` calls currently waiting for an answer.
+    pub fn calls_in_flight(&self) -> usize {
+        self.ep.calls.in_flight()
+    }
+
+    /// Inbound calls handed to handlers and not yet answered.
+    pub fn replies_pending(&self) -> usize {
+        self.ep.replies.pending()
+    }
+
+    /// Stops the server: pending `invoke_client` calls fail with [`Error::Closed`], players get
+    /// a goodbye, and the reactor and worker threads are joined. Idempotent.
+    pub fn shutdown(&self) {
+        self.ep.shutdown();
+    }
+}
