@@ -188,10 +188,13 @@ impl CallSlots {
     }
 }
 
+/// A reply slot: its generation and, while a call is pending, the route of its reply.
+type RouteSlot<R> = (u32, Option<R>);
+
 /// Inbound calls handed to a handler and not yet replied to: each maps the local call id the
 /// handler holds to the route of its reply.
 pub(crate) struct ReplyTable<R> {
-    slots: Box<[Mutex<(u32, Option<R>)>]>,
+    slots: Box<[Mutex<RouteSlot<R>>]>,
     free: ArrayQueue<u32>,
 }
 

@@ -102,11 +102,12 @@ impl Client {
         }
         let mut socket = socket.ok_or(last)?;
         socket.set_nodelay(true)?;
-        let (proto, player) = handshake(&mut socket, &config, deadline)?;
+        let (proto, player, server_max_frame) = handshake(&mut socket, &config, deadline)?;
         socket.set_read_timeout(None)?;
 
         let limits = Limits {
             max_frame: config.max_payload,
+            max_send: server_max_frame,
             max_depth: config.max_depth,
             queue_per_name: config.queue_per_function,
             max_calls_in_flight: config.max_calls_in_flight,
@@ -145,7 +146,7 @@ fn handshake(
     socket: &mut TcpStream,
     config: &ClientConfig,
     deadline: Instant,
-) -> Result<(proto::Connection, u64)> {
+) -> Result<(proto::Connection, u64, u32)> {
     let timeout_err = || Error::Timeout(config.connect_timeout);
     let mut out = BytesMut::new();
     proto::encode_preface(&mut out);
@@ -169,7 +170,7 @@ fn handshake(
     let mut buf = [0u8; 4096];
     loop {
         match conn.poll_frame() {
-            Ok(Some(Frame::Welcome { player, .. })) => return Ok((conn, player)),
+            Ok(Some(Frame::Welcome { player, max_frame })) => return Ok((conn, player, max_frame)),
             Ok(Some(Frame::Refused { reason })) => return Err(Error::Rejected(reason)),
             Ok(Some(Frame::Goodbye { reason, .. })) => return Err(Error::Rejected(reason)),
             Ok(Some(other)) => {

@@ -33,7 +33,10 @@ pub(crate) enum Side {
 /// The limits an endpoint enforces.
 #[derive(Clone, Debug)]
 pub(crate) struct Limits {
+    /// Largest frame accepted from the peer.
     pub max_frame: u32,
+    /// Largest frame the peer accepts from us (a client learns it from the welcome).
+    pub max_send: u32,
     pub max_depth: usize,
     pub queue_per_name: usize,
     pub max_calls_in_flight: usize,
@@ -225,10 +228,10 @@ impl Endpoint {
 
     fn check_frame_size(&self, frame: &[u8]) -> Result<()> {
         let len = frame.len() - 4;
-        if len > self.limits.max_frame as usize {
+        if len > self.limits.max_send as usize {
             return Err(Error::Limit(format!(
-                "payload of {len} bytes exceeds the limit of {} bytes",
-                self.limits.max_frame
+                "payload of {len} bytes exceeds the peer's limit of {} bytes",
+                self.limits.max_send
             )));
         }
         Ok(())

@@ -81,6 +81,7 @@ impl Server {
         }
         let limits = Limits {
             max_frame: config.max_payload,
+            max_send: config.max_payload,
             max_depth: config.max_depth,
             queue_per_name: config.queue_per_function,
             max_calls_in_flight: config.max_calls_in_flight,
@@ -327,6 +328,11 @@ impl ServerHandle {
     /// `invoke_client` calls currently waiting for an answer.
     pub fn calls_in_flight(&self) -> usize {
         self.ep.calls.in_flight()
+    }
+
+    /// Inbound calls waiting for a handler to be bound to their function name.
+    pub fn calls_waiting_for_handler(&self) -> usize {
+        self.ep.functions.waiting()
     }
 
     /// Inbound calls handed to handlers and not yet answered.

@@ -66,6 +66,11 @@ impl<H: Clone, W> Registry<H, W> {
         inner.waiting.remove(name).unwrap_or_default()
     }
 
+    /// Work waiting for a handler, over all names.
+    pub(crate) fn waiting(&self) -> usize {
+        self.inner.read().waiting.values().map(VecDeque::len).sum()
+    }
+
     /// Unbinds `name`; false when nothing was bound.
     pub(crate) fn unbind(&self, name: &str) -> bool {
         self.inner.write().handlers.remove(name).is_some()

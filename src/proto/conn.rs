@@ -305,7 +305,7 @@ mod tests {
             args: Bytes::from(vec![0u8; max as usize - 12]),
         };
         let mut conn = Connection::new(Role::Server, max);
-        conn.handle_bytes(&client_stream(&[at_limit.clone()]));
+        conn.handle_bytes(&client_stream(std::slice::from_ref(&at_limit)));
         assert_eq!(conn.poll_frame().unwrap(), Some(hello()));
         conn.accept();
         assert_eq!(conn.poll_frame().unwrap(), Some(at_limit));

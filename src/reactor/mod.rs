@@ -539,17 +539,7 @@ impl Reactor {
             Frame::Pong(_) => {}
             Frame::Goodbye { code, reason } => {
                 let why = format!("the peer said goodbye ({code:?}): {reason}");
-                let error = match code {
-                    GoodbyeCode::Shutdown => Error::Closed(why),
-                    _ => Error::Disconnected(why),
-                };
-                self.close(
-                    key,
-                    CloseReason {
-                        goodbye: None,
-                        error,
-                    },
-                );
+                self.close(key, CloseReason::peer_gone(why));
             }
             Frame::Welcome { .. } | Frame::Refused { .. } => {
                 // The protocol state machine only yields these before the handshake, which a

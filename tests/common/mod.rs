@@ -1,0 +1,32 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use remotefn::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Generous bound on any wait in a test: proves "does not hang", never measures speed.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A server on 127.0.0.1 with an ephemeral port, `Echo` bound.
+pub fn echo_server(config: ServerConfig) -> (Server, SocketAddr) {
+    let server = Server::new(config).expect("server");
+    server
+        .bind("Echo", |_, _, args| Ok::<_, String>(args))
+        .unwrap();
+    let addr = server.listen("127.0.0.1:0").expect("listen");
+    (server, addr)
+}
+
+pub fn connect(addr: SocketAddr) -> Client {
+    Client::connect(addr, ClientConfig::default()).expect("connect")
+}
+
+/// Polls `cond` until it holds; panics after [`PATIENCE`].
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

@@ -1,0 +1,62 @@
+//! A player speaking the protocol by hand, for tests that need to misbehave or to hold many
+//! connections without a thread each.
+#![allow(dead_code)]
+
+use bytes::{Bytes, BytesMut};
+use remotefn::proto::{self, Connection, Frame, Role};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A player speaking the protocol by hand over a blocking socket.
+pub struct RawPlayer {
+    pub socket: TcpStream,
+    pub proto: Connection,
+}
+
+impl RawPlayer {
+    pub fn connect(addr: SocketAddr) -> RawPlayer {
+        let socket = TcpStream::connect(addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        RawPlayer {
+            socket,
+            proto: Connection::new(Role::Client, 1 << 20),
+        }
+    }
+
+    pub fn handshake(addr: SocketAddr) -> (RawPlayer, u64) {
+        let mut p = RawPlayer::connect(addr);
+        let mut out = BytesMut::new();
+        proto::encode_preface(&mut out);
+        Frame::Hello {
+            place: String::new(),
+            token: Bytes::new(),
+        }
+        .encode(&mut out);
+        p.socket.write_all(&out).unwrap();
+        match p.next_frame() {
+            Some(Frame::Welcome { player, .. }) => (p, player),
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.socket.write_all(bytes).unwrap();
+    }
+
+    /// The next frame, or None once the server closed the connection.
+    pub fn next_frame(&mut self) -> Option<Frame> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(frame) = self.proto.poll_frame().expect("server speaks the protocol") {
+                return Some(frame);
+            }
+            match self.socket.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.proto.handle_bytes(&buf[..n]),
+            }
+        }
+    }
+}
