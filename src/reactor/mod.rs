@@ -337,14 +337,14 @@ impl Reactor {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         self.shutdown_deadline = Some(Instant::now() + SHUTDOWN_FLUSH);
-        let reason = match self.ep.side {
-            Side::Server => "server shutting down",
-            Side::Client => "client closing",
+        let (code, reason) = match self.ep.side {
+            Side::Server => (GoodbyeCode::Shutdown, "server shutting down"),
+            Side::Client => (GoodbyeCode::Normal, "client closed"),
         };
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let conn = &mut self.conns[key];
-            proto::encode_goodbye(&mut conn.out, GoodbyeCode::Shutdown, reason);
+            proto::encode_goodbye(&mut conn.out, code, reason);
             conn.closing = true;
             self.queue_flush(key);
         }

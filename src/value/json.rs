@@ -26,6 +26,12 @@ pub fn to_json(v: &Value) -> Json {
     match v {
         Value::Nil => Json::Null,
         Value::Boolean(b) => Json::Bool(*b),
+        // Whole numbers print without a fraction, as Luau prints them.
+        Value::Number(n)
+            if n.fract() == 0.0 && n.abs() < 9.0e15 && !(*n == 0.0 && n.is_sign_negative()) =>
+        {
+            Json::Number(Number::from(*n as i64))
+        }
         Value::Number(n) => match Number::from_f64(*n) {
             Some(num) => Json::Number(num),
             None if n.is_nan() => json!({"$number": "nan"}),
