@@ -254,11 +254,7 @@ impl ClientHandle {
         self.ep.bind(
             function,
             Arc::new(move |ep, _, args, call| {
-                let result = handler(&me.with_endpoint(ep), args);
-                let _ = match result {
-                    Ok(values) => ep.reply(call, Ok(&values)),
-                    Err(e) => ep.reply(call, Err(&e.to_string())),
-                };
+                let _ = ep.reply_result(call, handler(&me.with_endpoint(ep), args));
             }),
         )
     }

@@ -314,6 +314,18 @@ impl Endpoint {
         outcome
     }
 
+    /// Completes inbound call `call` with a handler's return value.
+    pub(crate) fn reply_result<E: std::fmt::Display>(
+        &self,
+        call: CallId,
+        result: std::result::Result<Tuple, E>,
+    ) -> Result<()> {
+        match result {
+            Ok(values) => self.reply(call, Ok(&values)),
+            Err(e) => self.reply(call, Err(&e.to_string())),
+        }
+    }
+
     fn send_error(&self, conn: u64, call: u64, kind: ErrorKind, message: &str) {
         let mut frame = BytesMut::new();
         proto::encode_error(&mut frame, call, kind, message);
@@ -594,10 +606,7 @@ impl Responder {
         result: std::result::Result<Tuple, E>,
     ) -> Result<()> {
         self.replied = true;
-        match result {
-            Ok(values) => self.ep.reply(self.call, Ok(&values)),
-            Err(e) => self.ep.reply(self.call, Err(&e.to_string())),
-        }
+        self.ep.reply_result(self.call, result)
     }
 }
 

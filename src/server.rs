@@ -163,11 +163,10 @@ impl ServerHandle {
         self.ep.bind(
             function,
             Arc::new(move |ep, player, args, call| {
-                let result = handler(&ServerHandle::from_endpoint(ep), player, args);
-                let _ = match result {
-                    Ok(values) => ep.reply(call, Ok(&values)),
-                    Err(e) => ep.reply(call, Err(&e.to_string())),
-                };
+                let _ = ep.reply_result(
+                    call,
+                    handler(&ServerHandle::from_endpoint(ep), player, args),
+                );
             }),
         )
     }
