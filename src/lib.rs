@@ -17,17 +17,28 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+// Every module but `ffi` is hidden from cbindgen: only `ffi` makes up the C header.
+/// cbindgen:ignore
 pub mod proto;
+/// cbindgen:ignore
 pub mod value;
 
 pub use value::{CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vector3};
 
+/// cbindgen:ignore
 mod calls;
+/// cbindgen:ignore
 pub mod client;
+/// cbindgen:ignore
 mod dispatch;
+/// cbindgen:ignore
 mod endpoint;
+/// cbindgen:ignore
 mod error;
+pub mod ffi;
+/// cbindgen:ignore
 mod reactor;
+/// cbindgen:ignore
 pub mod server;
 
 pub use calls::CallId;

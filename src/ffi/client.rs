@@ -1,0 +1,364 @@
+//! `rf_client` and `rf_client_config`: the player through the C ABI.
+
+use super::server::{borrow_args, pump, rf_call_id, rf_player_id, take_results};
+use super::tuple::rf_tuple;
+use super::{
+    boundary, byte_slice, c_str, handle, invalid, out_ptr, rf_dispatch, rf_status, run, to_timeout,
+    HandlePtr, UserData,
+};
+use crate::client::{Client, ClientConfig};
+use crate::error::Error;
+use crate::value::Tuple;
+use bytes::Bytes;
+use std::ffi::{c_char, c_void};
+use std::time::Duration;
+
+/// Client settings; create with `rf_client_config_new`, free with `rf_client_config_free`.
+/// Not thread-safe: configure on one thread, then pass to `rf_client_connect` (which copies it).
+pub struct rf_client_config {
+    config: ClientConfig,
+}
+
+/// A connected player. Thread-safe: many threads may invoke through one client at once, and
+/// each gets its own answer.
+pub struct rf_client {
+    client: Client,
+}
+
+/// `OnClientInvoke`: the server invoked a function. Complete `call` exactly once with
+/// `rf_client_return` or `rf_client_error`, before returning or later from any thread. `args`
+/// is valid until the callback returns. Must not throw or unwind.
+pub type rf_on_client_invoke = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        client: *mut rf_client,
+        args: *const rf_tuple,
+        call: rf_call_id,
+    ),
+>;
+/// The server fired a RemoteEvent. `args` is valid until the callback returns.
+pub type rf_on_client_event =
+    Option<unsafe extern "C" fn(user: *mut c_void, client: *mut rf_client, args: *const rf_tuple)>;
+
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
+unsafe fn with_config(
+    c: *mut rf_client_config,
+    f: impl FnOnce(&mut ClientConfig) -> Result<(), Error>,
+) -> rf_status {
+    run(|| {
+        // SAFETY: forwarded caller contract.
+        let c = unsafe { c.as_mut() }.ok_or_else(|| invalid("config is NULL"))?;
+        f(&mut c.config)
+    })
+}
+
+/// # Safety
+/// `c` is NULL or a live client.
+unsafe fn client<'a>(c: *const rf_client) -> Result<&'a Client, Error> {
+    // SAFETY: forwarded caller contract.
+    Ok(&unsafe { handle(c, "client") }?.client)
+}
+
+/// Creates a config with the defaults: no token, no place, worker dispatch (1 worker), 10 s
+/// connect timeout. The caller frees it.
+#[no_mangle]
+pub extern "C" fn rf_client_config_new() -> *mut rf_client_config {
+    boundary! { Box::into_raw(Box::new(rf_client_config { config: ClientConfig::default() })) }
+}
+
+/// Frees a config. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_config_free(c: *mut rf_client_config) {
+    boundary! {
+        if !c.is_null() {
+            // SAFETY: created by `rf_client_config_new`, freed once.
+            drop(unsafe { Box::from_raw(c) });
+        }
+    }
+}
+
+/// Sets the handshake token (binary-safe, copied) for the server's authenticator.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_config_set_token(
+    c: *mut rf_client_config,
+    ptr: *const c_char,
+    len: usize,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract (`len` readable bytes at `ptr`).
+        unsafe {
+            with_config(c, |c| {
+                c.token = Bytes::copy_from_slice(byte_slice(ptr.cast(), len, "token")?);
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Sets the place to join (relay deployments; an embedded server ignores it).
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_config_set_place(
+    c: *mut rf_client_config,
+    place: *const c_char,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                c.place = c_str(place, "place")?.to_owned();
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Sets where `OnClientInvoke` handlers run: a library worker, or only in `rf_client_dispatch`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_config_set_dispatch(
+    c: *mut rf_client_config,
+    mode: rf_dispatch,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                c.dispatch = mode.mode()?;
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Sets how long connecting and the handshake may take, in milliseconds (at least 1).
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_config_set_connect_timeout(
+    c: *mut rf_client_config,
+    ms: u32,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                if ms == 0 {
+                    return Err(invalid("connect timeout must be at least 1 ms"));
+                }
+                c.connect_timeout = Duration::from_millis(u64::from(ms));
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Connects to `addr` and completes the handshake before returning: `RF_OK` with `*out` a new
+/// client (free it with `rf_client_free`), or `RF_ERR_REJECTED` (the server's reason in
+/// `rf_last_error()`), `RF_ERR_IO` or `RF_ERR_TIMEOUT`, with `*out` set to NULL.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_connect(
+    addr: *const c_char,
+    c: *const rf_client_config,
+    out: *mut *mut rf_client,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let out = unsafe { out_ptr(out, "out") }?;
+            *out = std::ptr::null_mut();
+            // SAFETY: forwarded caller contract.
+            let addr = unsafe { c_str(addr, "addr") }?;
+            // SAFETY: NULL or a live config.
+            let config = unsafe { c.as_ref() }.map_or_else(ClientConfig::default, |c| c.config.clone());
+            let client = Client::connect(addr, config)?;
+            *out = Box::into_raw(Box::new(rf_client { client }));
+            Ok(())
+        })
+    }
+}
+
+/// Disconnects and frees the client: pending `rf_client_invoke_server` calls fail with
+/// `RF_ERR_CLOSED` and the library's threads are joined before this returns. NULL is a no-op.
+/// Do not call it from a callback of this client.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_free(c: *mut rf_client) {
+    boundary! {
+        if !c.is_null() {
+            // SAFETY: a live client; stop it through a shared reference first (see rf_server_free).
+            unsafe { &*c }.client.close();
+            // SAFETY: no library thread uses `c` any more; freed once.
+            drop(unsafe { Box::from_raw(c) });
+        }
+    }
+}
+
+/// The player id the server gave this client.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_player_id(
+    c: *const rf_client,
+    out: *mut rf_player_id,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (cl, out) = unsafe { (client(c)?, out_ptr(out, "out")?) };
+            *out = cl.player_id();
+            Ok(())
+        })
+    }
+}
+
+/// `InvokeServer`: calls `function` on the server and blocks until its handler returns (`RF_OK`,
+/// `*out_results` a new tuple the caller frees), raises (`RF_ERR_REMOTE`), the connection drops
+/// (`RF_ERR_DISCONNECTED`), `timeout_ms` passes (`RF_ERR_TIMEOUT`; 0 waits forever), or the
+/// client is freed (`RF_ERR_CLOSED`). `args` is borrowed (NULL: none). On any error
+/// `*out_results` is NULL. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_invoke_server(
+    c: *mut rf_client,
+    function: *const c_char,
+    args: *const rf_tuple,
+    timeout_ms: u32,
+    out_results: *mut *mut rf_tuple,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let out = unsafe { out_ptr(out_results, "out_results") }?;
+            *out = std::ptr::null_mut();
+            // SAFETY: forwarded caller contract.
+            let (cl, name, args) = unsafe { (client(c)?, c_str(function, "function")?, borrow_args(args)?) };
+            let results = cl.invoke_server(name, args, to_timeout(timeout_ms))?;
+            *out = Box::into_raw(Box::new(rf_tuple::from_tuple(results)));
+            Ok(())
+        })
+    }
+}
+
+/// Binds the `OnClientInvoke` handler of `function` (replacing any previous one).
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_bind(
+    c: *mut rf_client,
+    function: *const c_char,
+    cb: rf_on_client_invoke,
+    user: *mut c_void,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (cl, name) = unsafe { (client(c)?, c_str(function, "function")?) };
+            let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
+            let (me, user) = (HandlePtr(c), UserData(user));
+            cl.bind_with_call_id(name, move |_, args, call| {
+                let args = rf_tuple::from_tuple(args);
+                // SAFETY: `cb` is the C function given; `me` outlives callbacks (rf_client_free
+                // joins the workers first); `args` outlives the call.
+                unsafe { cb(user.get(), me.get(), &args, call) }
+            })
+        })
+    }
+}
+
+/// Removes the handler of `function`. Not bound: `RF_ERR_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_unbind(c: *mut rf_client, function: *const c_char) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (cl, name) = unsafe { (client(c)?, c_str(function, "function")?) };
+            cl.unbind(name)
+        })
+    }
+}
+
+/// Completes inbound call `call` with `results`, consumed in every case (NULL: no values).
+/// Unknown or completed id, or an open table: `RF_ERR_INVALID_ARGUMENT`. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_return(
+    c: *mut rf_client,
+    call: rf_call_id,
+    results: *mut rf_tuple,
+) -> rf_status {
+    boundary! {
+        // SAFETY: `results` is handed over by the caller, whatever happens next.
+        let results = unsafe { take_results(results) };
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let cl = unsafe { client(c) }?;
+            cl.reply(call, Ok(results.sendable()?))
+        })
+    }
+}
+
+/// Completes inbound call `call` with an error the server receives as `RF_ERR_REMOTE`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_error(
+    c: *mut rf_client,
+    call: rf_call_id,
+    message: *const c_char,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (cl, message) = unsafe { (client(c)?, c_str(message, "message")?) };
+            cl.reply(call, Err(message))
+        })
+    }
+}
+
+/// `RF_DISPATCH_MANUAL` only: runs up to `max_calls` queued callbacks (0: all queued) on this
+/// thread, waiting up to `timeout_ms` for the first; `*out_dispatched` is how many ran.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_dispatch(
+    c: *mut rf_client,
+    max_calls: u32,
+    timeout_ms: u32,
+    out_dispatched: *mut u32,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let cl = unsafe { client(c) }?;
+            // SAFETY: forwarded caller contract.
+            unsafe { pump(out_dispatched, max_calls, timeout_ms, |max, timeout| cl.dispatch(max, timeout)) }
+        })
+    }
+}
+
+/// Binds the handler of RemoteEvent `event` fired by the server (in order).
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_bind_event(
+    c: *mut rf_client,
+    event: *const c_char,
+    cb: rf_on_client_event,
+    user: *mut c_void,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (cl, name) = unsafe { (client(c)?, c_str(event, "event")?) };
+            let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
+            let (me, user) = (HandlePtr(c), UserData(user));
+            cl.bind_event(name, move |_, args: Tuple| {
+                let args = rf_tuple::from_tuple(args);
+                // SAFETY: as for rf_client_bind.
+                unsafe { cb(user.get(), me.get(), &args) }
+            })
+        })
+    }
+}
+
+/// FireServer: sends RemoteEvent `event` to the server (fire-and-forget, in order). `args` is
+/// borrowed (NULL: none).
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_fire_server(
+    c: *mut rf_client,
+    event: *const c_char,
+    args: *const rf_tuple,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (cl, name, args) = unsafe { (client(c)?, c_str(event, "event")?, borrow_args(args)?) };
+            cl.fire_server(name, args)
+        })
+    }
+}

@@ -1,0 +1,715 @@
+//! `rf_server` and `rf_server_config`: the game server through the C ABI, and `rf_auth`.
+
+use super::tuple::rf_tuple;
+use super::{
+    boundary, c_str, handle, invalid, out_ptr, rf_dispatch, rf_status, run, to_timeout, HandlePtr,
+    UserData,
+};
+use crate::endpoint::Identity;
+use crate::error::Error;
+use crate::server::{Server, ServerConfig};
+use crate::value::Tuple;
+use std::ffi::{c_char, c_void, CString};
+use std::time::Duration;
+
+/// Identifies a connected player; never 0.
+pub type rf_player_id = u64;
+/// Identifies one pending invocation; stale ids are rejected.
+pub type rf_call_id = u64;
+
+/// Server settings; create with `rf_server_config_new`, free with `rf_server_config_free`.
+/// Not thread-safe: configure on one thread, then pass to `rf_server_new` (which copies it).
+pub struct rf_server_config {
+    config: ServerConfig,
+}
+
+/// A game server. Thread-safe: every function may be called from any thread.
+pub struct rf_server {
+    server: Server,
+}
+
+/// One handshake being decided, valid only during the `rf_on_authenticate` callback.
+pub struct rf_auth {
+    decision: Option<Result<Identity, String>>,
+}
+
+/// `OnServerInvoke`: a player invoked a function. Complete `call` exactly once with
+/// `rf_server_return` or `rf_server_error`, before returning or later from any thread. `args`
+/// is valid until the callback returns (clone it to keep it). Must not throw or unwind.
+pub type rf_on_server_invoke = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        server: *mut rf_server,
+        player: rf_player_id,
+        args: *const rf_tuple,
+        call: rf_call_id,
+    ),
+>;
+/// A player joined (PlayerAdded) or is leaving (PlayerRemoving).
+pub type rf_on_player =
+    Option<unsafe extern "C" fn(user: *mut c_void, server: *mut rf_server, player: rf_player_id)>;
+/// A player fired a RemoteEvent. `args` is valid until the callback returns.
+pub type rf_on_server_event = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        server: *mut rf_server,
+        player: rf_player_id,
+        args: *const rf_tuple,
+    ),
+>;
+/// Decide one handshake with `rf_auth_accept` or `rf_auth_reject` before returning; deciding
+/// neither rejects. `place` and `token` are valid until the callback returns.
+pub type rf_on_authenticate = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        server: *mut rf_server,
+        place: *const c_char,
+        token: *const u8,
+        token_len: usize,
+        auth: *mut rf_auth,
+    ),
+>;
+
+/// Applies `f` to a live config.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
+unsafe fn with_config(
+    c: *mut rf_server_config,
+    f: impl FnOnce(&mut ServerConfig) -> Result<(), Error>,
+) -> rf_status {
+    run(|| {
+        // SAFETY: the caller passes NULL or a live config it does not share during the call.
+        let c = unsafe { c.as_mut() }.ok_or_else(|| invalid("config is NULL"))?;
+        f(&mut c.config)
+    })
+}
+
+/// Shared access to a live server.
+///
+/// # Safety
+/// `s` is NULL or a live server.
+unsafe fn server<'a>(s: *const rf_server) -> Result<&'a Server, Error> {
+    // SAFETY: forwarded caller contract.
+    Ok(&unsafe { handle(s, "server") }?.server)
+}
+
+/// Creates a config with the embedded defaults (4 workers, worker dispatch, 4 MiB payloads,
+/// depth 64, 256 queued calls per unbound function). The caller frees it.
+#[no_mangle]
+pub extern "C" fn rf_server_config_new() -> *mut rf_server_config {
+    boundary! { Box::into_raw(Box::new(rf_server_config { config: ServerConfig::default() })) }
+}
+
+/// Frees a config. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_free(c: *mut rf_server_config) {
+    boundary! {
+        if !c.is_null() {
+            // SAFETY: a non-NULL config was created by `rf_server_config_new`, freed once.
+            drop(unsafe { Box::from_raw(c) });
+        }
+    }
+}
+
+/// Sets the number of handler worker threads (at least 1).
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_set_workers(
+    c: *mut rf_server_config,
+    n: u32,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                if n == 0 {
+                    return Err(invalid("workers must be at least 1"));
+                }
+                c.workers = n as usize;
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Sets where handlers run: library workers, or only inside `rf_server_dispatch`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_set_dispatch(
+    c: *mut rf_server_config,
+    mode: rf_dispatch,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                c.dispatch = mode.mode()?;
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Sets the largest frame (in bytes, at least 64) a player may send and the server will send.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_set_max_payload(
+    c: *mut rf_server_config,
+    bytes: u32,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                if bytes < 64 {
+                    return Err(invalid("max_payload must be at least 64 bytes"));
+                }
+                c.max_payload = bytes;
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Sets the deepest table nesting accepted in values (at least 1; default 64).
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_set_max_depth(
+    c: *mut rf_server_config,
+    depth: u32,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                if depth == 0 {
+                    return Err(invalid("max_depth must be at least 1"));
+                }
+                c.max_depth = depth as usize;
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Sets how many calls (and events) may wait per function name while no handler is bound
+/// (default 256; 0 fails such calls at once with `RF_ERR_LIMIT`).
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_set_queue_limit(
+    c: *mut rf_server_config,
+    calls: u32,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                c.queue_per_function = calls as usize;
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Creates a server (`c` NULL: defaults; the config is copied and may be freed after). It does
+/// not listen yet. The caller frees it with `rf_server_free`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_new(
+    c: *const rf_server_config,
+    out: *mut *mut rf_server,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: the caller passes NULL or a writable pointer.
+            let out = unsafe { out_ptr(out, "out") }?;
+            *out = std::ptr::null_mut();
+            // SAFETY: the caller passes NULL or a live config.
+            let config = unsafe { c.as_ref() }.map_or_else(ServerConfig::default, |c| c.config.clone());
+            let server = Server::new(config)?;
+            *out = Box::into_raw(Box::new(rf_server { server }));
+            Ok(())
+        })
+    }
+}
+
+/// Listens for players on `addr` ("127.0.0.1:0" picks a free port; see
+/// `rf_server_local_port`). A server listens once.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_listen(s: *mut rf_server, addr: *const c_char) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract (live server, NUL-terminated address).
+            let (srv, addr) = unsafe { (server(s)?, c_str(addr, "addr")?) };
+            srv.listen(addr).map(drop)
+        })
+    }
+}
+
+/// The port the server listens on; `RF_ERR_INVALID_ARGUMENT` before `rf_server_listen`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_local_port(s: *const rf_server, out: *mut u16) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (srv, out) = unsafe { (server(s)?, out_ptr(out, "out")?) };
+            *out = srv.local_addr().ok_or_else(|| invalid("the server is not listening"))?.port();
+            Ok(())
+        })
+    }
+}
+
+/// Serves players through a relay (`remotefn relay`) instead of listening.
+///
+/// Not available yet in this version: the arguments are validated (`RF_ERR_INVALID_ARGUMENT`
+/// for a NULL server, address or place, or bad UTF-8) and then the call fails with `RF_ERR_IO`
+/// and a message saying so. Use `rf_server_listen` meanwhile.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_attach(
+    s: *mut rf_server,
+    relay_addr: *const c_char,
+    place: *const c_char,
+    secret: *const c_char,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (_, addr, place) = unsafe { (server(s)?, c_str(relay_addr, "relay_addr")?, c_str(place, "place")?) };
+            if !secret.is_null() {
+                // SAFETY: non-NULL secret is a NUL-terminated string.
+                unsafe { c_str(secret, "secret") }?;
+            }
+            Err(Error::Io(format!(
+                "cannot attach to the relay at {addr} for place {place:?}: relay attach is not implemented \
+                 in remotefn {}; use rf_server_listen",
+                env!("CARGO_PKG_VERSION")
+            )))
+        })
+    }
+}
+
+/// Stops and frees the server: players get a goodbye, pending `rf_server_invoke_client` calls
+/// fail with `RF_ERR_CLOSED`, and the library's threads are joined before this returns (so no
+/// callback runs afterwards). NULL is a no-op. Do not call it from a callback of this server.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_free(s: *mut rf_server) {
+    boundary! {
+        if !s.is_null() {
+            // Stop through a shared reference first: callbacks still running may use `s`.
+            // SAFETY: a non-NULL server was created by `rf_server_new` and is live.
+            unsafe { &*s }.server.shutdown();
+            // SAFETY: no thread of the library uses `s` any more; freed once.
+            drop(unsafe { Box::from_raw(s) });
+        }
+    }
+}
+
+/// Binds the `OnServerInvoke` handler of `function` (replacing any previous one). Calls that
+/// waited for a handler are dispatched now. `user` is passed back to `cb` untouched.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_bind(
+    s: *mut rf_server,
+    function: *const c_char,
+    cb: rf_on_server_invoke,
+    user: *mut c_void,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (srv, name) = unsafe { (server(s)?, c_str(function, "function")?) };
+            let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
+            let (me, user) = (HandlePtr(s), UserData(user));
+            srv.bind_with_call_id(name, move |_, player, args, call| {
+                let args = rf_tuple::from_tuple(args);
+                // SAFETY: `cb` is the C function given at bind time; `me` stays valid while
+                // callbacks run (rf_server_free joins the workers first); `args` outlives the call.
+                unsafe { cb(user.get(), me.get(), player, &args, call) }
+            })
+        })
+    }
+}
+
+/// Removes the handler of `function`; later calls wait for a new one. Not bound:
+/// `RF_ERR_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_unbind(s: *mut rf_server, function: *const c_char) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (srv, name) = unsafe { (server(s)?, c_str(function, "function")?) };
+            srv.unbind(name)
+        })
+    }
+}
+
+/// Takes ownership of a results tuple (NULL: no values).
+///
+/// # Safety
+/// `results` is NULL or a tuple created by this library and not used after this call.
+pub(crate) unsafe fn take_results(results: *mut rf_tuple) -> rf_tuple {
+    if results.is_null() {
+        rf_tuple::default()
+    } else {
+        // SAFETY: the caller hands over a live tuple it no longer uses.
+        *unsafe { Box::from_raw(results) }
+    }
+}
+
+/// Borrowed arguments (NULL: none).
+///
+/// # Safety
+/// `args` is NULL or a live tuple.
+pub(crate) unsafe fn borrow_args<'a>(args: *const rf_tuple) -> Result<&'a [crate::Value], Error> {
+    // SAFETY: forwarded caller contract.
+    match unsafe { args.as_ref() } {
+        Some(t) => t.sendable(),
+        None => Ok(&[]),
+    }
+}
+
+/// Completes inbound call `call` with `results`, which is consumed in every case (NULL: no
+/// values). An unknown or already completed id, or a tuple with a table still open, is
+/// `RF_ERR_INVALID_ARGUMENT` and completes nothing. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_return(
+    s: *mut rf_server,
+    call: rf_call_id,
+    results: *mut rf_tuple,
+) -> rf_status {
+    boundary! {
+        // SAFETY: `results` is handed over by the caller, whatever happens next.
+        let results = unsafe { take_results(results) };
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let srv = unsafe { server(s) }?;
+            srv.reply(call, Ok(results.sendable()?))
+        })
+    }
+}
+
+/// Completes inbound call `call` with an error: the caller's invoke fails with `RF_ERR_REMOTE`
+/// and `message` as its `rf_last_error()`. Unknown or completed id: `RF_ERR_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_error(
+    s: *mut rf_server,
+    call: rf_call_id,
+    message: *const c_char,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (srv, message) = unsafe { (server(s)?, c_str(message, "message")?) };
+            srv.reply(call, Err(message))
+        })
+    }
+}
+
+/// `InvokeClient`: calls `function` on `player`'s client and blocks until it returns
+/// (`RF_OK`, `*out_results` a new tuple the caller frees), raises (`RF_ERR_REMOTE`), the player
+/// disconnects (`RF_ERR_DISCONNECTED`), `timeout_ms` passes (`RF_ERR_TIMEOUT`; 0 waits
+/// forever), or the server is freed (`RF_ERR_CLOSED`). Unknown player: `RF_ERR_NOT_FOUND`.
+/// `args` is borrowed (NULL: no arguments). On any error `*out_results` is set to NULL. Any
+/// thread, including a handler's (nested calls do not starve the workers).
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_invoke_client(
+    s: *mut rf_server,
+    player: rf_player_id,
+    function: *const c_char,
+    args: *const rf_tuple,
+    timeout_ms: u32,
+    out_results: *mut *mut rf_tuple,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let out = unsafe { out_ptr(out_results, "out_results") }?;
+            *out = std::ptr::null_mut();
+            // SAFETY: forwarded caller contract.
+            let (srv, name, args) = unsafe { (server(s)?, c_str(function, "function")?, borrow_args(args)?) };
+            let results = srv.invoke_client(player, name, args, to_timeout(timeout_ms))?;
+            *out = Box::into_raw(Box::new(rf_tuple::from_tuple(results)));
+            Ok(())
+        })
+    }
+}
+
+/// Registers a hook, shared by PlayerAdded and PlayerRemoving.
+///
+/// # Safety
+/// `s` NULL or a live server.
+unsafe fn on_player(
+    s: *mut rf_server,
+    cb: rf_on_player,
+    user: *mut c_void,
+    added: bool,
+) -> rf_status {
+    run(|| {
+        // SAFETY: forwarded caller contract.
+        let srv = unsafe { server(s) }?;
+        let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
+        let (me, user) = (HandlePtr(s), UserData(user));
+        let hook = move |_: &crate::ServerHandle, player| {
+            // SAFETY: `cb` is the C function given; `me` outlives every callback.
+            unsafe { cb(user.get(), me.get(), player) }
+        };
+        if added {
+            srv.on_player_added(hook);
+        } else {
+            srv.on_player_removing(hook);
+        }
+        Ok(())
+    })
+}
+
+/// Adds a callback run when a player completes the handshake (PlayerAdded). Callbacks for one
+/// player run in order: added, then its events, then removing.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_on_player_added(
+    s: *mut rf_server,
+    cb: rf_on_player,
+    user: *mut c_void,
+) -> rf_status {
+    // SAFETY: forwarded caller contract.
+    boundary! { unsafe { on_player(s, cb, user, true) } }
+}
+
+/// Adds a callback run when a player leaves for any reason (PlayerRemoving).
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_on_player_removing(
+    s: *mut rf_server,
+    cb: rf_on_player,
+    user: *mut c_void,
+) -> rf_status {
+    // SAFETY: forwarded caller contract.
+    boundary! { unsafe { on_player(s, cb, user, false) } }
+}
+
+/// Disconnects `player`; its client sees `reason` (NULL: "kicked"). Unknown player:
+/// `RF_ERR_NOT_FOUND`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_kick(
+    s: *mut rf_server,
+    player: rf_player_id,
+    reason: *const c_char,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let srv = unsafe { server(s) }?;
+            let reason = if reason.is_null() {
+                "kicked"
+            } else {
+                // SAFETY: non-NULL reason is NUL-terminated.
+                unsafe { c_str(reason, "reason") }?
+            };
+            srv.kick(player, reason)
+        })
+    }
+}
+
+/// The number of connected players (handshake completed).
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_player_count(s: *const rf_server, out: *mut usize) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (srv, out) = unsafe { (server(s)?, out_ptr(out, "out")?) };
+            *out = srv.player_count();
+            Ok(())
+        })
+    }
+}
+
+/// The user id the authenticator gave `player` (0 without an authenticator). Unknown player:
+/// `RF_ERR_NOT_FOUND`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_player_user_id(
+    s: *const rf_server,
+    player: rf_player_id,
+    out: *mut u64,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (srv, out) = unsafe { (server(s)?, out_ptr(out, "out")?) };
+            *out = srv.player_info(player).ok_or(Error::NotFound(player))?.identity.user_id;
+            Ok(())
+        })
+    }
+}
+
+/// Sets the authenticator: each handshake's place and token go to `cb` on a worker thread
+/// (never the reactor), which decides with `rf_auth_accept` / `rf_auth_reject`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_set_authenticator(
+    s: *mut rf_server,
+    cb: rf_on_authenticate,
+    user: *mut c_void,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let srv = unsafe { server(s) }?;
+            let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
+            let (me, user) = (HandlePtr(s), UserData(user));
+            srv.set_authenticator(move |req| {
+                let place = CString::new(req.place.as_bytes()).map_err(|_| "place contains a NUL byte".to_owned())?;
+                let mut auth = rf_auth { decision: None };
+                // SAFETY: `cb` is the C function given; `me` outlives callbacks; `place`,
+                // `token` and `auth` outlive the call.
+                unsafe { cb(user.get(), me.get(), place.as_ptr(), req.token.as_ptr(), req.token.len(), &mut auth) };
+                auth.decision.unwrap_or_else(|| Err("the authenticator did not decide".to_owned()))
+            });
+            Ok(())
+        })
+    }
+}
+
+/// Records a decision once.
+///
+/// # Safety
+/// `a` is NULL or the `rf_auth` of a running `rf_on_authenticate` callback.
+unsafe fn decide(
+    a: *mut rf_auth,
+    decision: impl FnOnce() -> Result<Result<Identity, String>, Error>,
+) -> rf_status {
+    run(|| {
+        // SAFETY: forwarded caller contract.
+        let auth = unsafe { a.as_mut() }.ok_or_else(|| invalid("auth is NULL"))?;
+        if auth.decision.is_some() {
+            return Err(invalid("this handshake is already decided"));
+        }
+        auth.decision = Some(decision()?);
+        Ok(())
+    })
+}
+
+/// Accepts the handshake as `user_id` with display `name` (NULL: empty). Only inside the
+/// callback; deciding twice is `RF_ERR_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_auth_accept(
+    a: *mut rf_auth,
+    user_id: u64,
+    name: *const c_char,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            decide(a, || {
+                let name = if name.is_null() { "" } else { c_str(name, "name")? };
+                Ok(Ok(Identity { user_id, name: name.to_owned() }))
+            })
+        }
+    }
+}
+
+/// Refuses the handshake; the client's `rf_client_connect` fails with `RF_ERR_REJECTED` and
+/// `reason` (NULL: "rejected"). Only inside the callback.
+#[no_mangle]
+pub unsafe extern "C" fn rf_auth_reject(a: *mut rf_auth, reason: *const c_char) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            decide(a, || {
+                let reason = if reason.is_null() { "rejected" } else { c_str(reason, "reason")? };
+                Ok(Err(reason.to_owned()))
+            })
+        }
+    }
+}
+
+/// Binds the handler of RemoteEvent `event` fired by clients. Events from one player run in
+/// the order they were fired; events for an unbound name wait (up to the queue limit).
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_bind_event(
+    s: *mut rf_server,
+    event: *const c_char,
+    cb: rf_on_server_event,
+    user: *mut c_void,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (srv, name) = unsafe { (server(s)?, c_str(event, "event")?) };
+            let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
+            let (me, user) = (HandlePtr(s), UserData(user));
+            srv.bind_event(name, move |_, player, args: Tuple| {
+                let args = rf_tuple::from_tuple(args);
+                // SAFETY: as for rf_server_bind.
+                unsafe { cb(user.get(), me.get(), player, &args) }
+            })
+        })
+    }
+}
+
+/// FireClient: sends RemoteEvent `event` to one player (fire-and-forget, in order). `args` is
+/// borrowed (NULL: none). Unknown player: `RF_ERR_NOT_FOUND`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_fire_client(
+    s: *mut rf_server,
+    player: rf_player_id,
+    event: *const c_char,
+    args: *const rf_tuple,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (srv, name, args) = unsafe { (server(s)?, c_str(event, "event")?, borrow_args(args)?) };
+            srv.fire_client(player, name, args)
+        })
+    }
+}
+
+/// FireAllClients: sends RemoteEvent `event` to every connected player. `args` is borrowed.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_fire_all_clients(
+    s: *mut rf_server,
+    event: *const c_char,
+    args: *const rf_tuple,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (srv, name, args) = unsafe { (server(s)?, c_str(event, "event")?, borrow_args(args)?) };
+            srv.fire_all_clients(name, args)
+        })
+    }
+}
+
+/// `RF_DISPATCH_MANUAL` only: runs up to `max_calls` queued callbacks (0: all that are queued)
+/// on this thread, waiting up to `timeout_ms` for the first; `*out_dispatched` is how many ran.
+/// In worker mode: `RF_ERR_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_dispatch(
+    s: *mut rf_server,
+    max_calls: u32,
+    timeout_ms: u32,
+    out_dispatched: *mut u32,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let srv = unsafe { server(s) }?;
+            // SAFETY: forwarded caller contract.
+            unsafe { pump(out_dispatched, max_calls, timeout_ms, |max, timeout| srv.dispatch(max, timeout)) }
+        })
+    }
+}
+
+/// Manual dispatch shared by servers and clients: runs `dispatch` and reports the count.
+///
+/// # Safety
+/// `out` is NULL or valid for writes.
+pub(crate) unsafe fn pump(
+    out: *mut u32,
+    max_calls: u32,
+    timeout_ms: u32,
+    dispatch: impl FnOnce(usize, Duration) -> Result<usize, Error>,
+) -> Result<(), Error> {
+    // SAFETY: forwarded caller contract.
+    let out = unsafe { out_ptr(out, "out_dispatched") }?;
+    *out = 0;
+    let max = if max_calls == 0 {
+        usize::MAX
+    } else {
+        max_calls as usize
+    };
+    let ran = dispatch(max, Duration::from_millis(u64::from(timeout_ms)))?;
+    *out = u32::try_from(ran).unwrap_or(u32::MAX);
+    Ok(())
+}
