@@ -437,6 +437,12 @@ enum rf_status rf_server_dispatch(struct rf_server *s,
                                   uint32_t timeout_ms,
                                   uint32_t *out_dispatched);
 
+// Inbound calls waiting for a handler to be bound to their function name (observability).
+enum rf_status rf_server_queued_calls(const struct rf_server *s, size_t *out);
+
+// `rf_server_invoke_client` calls currently waiting for an answer (observability).
+enum rf_status rf_server_calls_in_flight(const struct rf_server *s, size_t *out);
+
 // Creates an empty tuple. The caller owns it and frees it with `rf_tuple_free` (or gives it to
 // `rf_*_return`, which consumes it). Never NULL (except on an internal panic).
 struct rf_tuple *rf_tuple_new(void);

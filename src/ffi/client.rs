@@ -226,6 +226,8 @@ pub unsafe extern "C" fn rf_client_invoke_server(
             *out = std::ptr::null_mut();
             // SAFETY: forwarded caller contract.
             let (cl, name, args) = unsafe { (client(c)?, c_str(function, "function")?, borrow_args(args)?) };
+            // Hold the client's state for the whole wait: rf_client_free may run meanwhile.
+            let cl = cl.handle();
             let results = cl.invoke_server(name, args, to_timeout(timeout_ms))?;
             *out = Box::into_raw(Box::new(rf_tuple::from_tuple(results)));
             Ok(())
@@ -316,7 +318,7 @@ pub unsafe extern "C" fn rf_client_dispatch(
     boundary! {
         run(|| {
             // SAFETY: forwarded caller contract.
-            let cl = unsafe { client(c) }?;
+            let cl = unsafe { client(c) }?.handle();
             // SAFETY: forwarded caller contract.
             unsafe { pump(out_dispatched, max_calls, timeout_ms, |max, timeout| cl.dispatch(max, timeout)) }
         })

@@ -421,6 +421,9 @@ pub unsafe extern "C" fn rf_server_invoke_client(
             *out = std::ptr::null_mut();
             // SAFETY: forwarded caller contract.
             let (srv, name, args) = unsafe { (server(s)?, c_str(function, "function")?, borrow_args(args)?) };
+            // Hold the server's state for the whole wait: rf_server_free may run meanwhile (it
+            // fails this call with RF_ERR_CLOSED), and must not free it under this thread.
+            let srv = srv.handle();
             let results = srv.invoke_client(player, name, args, to_timeout(timeout_ms))?;
             *out = Box::into_raw(Box::new(rf_tuple::from_tuple(results)));
             Ok(())
@@ -684,7 +687,7 @@ pub unsafe extern "C" fn rf_server_dispatch(
     boundary! {
         run(|| {
             // SAFETY: forwarded caller contract.
-            let srv = unsafe { server(s) }?;
+            let srv = unsafe { server(s) }?.handle();
             // SAFETY: forwarded caller contract.
             unsafe { pump(out_dispatched, max_calls, timeout_ms, |max, timeout| srv.dispatch(max, timeout)) }
         })
@@ -712,4 +715,33 @@ pub(crate) unsafe fn pump(
     let ran = dispatch(max, Duration::from_millis(u64::from(timeout_ms)))?;
     *out = u32::try_from(ran).unwrap_or(u32::MAX);
     Ok(())
+}
+
+/// Inbound calls waiting for a handler to be bound to their function name (observability).
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_queued_calls(s: *const rf_server, out: *mut usize) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (srv, out) = unsafe { (server(s)?, out_ptr(out, "out")?) };
+            *out = srv.calls_waiting_for_handler();
+            Ok(())
+        })
+    }
+}
+
+/// `rf_server_invoke_client` calls currently waiting for an answer (observability).
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_calls_in_flight(
+    s: *const rf_server,
+    out: *mut usize,
+) -> rf_status {
+    boundary! {
+        run(|| {
+            // SAFETY: forwarded caller contract.
+            let (srv, out) = unsafe { (server(s)?, out_ptr(out, "out")?) };
+            *out = srv.calls_in_flight();
+            Ok(())
+        })
+    }
 }

@@ -1,0 +1,258 @@
+//! Builds the C and C++ programs in `ffi-tests/` against the library (shared and static), runs
+//! them, runs the C program under valgrind memcheck, and checks the exported symbols.
+//!
+//! The programs are compiled with the system `cc` (C11) and `c++` (C++17) and
+//! `-Wall -Wextra -Werror -pedantic`, which also proves the headers compile cleanly.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+struct Built {
+    /// Directory holding libremotefn.so and libremotefn.a.
+    lib_dir: PathBuf,
+    /// Directory for the compiled test programs.
+    out_dir: PathBuf,
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `cargo test` builds the library only as an rlib; the C programs need the cdylib and the
+/// staticlib, built once per test run into the same target directory.
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        // target/<profile>/deps/ffi-<hash> → target/<profile>
+        let exe = std::env::current_exe().expect("test executable path");
+        let lib_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf();
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "--lib", "--quiet"])
+            .current_dir(root());
+        if lib_dir.file_name().is_some_and(|n| n == "release") {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("run cargo build --lib");
+        assert!(status.success(), "cargo build --lib failed");
+        assert!(
+            lib_dir.join("libremotefn.so").exists(),
+            "no libremotefn.so in {}",
+            lib_dir.display()
+        );
+        let out_dir = lib_dir.join("ffi-tests");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        Built { lib_dir, out_dir }
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Link {
+    Shared,
+    Static,
+}
+
+/// Compiles `source` (C when it ends in `.c`, else C++) into a program linked as `link`, once
+/// per test run (tests share programs, and must not rewrite one while another runs it).
+fn compile(source: &str, link: Link) -> PathBuf {
+    static PROGRAMS: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let key = format!("{source}-{}", link as u8);
+    let mut programs = PROGRAMS.lock().unwrap();
+    if let Some((_, exe)) = programs.iter().find(|(k, _)| *k == key) {
+        return exe.clone();
+    }
+    let exe = compile_now(source, link);
+    programs.push((key, exe.clone()));
+    exe
+}
+
+fn compile_now(source: &str, link: Link) -> PathBuf {
+    let b = built();
+    let is_c = source.ends_with(".c");
+    let stem = Path::new(source)
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let exe = b.out_dir.join(format!(
+        "{stem}-{}",
+        if matches!(link, Link::Shared) {
+            "shared"
+        } else {
+            "static"
+        }
+    ));
+    let mut cmd = Command::new(if is_c { "cc" } else { "c++" });
+    cmd.arg(if is_c { "-std=c11" } else { "-std=c++17" })
+        .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-O1"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg("-I")
+        .arg(root().join("ffi-tests"))
+        .arg(root().join("ffi-tests").join(source))
+        .arg("-o")
+        .arg(&exe);
+    match link {
+        Link::Shared => {
+            cmd.arg("-L").arg(&b.lib_dir).arg("-lremotefn");
+            cmd.arg(format!("-Wl,-rpath,{}", b.lib_dir.display()));
+        }
+        Link::Static => {
+            cmd.arg(b.lib_dir.join("libremotefn.a"));
+        }
+    }
+    cmd.args(["-lpthread", "-ldl", "-lm"]);
+    let out = cmd.output().expect("run the C/C++ compiler");
+    assert!(
+        out.status.success(),
+        "compiling {source} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+fn run(exe: &Path, wrapper: &[&str]) {
+    let (program, args): (&str, Vec<&str>) = match wrapper.split_first() {
+        Some((first, rest)) => (
+            first,
+            rest.iter()
+                .copied()
+                .chain([exe.to_str().unwrap()])
+                .collect(),
+        ),
+        None => (exe.to_str().unwrap(), Vec::new()),
+    };
+    let out = Command::new(program)
+        .args(&args)
+        .output()
+        .expect("run the test program");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{} {:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        program,
+        args,
+        out.status
+    );
+    assert!(stdout.contains("all checks passed"), "stdout:\n{stdout}");
+}
+
+#[test]
+fn c_program_against_the_shared_library() {
+    run(&compile("abi_test.c", Link::Shared), &[]);
+}
+
+#[test]
+fn c_program_against_the_static_library() {
+    run(&compile("abi_test.c", Link::Static), &[]);
+}
+
+#[test]
+fn cpp_wrapper_against_the_shared_library() {
+    run(&compile("wrapper_test.cpp", Link::Shared), &[]);
+}
+
+#[test]
+fn cpp_wrapper_against_the_static_library() {
+    run(&compile("wrapper_test.cpp", Link::Static), &[]);
+}
+
+/// Zero memcheck errors and no definite leaks (the exit code is 99 on either).
+#[test]
+fn c_program_under_valgrind_memcheck() {
+    let exe = compile("abi_test.c", Link::Shared);
+    run(
+        &exe,
+        &[
+            "valgrind",
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--show-leak-kinds=definite",
+            "--quiet",
+        ],
+    );
+}
+
+#[test]
+fn only_rf_symbols_are_exported_from_the_shared_library() {
+    let lib = built().lib_dir.join("libremotefn.so");
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&lib)
+        .output()
+        .expect("run nm");
+    assert!(out.status.success());
+    let symbols: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .collect();
+    let foreign: Vec<&String> = symbols.iter().filter(|s| !s.starts_with("rf_")).collect();
+    assert!(foreign.is_empty(), "non-rf_ symbols exported: {foreign:?}");
+    for name in [
+        "rf_last_error",
+        "rf_abi_version",
+        "rf_server_invoke_client",
+        "rf_client_invoke_server",
+    ] {
+        assert!(symbols.iter().any(|s| s == name), "{name} is not exported");
+    }
+}
+
+/// `remotefn.pc.in`, rendered as the README says, gives flags that build and link a program.
+#[test]
+fn pkg_config_file_gives_working_flags() {
+    let b = built();
+    let pc = std::fs::read_to_string(root().join("remotefn.pc.in")).unwrap();
+    let pc_dir = b.out_dir.join("pkgconfig");
+    std::fs::create_dir_all(&pc_dir).unwrap();
+    std::fs::write(
+        pc_dir.join("remotefn.pc"),
+        pc.replace("@PREFIX@", &root().display().to_string()),
+    )
+    .unwrap();
+    let flags = Command::new("pkg-config")
+        .env("PKG_CONFIG_PATH", &pc_dir)
+        .arg(format!("--define-variable=libdir={}", b.lib_dir.display()))
+        .args(["--cflags", "--libs", "remotefn"])
+        .output()
+        .expect("run pkg-config");
+    assert!(
+        flags.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flags.stderr)
+    );
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    let source = b.out_dir.join("pkg_config_probe.c");
+    std::fs::write(
+        &source,
+        "#include <remotefn.h>\n#include <stdio.h>\n\
+         int main(void) { printf(\"%s\\n\", rf_version()); return rf_abi_version() == RF_ABI_VERSION ? 0 : 1; }\n",
+    )
+    .unwrap();
+    let exe = b.out_dir.join("pkg_config_probe");
+    let cc = Command::new("cc")
+        .arg(&source)
+        .arg("-o")
+        .arg(&exe)
+        .args(flags.split_whitespace())
+        .output()
+        .unwrap();
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let out = Command::new(&exe).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        env!("CARGO_PKG_VERSION")
+    );
+}
