@@ -1,5 +1,6 @@
 //! Command-line parsing and the subcommands.
 
+mod bench;
 mod call;
 mod serve;
 
@@ -24,6 +25,19 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Connect, invoke one function, print its results as JSON.
     Call(call::CallArgs),
+    /// Load a server with many players and report calls/s and latency percentiles.
+    Bench(bench::BenchArgs),
+    /// The baseline for `bench --protocol echo`: a bare length-prefixed echo over mio with a
+    /// worker hop.
+    #[command(hide = true)]
+    BenchEchoServer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Echo worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -35,9 +49,13 @@ pub fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
-        Command::Call(args) => call::run(args),
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Serve(args) => serve::run(args).map_err(Into::into),
+        Command::Call(args) => call::run(args).map_err(Into::into),
+        Command::Bench(args) => bench::run(args).map_err(Into::into),
+        Command::BenchEchoServer { listen, workers } => {
+            bench::baseline::serve(&listen, workers).map_err(Into::into)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

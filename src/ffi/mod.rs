@@ -288,12 +288,12 @@ pub extern "C" fn rf_version() -> *const c_char {
             Ok(v) => v,
             Err(_) => panic!("version has no interior NUL"),
         };
-    VERSION.as_ptr()
+    boundary! { VERSION.as_ptr() }
 }
 
 /// The `RF_ABI_VERSION` the library was built with: compare it with the header's to detect a
 /// mismatched library at run time. Thread-safe.
 #[no_mangle]
 pub extern "C" fn rf_abi_version() -> u32 {
-    RF_ABI_VERSION
+    boundary! { RF_ABI_VERSION }
 }

@@ -1,0 +1,321 @@
+//! The closed-loop load generator: a few threads, each running its own mio loop over its share
+//! of the connections. Each connection keeps `inflight` calls outstanding and sends the next as
+//! soon as one is answered.
+
+use bytes::{Buf, BufMut, BytesMut};
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use remotefn::proto::{self, Connection, Frame, Role};
+use remotefn::Value;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the server under load speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// remotefn: INVOKE "Echo" with one string argument of `payload` bytes.
+    Remotefn,
+    /// The baseline: a bare length-prefixed echo (u32 length, 8-byte id, payload).
+    Echo,
+}
+
+/// Phases, published by the coordinating thread.
+pub const CONNECTING: u8 = 0;
+pub const WARMUP: u8 = 1;
+pub const MEASURING: u8 = 2;
+pub const STOP: u8 = 3;
+
+/// State shared between the coordinator and the generator threads.
+#[derive(Default)]
+pub struct Shared {
+    pub phase: AtomicU8,
+    pub connected: AtomicUsize,
+    pub failed_connects: AtomicUsize,
+    /// Calls completed in the current phase (reset when measuring starts).
+    pub completed: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// What one generator thread measured.
+pub struct ThreadResult {
+    pub latency_us: Histogram<u64>,
+    pub calls: u64,
+    pub errors: u64,
+}
+
+pub struct Spec {
+    pub addr: SocketAddr,
+    pub protocol: Protocol,
+    pub connections: usize,
+    pub inflight: usize,
+    pub payload: usize,
+}
+
+struct Conn {
+    socket: TcpStream,
+    proto: Connection,
+    input: BytesMut,
+    out: BytesMut,
+    /// Send time of each in-flight slot; the slot is the low 16 bits of the call id.
+    sent: Vec<Option<Instant>>,
+    seq: u64,
+    ready: bool,
+    dead: bool,
+}
+
+/// A request template: the encoded frame and where its 8-byte id sits.
+struct Template {
+    frame: Vec<u8>,
+    id_at: usize,
+}
+
+fn template(protocol: Protocol, payload: usize) -> Template {
+    match protocol {
+        Protocol::Remotefn => {
+            let mut out = BytesMut::new();
+            let arg = [Value::string(vec![b'x'; payload])];
+            proto::encode_invoke(&mut out, 0, "Echo", &arg, 64).expect("encodable");
+            // length (4) + type (1), then the call id.
+            Template {
+                frame: out.to_vec(),
+                id_at: 5,
+            }
+        }
+        Protocol::Echo => {
+            let mut frame = Vec::with_capacity(12 + payload);
+            frame.put_u32_le((8 + payload) as u32);
+            frame.put_u64_le(0);
+            frame.extend(std::iter::repeat_n(b'x', payload));
+            Template { frame, id_at: 4 }
+        }
+    }
+}
+
+impl Conn {
+    fn send(&mut self, t: &Template, slot: usize, now: Instant) {
+        self.seq += 1;
+        let id = (self.seq << 16) | slot as u64;
+        let start = self.out.len();
+        self.out.extend_from_slice(&t.frame);
+        self.out[start + t.id_at..start + t.id_at + 8].copy_from_slice(&id.to_le_bytes());
+        self.sent[slot] = Some(now);
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        while !self.out.is_empty() {
+            match self.socket.write(&self.out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one generator thread over `count` connections until the phase is STOP.
+pub fn run_thread(spec: &Spec, count: usize, shared: &Arc<Shared>) -> ThreadResult {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let t = template(spec.protocol, spec.payload);
+    let mut poll = Poll::new().expect("poll");
+    let mut conns: Vec<Conn> = Vec::with_capacity(count);
+    for i in 0..count {
+        let socket = match std::net::TcpStream::connect(spec.addr) {
+            Ok(s) => s,
+            Err(e) => {
+                if shared.failed_connects.fetch_add(1, Ordering::Relaxed) == 0 {
+                    eprintln!("bench: connect failed: {e}");
+                }
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        socket.set_nonblocking(true).expect("nonblocking");
+        let mut socket = TcpStream::from_std(socket);
+        poll.registry()
+            .register(
+                &mut socket,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .expect("register");
+        let mut out = BytesMut::new();
+        let ready = match spec.protocol {
+            Protocol::Remotefn => {
+                proto::encode_preface(&mut out);
+                Frame::Hello {
+                    place: String::new(),
+                    token: bytes::Bytes::new(),
+                }
+                .encode(&mut out);
+                false
+            }
+            Protocol::Echo => {
+                shared.connected.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+        };
+        conns.push(Conn {
+            socket,
+            proto: Connection::new(Role::Client, proto::DEFAULT_MAX_FRAME),
+            input: BytesMut::new(),
+            out,
+            sent: vec![None; spec.inflight],
+            seq: 0,
+            ready,
+            dead: false,
+        });
+    }
+    for c in &mut conns {
+        let _ = c.flush();
+    }
+
+    let mut events = Events::with_capacity(4096);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut started = false;
+    // Only calls answered while measuring count in the result; `progress` feeds the bar.
+    let (mut calls, mut errors, mut progress) = (0u64, 0u64, 0u64);
+    let mut dirty: Vec<usize> = Vec::new();
+    let mut was_measuring = false;
+    loop {
+        let phase = shared.phase.load(Ordering::Acquire);
+        if phase == STOP {
+            break;
+        }
+        let measuring = phase == MEASURING;
+        if measuring && !was_measuring {
+            calls = 0;
+            errors = 0;
+            hist.reset();
+        }
+        was_measuring = measuring;
+        if phase >= WARMUP && !started {
+            started = true;
+            let now = Instant::now();
+            for (i, c) in conns.iter_mut().enumerate() {
+                if c.ready {
+                    for slot in 0..spec.inflight {
+                        c.send(&t, slot, now);
+                    }
+                    dirty.push(i);
+                }
+            }
+        }
+        let _ = poll.poll(&mut events, Some(Duration::from_millis(5)));
+        for event in events.iter() {
+            let i = event.token().0;
+            let c = &mut conns[i];
+            if c.dead {
+                continue;
+            }
+            if event.is_writable() {
+                dirty.push(i);
+            }
+            if !(event.is_readable() || event.is_read_closed()) {
+                continue;
+            }
+            loop {
+                match c.socket.read(&mut buf) {
+                    Ok(0) => {
+                        c.dead = true;
+                        errors += 1;
+                        break;
+                    }
+                    Ok(n) => {
+                        match spec.protocol {
+                            Protocol::Remotefn => c.proto.handle_bytes(&buf[..n]),
+                            Protocol::Echo => c.input.extend_from_slice(&buf[..n]),
+                        }
+                        if n < buf.len() {
+                            break; // drained; edge-triggered epoll reports the next arrival
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        c.dead = true;
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            let now = Instant::now();
+            // Each answer: record its latency and send the next call in its slot.
+            let mut answered: Vec<(u64, bool)> = Vec::new();
+            match spec.protocol {
+                Protocol::Remotefn => loop {
+                    match c.proto.poll_frame() {
+                        Ok(Some(Frame::Welcome { .. })) => {
+                            c.ready = true;
+                            shared.connected.fetch_add(1, Ordering::Relaxed);
+                            if started {
+                                for slot in 0..spec.inflight {
+                                    c.send(&t, slot, now);
+                                }
+                            }
+                        }
+                        Ok(Some(Frame::Result { call, .. })) => answered.push((call, true)),
+                        Ok(Some(Frame::Error { call, .. })) => answered.push((call, false)),
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => {
+                            c.dead = true;
+                            errors += 1;
+                            break;
+                        }
+                    }
+                },
+                Protocol::Echo => {
+                    while c.input.len() >= 12 {
+                        let len =
+                            u32::from_le_bytes(c.input[..4].try_into().expect("4 bytes")) as usize;
+                        if c.input.len() < 4 + len {
+                            break;
+                        }
+                        let id = u64::from_le_bytes(c.input[4..12].try_into().expect("8 bytes"));
+                        c.input.advance(4 + len);
+                        answered.push((id, true));
+                    }
+                }
+            }
+            for (id, ok) in answered {
+                let slot = (id & 0xffff) as usize;
+                if let Some(sent) = c.sent.get_mut(slot).and_then(Option::take) {
+                    progress += 1;
+                    if !ok {
+                        errors += 1;
+                    } else if measuring {
+                        calls += 1;
+                        let us = now.duration_since(sent).as_micros().max(1) as u64;
+                        let _ = hist.record(us.min(60_000_000));
+                    }
+                    c.send(&t, slot, now);
+                }
+            }
+            dirty.push(i);
+        }
+        for &i in &dirty {
+            let c = &mut conns[i];
+            if !c.dead && c.flush().is_err() {
+                c.dead = true;
+                errors += 1;
+            }
+        }
+        dirty.clear();
+        shared
+            .completed
+            .fetch_add(std::mem::take(&mut progress), Ordering::Relaxed);
+    }
+    shared.errors.fetch_add(errors, Ordering::Relaxed);
+    ThreadResult {
+        latency_us: hist,
+        calls,
+        errors,
+    }
+}
