@@ -31,7 +31,7 @@ fn next_generation(g: u32) -> u32 {
 }
 
 /// What a caller receives: the encoded result values, or why there are none.
-pub(crate) type Outcome = Result<Bytes, Error>;
+pub type Outcome = Result<Bytes, Error>;
 
 enum Phase {
     Free,
@@ -45,14 +45,15 @@ struct Slot {
 }
 
 /// Outbound calls: one slot per call this side has sent and not yet seen answered.
-pub(crate) struct CallSlots {
+pub struct CallSlots {
     slots: Box<[Slot]>,
     free: ArrayQueue<u32>,
     closed: AtomicBool,
 }
 
 impl CallSlots {
-    pub(crate) fn new(capacity: usize) -> CallSlots {
+    /// A table of `capacity` slots, all allocated now.
+    pub fn new(capacity: usize) -> CallSlots {
         let capacity = capacity.clamp(1, u32::MAX as usize);
         let free = ArrayQueue::new(capacity);
         for i in 0..capacity {
@@ -71,7 +72,7 @@ impl CallSlots {
     }
 
     /// Takes a free slot for a new call.
-    pub(crate) fn acquire(&self) -> Result<CallId, Error> {
+    pub fn acquire(&self) -> Result<CallId, Error> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed("shut down".into()));
         }
@@ -96,7 +97,7 @@ impl CallSlots {
     }
 
     /// Parks until the call completes or `timeout` elapses, then frees the slot.
-    pub(crate) fn wait(&self, id: CallId, timeout: Option<Duration>) -> Outcome {
+    pub fn wait(&self, id: CallId, timeout: Option<Duration>) -> Outcome {
         let (index, generation) = split(id);
         let slot = &self.slots[index];
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -132,7 +133,7 @@ impl CallSlots {
     }
 
     /// Frees a slot whose call was never sent.
-    pub(crate) fn release(&self, id: CallId) {
+    pub fn release(&self, id: CallId) {
         let (index, generation) = split(id);
         let mut state = self.slots[index].state.lock();
         if state.0 == generation && !matches!(state.1, Phase::Free) {
@@ -145,7 +146,7 @@ impl CallSlots {
 
     /// Delivers the outcome of call `id`. Returns false, changing nothing, when the id is stale
     /// (timed out, already answered) or was never issued.
-    pub(crate) fn complete(&self, id: CallId, outcome: Outcome) -> bool {
+    pub fn complete(&self, id: CallId, outcome: Outcome) -> bool {
         let (index, generation) = split(id);
         let Some(slot) = self.slots.get(index) else {
             return false;
@@ -161,7 +162,7 @@ impl CallSlots {
     }
 
     /// Whether `id` still names a call waiting for its outcome.
-    pub(crate) fn is_waiting(&self, id: CallId) -> bool {
+    pub fn is_waiting(&self, id: CallId) -> bool {
         let (index, generation) = split(id);
         self.slots.get(index).is_some_and(|slot| {
             let state = slot.state.lock();
@@ -170,7 +171,7 @@ impl CallSlots {
     }
 
     /// Refuses new calls and fails every waiting one with `error`.
-    pub(crate) fn fail_all(&self, error: &Error) {
+    pub fn fail_all(&self, error: &Error) {
         self.closed.store(true, Ordering::SeqCst);
         for slot in self.slots.iter() {
             let mut state = slot.state.lock();
@@ -183,7 +184,7 @@ impl CallSlots {
     }
 
     /// Calls currently holding a slot.
-    pub(crate) fn in_flight(&self) -> usize {
+    pub fn in_flight(&self) -> usize {
         self.slots.len() - self.free.len()
     }
 }

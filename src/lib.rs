@@ -48,6 +48,12 @@ pub use endpoint::{AuthRequest, Identity, PlayerInfo, Responder};
 pub use error::{Error, Result};
 pub use server::{PlayerId, Server, ServerConfig, ServerHandle};
 
+/// Internals exposed for `benches/` only: not part of the API, no stability promise.
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::calls::CallSlots;
+}
+
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -101,3 +101,56 @@ fn call_to_nowhere_fails_cleanly() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
 }
+
+fn bench_json(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = Command::new(BIN)
+        .arg("bench")
+        .args(["--duration", "0.5", "--warmup", "0.2", "--json"])
+        .args(args)
+        .output()
+        .expect("run remotefn bench");
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn bench_loads_its_own_server_and_the_baseline() {
+    for protocol in ["remotefn", "echo"] {
+        let runs = bench_json(&["--protocol", protocol, "--players", "20", "--inflight", "2"]);
+        assert_eq!(runs.len(), 1);
+        let run = &runs[0];
+        assert_eq!(run["protocol"], protocol);
+        assert_eq!(run["errors"], 0, "{run}");
+        assert!(run["calls"].as_u64().unwrap() > 0, "{run}");
+        assert!(run["p99_us"].as_u64().unwrap() >= run["p50_us"].as_u64().unwrap());
+        assert!(run["idle_bytes_per_player"].is_number(), "{run}");
+    }
+}
+
+#[test]
+fn bench_sweeps_player_counts_into_a_chart() {
+    let chart = std::env::temp_dir().join(format!("remotefn-sweep-{}.svg", std::process::id()));
+    let runs = bench_json(&["--sweep", "1,5", "--plot", chart.to_str().unwrap()]);
+    assert_eq!(
+        runs.iter()
+            .map(|r| r["players"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 5]
+    );
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    std::fs::remove_file(&chart).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("calls/s"));
+}
+
+#[test]
+fn bench_against_a_running_server() {
+    let serve = Serve::start();
+    let runs = bench_json(&["--target", &serve.addr, "--players", "10"]);
+    assert_eq!(runs[0]["errors"], 0);
+    assert!(runs[0]["calls"].as_u64().unwrap() > 0);
+    // Not our child: its memory is not ours to read.
+    assert!(runs[0]["idle_bytes_per_player"].is_null());
+}

@@ -11,6 +11,7 @@
 
 use super::{DispatchMode, Job};
 use crossbeam_channel::{select, unbounded, Receiver, Sender};
+use crossbeam_utils::Backoff;
 use parking_lot::Mutex;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -174,6 +175,18 @@ fn run(s: &Shared, job: Job) {
 fn run_worker(s: &Shared, lane: usize) {
     let lane_rx = &s.lanes[lane].1;
     loop {
+        // Spin, then yield, briefly before parking (as a blocking crossbeam receive does on one
+        // channel): under load the next job comes within microseconds, and a parked worker
+        // costs the reactor a futex wake per job.
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
+            if let Ok(job) = lane_rx.try_recv().or_else(|_| s.any.1.try_recv()) {
+                run(s, job);
+                backoff.reset();
+            } else {
+                backoff.snooze();
+            }
+        }
         select! {
             recv(lane_rx) -> job => match job { Ok(job) => run(s, job), Err(_) => return },
             recv(s.any.1) -> job => match job { Ok(job) => run(s, job), Err(_) => return },

@@ -384,7 +384,7 @@ pub unsafe extern "C" fn rf_tuple_push_cframe(t: *mut rf_tuple, v: *const rf_cfr
         unsafe {
             with_tuple(t, |t| {
                 let c = handle(v, "cframe")?;
-                t.push(Value::CFrame(CFrame { position: c.position, rotation: c.rotation }))
+                t.push(Value::from(CFrame { position: c.position, rotation: c.rotation }))
             })
         }
     }

@@ -157,7 +157,7 @@ fn encode_value(
             if depth >= max_depth {
                 return Err(ValueError::TooDeep { limit: max_depth });
             }
-            check_unique_keys(entries.iter().map(|(k, _)| k.as_ref()))?;
+            check_unique_keys(entries)?;
             out.put_u8(tag::DICTIONARY);
             put_varint(out, entries.len() as u64);
             for (key, value) in entries {
@@ -177,23 +177,18 @@ fn put_bytes(out: &mut BytesMut, tag: u8, bytes: &[u8]) {
 }
 
 /// Dictionaries are Luau tables, so a key appears once. Small tables (the common case) are
-/// checked pairwise; large ones through a hash set.
-fn check_unique_keys<'a>(
-    keys: impl ExactSizeIterator<Item = &'a [u8]> + Clone,
-) -> Result<(), ValueError> {
-    if keys.len() <= 16 {
-        let all: Vec<&[u8]> = keys.collect();
-        for (i, k) in all.iter().enumerate() {
-            if all[..i].contains(k) {
+/// checked pairwise without allocating; large ones through a hash set.
+fn check_unique_keys(entries: &[(Bytes, Value)]) -> Result<(), ValueError> {
+    if entries.len() <= 16 {
+        for (i, (key, _)) in entries.iter().enumerate() {
+            if entries[..i].iter().any(|(k, _)| k == key) {
                 return Err(ValueError::DuplicateKey);
             }
         }
     } else {
-        let mut seen = std::collections::HashSet::with_capacity(keys.len());
-        for k in keys {
-            if !seen.insert(k) {
-                return Err(ValueError::DuplicateKey);
-            }
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        if !entries.iter().all(|(k, _)| seen.insert(k.as_ref())) {
+            return Err(ValueError::DuplicateKey);
         }
     }
     Ok(())
@@ -344,10 +339,10 @@ fn decode_value(r: &mut Reader<'_>, depth: usize, max_depth: usize) -> Result<Va
             let [x, y, z] = r.floats()?;
             Value::Vector3(Vector3 { x, y, z })
         }
-        tag::CFRAME => Value::CFrame(CFrame {
+        tag::CFRAME => Value::CFrame(Box::new(CFrame {
             position: r.floats()?,
             rotation: r.floats()?,
-        }),
+        })),
         tag::COLOR3 => {
             let [r_, g, b] = r.floats()?;
             Value::Color3(Color3 { r: r_, g, b })
@@ -376,7 +371,7 @@ fn decode_value(r: &mut Reader<'_>, depth: usize, max_depth: usize) -> Result<Va
                 let key = r.slice(key_len)?;
                 entries.push((key, decode_value(r, depth + 1, max_depth)?));
             }
-            check_unique_keys(entries.iter().map(|(k, _)| k.as_ref()))?;
+            check_unique_keys(&entries)?;
             Value::Dictionary(entries)
         }
         other => return Err(ValueError::UnknownTag(other)),
@@ -545,7 +540,7 @@ mod tests {
                     let mut c = CFrame::default();
                     c.position.copy_from_slice(&f[..3]);
                     c.rotation.copy_from_slice(&f[3..]);
-                    Value::CFrame(c)
+                    Value::CFrame(Box::new(c))
                 }),
                 any::<u64>().prop_map(|r| Value::Instance(InstanceRef(r))),
             ];

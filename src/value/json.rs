@@ -132,7 +132,7 @@ fn tagged(key: &str, inner: &Json) -> Result<Value, JsonValueError> {
             let mut c = CFrame::default();
             c.position.copy_from_slice(&all[..3]);
             c.rotation.copy_from_slice(&all[3..]);
-            Value::CFrame(c)
+            Value::CFrame(Box::new(c))
         }
         "$instance" => Value::Instance(InstanceRef(
             inner
@@ -186,7 +186,7 @@ mod tests {
                 y: 2.5,
                 z: -3.0,
             }),
-            Value::CFrame(CFrame::default()),
+            Value::from(CFrame::default()),
             Value::Color3(Color3 {
                 r: 1.0,
                 g: 0.5,

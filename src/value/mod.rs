@@ -94,8 +94,9 @@ pub enum Value {
     Vector2(Vector2),
     /// `Vector3`.
     Vector3(Vector3),
-    /// `CFrame`.
-    CFrame(CFrame),
+    /// `CFrame` (boxed: it is 96 bytes, and keeping it out of line keeps every other value
+    /// small).
+    CFrame(Box<CFrame>),
     /// `Color3`.
     Color3(Color3),
     /// An object reference.
@@ -263,7 +264,7 @@ impl From<Vector3> for Value {
 }
 impl From<CFrame> for Value {
     fn from(v: CFrame) -> Value {
-        Value::CFrame(v)
+        Value::CFrame(Box::new(v))
     }
 }
 impl From<Color3> for Value {
