@@ -26,6 +26,12 @@ static rf_server *start_server(uint32_t workers, rf_dispatch mode, uint32_t queu
   CHECK_OK(rf_server_config_set_queue_limit(cfg, queue_limit));
   CHECK_OK(rf_server_config_set_max_payload(cfg, 1 << 20));
   CHECK_OK(rf_server_config_set_max_depth(cfg, 64));
+  CHECK_OK(rf_server_config_set_handshake_timeout(cfg, 10000));
+  CHECK_OK(rf_server_config_set_idle_timeout(cfg, 60000));
+  CHECK_OK(rf_server_config_set_max_inflight_per_player(cfg, 1024));
+  CHECK_OK(rf_server_config_set_rate_limit(cfg, 100000, 100000));
+  CHECK_OK(rf_server_config_set_max_players(cfg, 1000));
+  CHECK_OK(rf_server_config_set_max_output_buffer(cfg, 8u << 20));
   rf_server *s = NULL;
   CHECK_OK(rf_server_new(cfg, &s));
   rf_server_config_free(cfg);
@@ -751,6 +757,12 @@ static void test_misuse(rf_server *s, const char *addr) {
   CHECK_STATUS(rf_server_config_set_workers(cfg, 0), RF_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(rf_server_config_set_dispatch(cfg, (rf_dispatch)7), RF_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(rf_server_config_set_max_payload(cfg, 10), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_server_config_set_rate_limit(cfg, 10, 0), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_server_config_set_max_output_buffer(cfg, 10), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_server_config_set_handshake_timeout(cfg, 0), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_server_config_set_max_inflight_per_player(cfg, 0), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_server_config_set_max_players(cfg, 0), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_server_config_set_idle_timeout(NULL, 0), RF_ERR_INVALID_ARGUMENT);
   CHECK_OK(rf_server_new(cfg, &none));
   CHECK_STATUS(rf_server_local_port(none, &port), RF_ERR_INVALID_ARGUMENT); /* not listening */
   CHECK_STATUS(rf_server_dispatch(none, 1, 0, &ran), RF_ERR_INVALID_ARGUMENT); /* worker mode */
@@ -763,6 +775,7 @@ static void test_misuse(rf_server *s, const char *addr) {
   rf_server_config_free(cfg);
   rf_client_config *ccfg = rf_client_config_new();
   CHECK_STATUS(rf_client_config_set_connect_timeout(ccfg, 0), RF_ERR_INVALID_ARGUMENT);
+  CHECK_OK(rf_client_config_set_idle_timeout(ccfg, 30000));
   CHECK_STATUS(rf_client_config_set_token(ccfg, NULL, 5), RF_ERR_INVALID_ARGUMENT);
   rf_client_config_free(ccfg);
   rf_client *nowhere = (rf_client *)1;

@@ -235,6 +235,11 @@ enum rf_status rf_client_config_set_dispatch(struct rf_client_config *c, rf_disp
 // Sets how long connecting and the handshake may take, in milliseconds (at least 1).
 enum rf_status rf_client_config_set_connect_timeout(struct rf_client_config *c, uint32_t ms);
 
+// Sets how long the server may stay silent before the client disconnects, in milliseconds
+// (pending calls fail with `RF_ERR_DISCONNECTED`); it pings after a third of it. 0 disables.
+// Default 60,000.
+enum rf_status rf_client_config_set_idle_timeout(struct rf_client_config *c, uint32_t ms);
+
 // Connects to `addr` and completes the handshake before returning: `RF_OK` with `*out` a new
 // client (free it with `rf_client_free`), or `RF_ERR_REJECTED` (the server's reason in
 // `rf_last_error()`), `RF_ERR_IO` or `RF_ERR_TIMEOUT`, with `*out` set to NULL.
@@ -318,6 +323,33 @@ enum rf_status rf_server_config_set_max_depth(struct rf_server_config *c, uint32
 // Sets how many calls (and events) may wait per function name while no handler is bound
 // (default 256; 0 fails such calls at once with `RF_ERR_LIMIT`).
 enum rf_status rf_server_config_set_queue_limit(struct rf_server_config *c, uint32_t calls);
+
+// Sets how long a connection may take to complete the handshake, in milliseconds (at least
+// 1; default 10,000).
+enum rf_status rf_server_config_set_handshake_timeout(struct rf_server_config *c, uint32_t ms);
+
+// Sets how long a player may stay silent before it is disconnected, in milliseconds; it is
+// pinged after a third of it (its client answers by itself). 0 disables. Default 60,000.
+enum rf_status rf_server_config_set_idle_timeout(struct rf_server_config *c, uint32_t ms);
+
+// Sets how many calls one player may have unanswered at once (at least 1; default 1,024);
+// one more disconnects the player.
+enum rf_status rf_server_config_set_max_inflight_per_player(struct rf_server_config *c,
+                                                            uint32_t calls);
+
+// Sets the per-player rate limit on calls and events: `per_sec` on average (0: unlimited),
+// `burst` at once (at least 1). Faster players are disconnected. Default 10,000 and 10,000.
+enum rf_status rf_server_config_set_rate_limit(struct rf_server_config *c,
+                                               uint32_t per_sec,
+                                               uint32_t burst);
+
+// Sets how many players may be connected at once (at least 1; default 100,000); the next
+// handshake is refused.
+enum rf_status rf_server_config_set_max_players(struct rf_server_config *c, uint32_t players);
+
+// Sets how many bytes may wait to be sent to one player (at least 64 KiB; default 8 MiB); a
+// player that stops reading past it is disconnected.
+enum rf_status rf_server_config_set_max_output_buffer(struct rf_server_config *c, uint32_t bytes);
 
 // Creates a server (`c` NULL: defaults; the config is copied and may be freed after). It does
 // not listen yet. The caller frees it with `rf_server_free`.

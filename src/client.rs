@@ -36,6 +36,9 @@ pub struct ClientConfig {
     pub queue_per_function: usize,
     /// `invoke_server` calls in flight at once, over all threads. Default: 4,096.
     pub max_calls_in_flight: usize,
+    /// The server not heard from for this long closes the connection (pending calls fail
+    /// with Disconnected); the client pings after a third of it. Zero disables. Default: 60 s.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -50,6 +53,7 @@ impl Default for ClientConfig {
             max_depth: DEFAULT_MAX_DEPTH,
             queue_per_function: 256,
             max_calls_in_flight: 4096,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -114,6 +118,12 @@ impl Client {
             max_pending_replies: 4096,
             max_output_buffer: 64 * 1024 * 1024,
             max_players: 1,
+            handshake_timeout: config.connect_timeout,
+            idle_timeout: config.idle_timeout,
+            // The server is trusted by its players: it is not rate limited.
+            max_inflight_per_peer: u32::MAX,
+            rate_per_sec: 0,
+            rate_burst: 1,
         };
         let ep = Endpoint::start(Side::Client, limits, config.dispatch, config.workers);
         let started = Reactor::client(ep.clone(), socket, proto).and_then(|(reactor, conn)| {

@@ -43,6 +43,17 @@ pub(crate) struct Limits {
     pub max_pending_replies: usize,
     pub max_output_buffer: usize,
     pub max_players: usize,
+    /// A connection must finish the handshake within this.
+    pub handshake_timeout: Duration,
+    /// A peer heard from for this long is closed; a ping goes out after a third of it.
+    /// Zero disables heartbeats.
+    pub idle_timeout: Duration,
+    /// Inbound calls a peer may have unanswered at once.
+    pub max_inflight_per_peer: u32,
+    /// Calls and events a peer may send per second (token bucket); 0 is unlimited.
+    pub rate_per_sec: u32,
+    /// Bucket size: how many calls and events may come in one burst.
+    pub rate_burst: u32,
 }
 
 /// Who a player is, as decided by the authenticator.
@@ -91,6 +102,8 @@ pub(crate) enum Command {
     },
     /// Send a frame.
     Send { conn: u64, frame: Bytes },
+    /// Send the reply (RESULT or ERROR) to an inbound call of `conn`.
+    Reply { conn: u64, frame: Bytes },
     /// Send a frame to every player that finished the handshake.
     Broadcast { frame: Bytes },
     /// The authenticator accepted a handshake.
@@ -307,7 +320,7 @@ impl Endpoint {
                 proto::encode_error(&mut frame, route.call, ErrorKind::Handler, message)
             }
         }
-        self.command(Command::Send {
+        self.command(Command::Reply {
             conn: route.conn,
             frame: frame.freeze(),
         });
@@ -329,7 +342,7 @@ impl Endpoint {
     fn send_error(&self, conn: u64, call: u64, kind: ErrorKind, message: &str) {
         let mut frame = BytesMut::new();
         proto::encode_error(&mut frame, call, kind, message);
-        self.command(Command::Send {
+        self.command(Command::Reply {
             conn,
             frame: frame.freeze(),
         });

@@ -38,6 +38,18 @@ pub struct ServerConfig {
     pub max_output_buffer: usize,
     /// Connected players at once; the next handshake is refused. Default: 100,000.
     pub max_players: usize,
+    /// A connection that has not completed the handshake by then is closed. Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// A player not heard from for this long is disconnected; the server pings a player idle
+    /// for a third of it, and the client answers by itself. Zero disables. Default: 60 s.
+    pub idle_timeout: Duration,
+    /// Calls one player may have unanswered at once; one more disconnects it. Default: 1,024.
+    pub max_inflight_per_player: u32,
+    /// Calls and events one player may send per second, on average (token bucket); faster
+    /// disconnects it. 0 is unlimited. Default: 10,000.
+    pub rate_per_sec: u32,
+    /// The bucket: how many calls and events may arrive in one burst. Default: 10,000.
+    pub rate_burst: u32,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +64,11 @@ impl Default for ServerConfig {
             max_pending_replies: 65_536,
             max_output_buffer: 8 * 1024 * 1024,
             max_players: 100_000,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_inflight_per_player: 1024,
+            rate_per_sec: 10_000,
+            rate_burst: 10_000,
         }
     }
 }
@@ -88,6 +105,11 @@ impl Server {
             max_pending_replies: config.max_pending_replies,
             max_output_buffer: config.max_output_buffer,
             max_players: config.max_players,
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+            max_inflight_per_peer: config.max_inflight_per_player,
+            rate_per_sec: config.rate_per_sec,
+            rate_burst: config.rate_burst.max(1),
         };
         let ep = Endpoint::start(Side::Server, limits, config.dispatch, config.workers);
         Ok(Server {

@@ -15,6 +15,24 @@ pub struct ServeArgs {
     /// Largest frame a player may send, in bytes.
     #[arg(long, default_value_t = remotefn::proto::DEFAULT_MAX_FRAME)]
     max_payload: u32,
+    /// Calls and events one player may send per second (0: unlimited).
+    #[arg(long, default_value_t = ServerConfig::default().rate_per_sec)]
+    rate_per_sec: u32,
+    /// Calls and events one player may send in one burst.
+    #[arg(long, default_value_t = ServerConfig::default().rate_burst)]
+    rate_burst: u32,
+    /// Calls one player may have unanswered at once.
+    #[arg(long, default_value_t = ServerConfig::default().max_inflight_per_player)]
+    max_inflight_per_player: u32,
+    /// Connected players at once.
+    #[arg(long, default_value_t = ServerConfig::default().max_players)]
+    max_players: usize,
+    /// Seconds a connection may take to complete the handshake.
+    #[arg(long, default_value_t = ServerConfig::default().handshake_timeout.as_secs_f64())]
+    handshake_timeout: f64,
+    /// Seconds a player may stay silent (it is pinged after a third of it); 0 disables.
+    #[arg(long, default_value_t = ServerConfig::default().idle_timeout.as_secs_f64())]
+    idle_timeout: f64,
 }
 
 /// How long `CallMeBack` waits for the client's answer.
@@ -24,6 +42,12 @@ pub fn run(args: ServeArgs) -> Result<(), remotefn::Error> {
     let server = Server::new(ServerConfig {
         workers: args.workers,
         max_payload: args.max_payload,
+        rate_per_sec: args.rate_per_sec,
+        rate_burst: args.rate_burst,
+        max_inflight_per_player: args.max_inflight_per_player,
+        max_players: args.max_players,
+        handshake_timeout: Duration::from_secs_f64(args.handshake_timeout),
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
         ..ServerConfig::default()
     })?;
     bind_demo_functions(&server)?;

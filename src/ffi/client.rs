@@ -150,6 +150,25 @@ pub unsafe extern "C" fn rf_client_config_set_connect_timeout(
     }
 }
 
+/// Sets how long the server may stay silent before the client disconnects, in milliseconds
+/// (pending calls fail with `RF_ERR_DISCONNECTED`); it pings after a third of it. 0 disables.
+/// Default 60,000.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_config_set_idle_timeout(
+    c: *mut rf_client_config,
+    ms: u32,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                c.idle_timeout = Duration::from_millis(u64::from(ms));
+                Ok(())
+            })
+        }
+    }
+}
+
 /// Connects to `addr` and completes the handshake before returning: `RF_OK` with `*out` a new
 /// client (free it with `rf_client_free`), or `RF_ERR_REJECTED` (the server's reason in
 /// `rf_last_error()`), `RF_ERR_IO` or `RF_ERR_TIMEOUT`, with `*out` set to NULL.

@@ -207,6 +207,131 @@ pub unsafe extern "C" fn rf_server_config_set_queue_limit(
     }
 }
 
+/// Sets how long a connection may take to complete the handshake, in milliseconds (at least
+/// 1; default 10,000).
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_set_handshake_timeout(
+    c: *mut rf_server_config,
+    ms: u32,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                if ms == 0 {
+                    return Err(invalid("handshake timeout must be at least 1 ms"));
+                }
+                c.handshake_timeout = Duration::from_millis(u64::from(ms));
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Sets how long a player may stay silent before it is disconnected, in milliseconds; it is
+/// pinged after a third of it (its client answers by itself). 0 disables. Default 60,000.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_set_idle_timeout(
+    c: *mut rf_server_config,
+    ms: u32,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                c.idle_timeout = Duration::from_millis(u64::from(ms));
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Sets how many calls one player may have unanswered at once (at least 1; default 1,024);
+/// one more disconnects the player.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_set_max_inflight_per_player(
+    c: *mut rf_server_config,
+    calls: u32,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                if calls == 0 {
+                    return Err(invalid("max_inflight_per_player must be at least 1"));
+                }
+                c.max_inflight_per_player = calls;
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Sets the per-player rate limit on calls and events: `per_sec` on average (0: unlimited),
+/// `burst` at once (at least 1). Faster players are disconnected. Default 10,000 and 10,000.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_set_rate_limit(
+    c: *mut rf_server_config,
+    per_sec: u32,
+    burst: u32,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                if burst == 0 {
+                    return Err(invalid("burst must be at least 1"));
+                }
+                c.rate_per_sec = per_sec;
+                c.rate_burst = burst;
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Sets how many players may be connected at once (at least 1; default 100,000); the next
+/// handshake is refused.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_set_max_players(
+    c: *mut rf_server_config,
+    players: u32,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                if players == 0 {
+                    return Err(invalid("max_players must be at least 1"));
+                }
+                c.max_players = players as usize;
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Sets how many bytes may wait to be sent to one player (at least 64 KiB; default 8 MiB); a
+/// player that stops reading past it is disconnected.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_set_max_output_buffer(
+    c: *mut rf_server_config,
+    bytes: u32,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                if bytes < 64 * 1024 {
+                    return Err(invalid("max_output_buffer must be at least 64 KiB"));
+                }
+                c.max_output_buffer = bytes as usize;
+                Ok(())
+            })
+        }
+    }
+}
+
 /// Creates a server (`c` NULL: defaults; the config is copied and may be freed after). It does
 /// not listen yet. The caller frees it with `rf_server_free`.
 #[no_mangle]

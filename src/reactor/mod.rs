@@ -30,6 +30,10 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
 /// How long shutdown waits for goodbyes to be written before closing sockets anyway.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
+/// How often timers (handshake and idle timeouts, heartbeats) are checked.
+const TICK: Duration = Duration::from_millis(100);
+/// How long a connection may linger while its goodbye or refusal is written.
+const CLOSING_GRACE: Duration = Duration::from_secs(2);
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -45,9 +49,48 @@ struct Conn {
     /// Prune timed-out ids from `calls` when it reaches this length.
     prune_at: usize,
     welcomed: bool,
-    /// Close once `out` is written (after a goodbye or refusal).
+    /// Close once `out` is written (after a goodbye or refusal); when that started.
     closing: bool,
+    closing_since: Option<Instant>,
     queued_for_flush: bool,
+    opened: Instant,
+    /// When the peer last sent anything; a ping is out if `pinged`.
+    last_heard: Instant,
+    pinged: bool,
+    /// Inbound calls from this peer not yet answered.
+    inflight_in: u32,
+    bucket: TokenBucket,
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn full(burst: u32, now: Instant) -> TokenBucket {
+        TokenBucket {
+            tokens: f64::from(burst),
+            last: now,
+        }
+    }
+
+    /// Takes a token; false when the peer is over its rate. `rate` 0 is unlimited.
+    fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
+        if rate == 0 {
+            return true;
+        }
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * f64::from(rate);
+        self.tokens = (self.tokens + refill).min(f64::from(burst));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Why a connection is being closed.
@@ -83,6 +126,9 @@ pub(crate) struct Reactor {
     serial: u32,
     to_flush: Vec<usize>,
     shutdown_deadline: Option<Instant>,
+    /// The time of the current loop turn (one clock read per turn).
+    now: Instant,
+    next_tick: Instant,
     /// Where every read lands before its bytes are appended to a connection's input.
     scratch: Box<[u8]>,
 }
@@ -136,6 +182,8 @@ impl Reactor {
             serial: 0,
             to_flush: Vec::new(),
             shutdown_deadline: None,
+            now: Instant::now(),
+            next_tick: Instant::now() + TICK,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
         })
     }
@@ -155,6 +203,7 @@ impl Reactor {
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let now = Instant::now();
         entry.insert(Conn {
             socket,
             proto,
@@ -165,7 +214,13 @@ impl Reactor {
             prune_at: 64,
             welcomed: false,
             closing: false,
+            closing_since: None,
             queued_for_flush: false,
+            opened: now,
+            last_heard: now,
+            pinged: false,
+            inflight_in: 0,
+            bucket: TokenBucket::full(self.ep.limits.rate_burst, now),
         });
         Ok(id)
     }
@@ -189,8 +244,11 @@ impl Reactor {
     fn run_loop(&mut self) {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.shutdown_deadline.map(|_| Duration::from_millis(10));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            let timeout = match self.shutdown_deadline {
+                Some(_) => Duration::from_millis(10),
+                None => self.next_tick.saturating_duration_since(Instant::now()),
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -200,6 +258,7 @@ impl Reactor {
                     .fail_all(&Error::Io(format!("poll failed: {e}")));
                 return;
             }
+            self.now = Instant::now();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
@@ -213,6 +272,10 @@ impl Reactor {
                         }
                     }
                 }
+            }
+            if self.now >= self.next_tick {
+                self.check_timers();
+                self.next_tick = self.now + TICK;
             }
             self.flush_all();
             if let Some(deadline) = self.shutdown_deadline {
@@ -288,6 +351,13 @@ impl Reactor {
             },
             Command::Send { conn, frame } => {
                 if let Some(key) = self.lookup(conn) {
+                    self.queue(key, &frame);
+                }
+            }
+            Command::Reply { conn, frame } => {
+                if let Some(key) = self.lookup(conn) {
+                    let c = &mut self.conns[key];
+                    c.inflight_in = c.inflight_in.saturating_sub(1);
                     self.queue(key, &frame);
                 }
             }
@@ -439,6 +509,8 @@ impl Reactor {
                     );
                 }
                 Ok(n) => {
+                    conn.last_heard = self.now;
+                    conn.pinged = false;
                     conn.proto.handle_bytes(&self.scratch[..n]);
                     self.process(key);
                     if n < self.scratch.len() {
@@ -514,18 +586,26 @@ impl Reactor {
                 }
             }
             Frame::Invoke { call, name, args } => {
-                self.ep.pool.get().expect("pool").submit(Job::Invoke {
-                    conn: id,
-                    call,
-                    name,
-                    args,
-                })
+                if self.admit(key, true) {
+                    let job = Job::Invoke {
+                        conn: id,
+                        call,
+                        name,
+                        args,
+                    };
+                    self.ep.pool.get().expect("pool").submit(job);
+                }
             }
-            Frame::Event { name, args } => self.ep.pool.get().expect("pool").submit(Job::Event {
-                conn: id,
-                name,
-                args,
-            }),
+            Frame::Event { name, args } => {
+                if self.admit(key, false) {
+                    let job = Job::Event {
+                        conn: id,
+                        name,
+                        args,
+                    };
+                    self.ep.pool.get().expect("pool").submit(job);
+                }
+            }
             Frame::Result { call, values } => self.complete(key, call, Ok(values)),
             Frame::Error {
                 call,
@@ -560,6 +640,77 @@ impl Reactor {
                         state: "after the handshake",
                     },
                 );
+            }
+        }
+    }
+
+    /// Applies the per-peer rate limit (calls and events) and, for a call, the bound on calls
+    /// in flight; a peer over either is disconnected with the reason.
+    fn admit(&mut self, key: usize, is_call: bool) -> bool {
+        let limits = &self.ep.limits;
+        let conn = &mut self.conns[key];
+        let violation = if !conn
+            .bucket
+            .take(self.now, limits.rate_per_sec, limits.rate_burst)
+        {
+            format!(
+                "rate limit: more than {} calls and events per second (burst {})",
+                limits.rate_per_sec, limits.rate_burst
+            )
+        } else if is_call && conn.inflight_in >= limits.max_inflight_per_peer {
+            format!("more than {} calls in flight", limits.max_inflight_per_peer)
+        } else {
+            if is_call {
+                conn.inflight_in += 1;
+            }
+            return true;
+        };
+        self.close(key, CloseReason::goodbye(GoodbyeCode::Limit, violation));
+        false
+    }
+
+    /// Handshake and idle timeouts, heartbeats, and connections stuck while closing.
+    fn check_timers(&mut self) {
+        let now = self.now;
+        let limits = &self.ep.limits;
+        let (handshake, idle) = (limits.handshake_timeout, limits.idle_timeout);
+        let mut expired: Vec<(usize, String)> = Vec::new();
+        let mut stuck: Vec<usize> = Vec::new();
+        let mut ping: Vec<usize> = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.closing {
+                let since = *conn.closing_since.get_or_insert(now);
+                if now.saturating_duration_since(since) > CLOSING_GRACE {
+                    stuck.push(key);
+                }
+            } else if !conn.welcomed {
+                if now.saturating_duration_since(conn.opened) > handshake {
+                    expired.push((key, format!("handshake not completed within {handshake:?}")));
+                }
+            } else if !idle.is_zero() {
+                let quiet = now.saturating_duration_since(conn.last_heard);
+                if quiet > idle {
+                    expired.push((key, format!("nothing heard for {idle:?}")));
+                } else if quiet > idle / 3 && !conn.pinged {
+                    conn.pinged = true;
+                    ping.push(key);
+                }
+            }
+        }
+        for (key, why) in expired {
+            self.close(key, CloseReason::goodbye(GoodbyeCode::Timeout, why));
+        }
+        for key in stuck {
+            self.remove(
+                key,
+                Error::Disconnected("the peer did not read its goodbye".into()),
+            );
+        }
+        if !ping.is_empty() {
+            let mut frame = BytesMut::new();
+            Frame::Ping(0).encode(&mut frame);
+            for key in ping {
+                self.queue(key, &frame);
             }
         }
     }

@@ -89,12 +89,17 @@ impl ChildServer {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(exe);
         match protocol {
+            // A load generator is a flood by design: lift the per-player limits.
             Protocol::Remotefn => cmd.args([
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
                 "--log",
                 "warn",
+                "--rate-per-sec",
+                "0",
+                "--max-inflight-per-player",
+                "65535",
                 "--workers",
             ]),
             Protocol::Echo => {

@@ -1,0 +1,208 @@
+//! Per-connection limits and timers: a peer that stalls the handshake, goes silent, floods, or
+//! piles up calls is cut off with a reason, while a well-behaved player keeps being served.
+
+mod common;
+mod raw;
+
+use bytes::{Bytes, BytesMut};
+use common::*;
+use raw::RawPlayer;
+use remotefn::proto::{Frame, GoodbyeCode};
+use remotefn::*;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Reads frames until the server closes; returns the goodbye it sent, if any.
+fn goodbye_of(p: &mut RawPlayer) -> Option<(GoodbyeCode, String)> {
+    let mut goodbye = None;
+    while let Some(frame) = p.next_frame() {
+        if let Frame::Goodbye { code, reason } = frame {
+            goodbye = Some((code, reason));
+        }
+    }
+    goodbye
+}
+
+#[test]
+fn a_stalled_handshake_is_closed_with_a_timeout() {
+    let config = ServerConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let (server, addr) = echo_server(config);
+    let good = connect(addr);
+    let started = Instant::now();
+    // Nothing at all, and half a preface (slowloris).
+    let mut silent = RawPlayer::connect(addr);
+    let mut partial = RawPlayer::connect(addr);
+    partial.send(b"RM");
+    for p in [&mut silent, &mut partial] {
+        let (code, reason) = goodbye_of(p).expect("a goodbye");
+        assert_eq!(code, GoodbyeCode::Timeout);
+        assert!(reason.contains("handshake"), "{reason}");
+    }
+    assert!(started.elapsed() < PATIENCE);
+    assert_eq!(
+        good.invoke_server("Echo", &tuple![1], Some(PATIENCE))
+            .unwrap(),
+        tuple![1]
+    );
+    assert_eq!(server.player_count(), 1);
+}
+
+#[test]
+fn heartbeats_keep_a_quiet_player_and_cut_a_silent_one() {
+    let config = ServerConfig {
+        idle_timeout: Duration::from_millis(600),
+        ..ServerConfig::default()
+    };
+    let (server, addr) = echo_server(config);
+    // A real client answers the server's pings by itself.
+    let quiet = connect(addr);
+    // A raw player that handshakes and then never sends a byte, pongs included.
+    let (mut silent, _) = RawPlayer::handshake(addr);
+    let (code, reason) = goodbye_of(&mut silent).expect("a goodbye");
+    assert_eq!(code, GoodbyeCode::Timeout);
+    assert!(reason.contains("nothing heard"), "{reason}");
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(quiet.is_connected());
+    assert_eq!(
+        quiet
+            .invoke_server("Echo", &tuple!["still here"], Some(PATIENCE))
+            .unwrap(),
+        tuple!["still here"]
+    );
+    assert_eq!(server.player_count(), 1);
+}
+
+#[test]
+fn a_client_gives_up_on_a_silent_server() {
+    // A "server" that completes the handshake by hand, then never says anything again.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut out = BytesMut::new();
+        Frame::Welcome {
+            player: 7,
+            max_frame: 1 << 20,
+        }
+        .encode(&mut out);
+        socket.write_all(&out).unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    let config = ClientConfig {
+        idle_timeout: Duration::from_millis(500),
+        ..ClientConfig::default()
+    };
+    let client = Client::connect(addr, config).unwrap();
+    let started = Instant::now();
+    let err = client.invoke_server("Echo", &[], None).unwrap_err();
+    assert!(
+        matches!(err, Error::Disconnected(ref why) if why.contains("nothing heard")),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    fake.join().unwrap();
+}
+
+#[test]
+fn a_flood_past_the_rate_limit_disconnects_only_the_flooder() {
+    let config = ServerConfig {
+        rate_per_sec: 100,
+        rate_burst: 50,
+        ..ServerConfig::default()
+    };
+    let (server, addr) = echo_server(config);
+    server.bind_event("Spam", |_, _, _| {}).unwrap();
+    let good = connect(addr);
+    let (mut flooder, _) = RawPlayer::handshake(addr);
+    let mut burst = BytesMut::new();
+    for _ in 0..500 {
+        Frame::Event {
+            name: Bytes::from_static(b"Spam"),
+            args: Bytes::from_static(&[0]),
+        }
+        .encode(&mut burst);
+    }
+    flooder.send(&burst);
+    let (code, reason) = goodbye_of(&mut flooder).expect("a goodbye");
+    assert_eq!(code, GoodbyeCode::Limit);
+    assert!(reason.contains("rate limit"), "{reason}");
+    for i in 0..20 {
+        assert_eq!(
+            good.invoke_server("Echo", &tuple![i], Some(PATIENCE))
+                .unwrap(),
+            tuple![i]
+        );
+    }
+}
+
+#[test]
+fn too_many_calls_in_flight_disconnects_the_player() {
+    let config = ServerConfig {
+        max_inflight_per_player: 8,
+        ..ServerConfig::default()
+    };
+    let (server, addr) = echo_server(config);
+    server.bind_with_call_id("Hang", |_, _, _, _| {}).unwrap();
+    let (mut greedy, _) = RawPlayer::handshake(addr);
+    let mut calls = BytesMut::new();
+    for call in 1..=9u64 {
+        Frame::Invoke {
+            call,
+            name: Bytes::from_static(b"Hang"),
+            args: Bytes::from_static(&[0]),
+        }
+        .encode(&mut calls);
+    }
+    greedy.send(&calls);
+    let (code, reason) = goodbye_of(&mut greedy).expect("a goodbye");
+    assert_eq!(code, GoodbyeCode::Limit);
+    assert!(reason.contains("in flight"), "{reason}");
+
+    // Answered calls free their place: a player at the bound, answered, may call again.
+    let (mut steady, _) = RawPlayer::handshake(addr);
+    for round in 0..3u64 {
+        let mut batch = BytesMut::new();
+        for i in 0..8u64 {
+            Frame::Invoke {
+                call: round * 8 + i + 1,
+                name: Bytes::from_static(b"Echo"),
+                args: Bytes::from_static(&[0]),
+            }
+            .encode(&mut batch);
+        }
+        steady.send(&batch);
+        for _ in 0..8 {
+            assert!(matches!(steady.next_frame(), Some(Frame::Result { .. })));
+        }
+    }
+}
+
+#[test]
+fn a_player_that_never_reads_is_cut_at_the_output_bound() {
+    let config = ServerConfig {
+        max_output_buffer: 256 * 1024,
+        ..ServerConfig::default()
+    };
+    let (server, addr) = echo_server(config);
+    let good = connect(addr);
+    let (stubborn, id) = RawPlayer::handshake(addr);
+    // Events to a player that never reads pile up in the kernel's buffers, then in ours.
+    let big = tuple![Value::buffer(vec![0u8; 64 * 1024])];
+    let deadline = Instant::now() + PATIENCE;
+    while server.player_info(id).is_some() && Instant::now() < deadline {
+        let _ = server.fire_client(id, "Big", &big);
+    }
+    assert!(
+        server.player_info(id).is_none(),
+        "the non-reading player is still connected"
+    );
+    assert_eq!(
+        good.invoke_server("Echo", &tuple![1], Some(PATIENCE))
+            .unwrap(),
+        tuple![1]
+    );
+    drop(stubborn);
+}
