@@ -54,6 +54,10 @@ pub mod __bench {
     pub use crate::calls::CallSlots;
 }
 
+#[doc(hidden)]
+/// cbindgen:ignore
+pub mod fuzzing;
+
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
