@@ -118,6 +118,17 @@ pub(crate) enum Command {
     },
     /// Close everything and stop.
     Shutdown,
+    /// Start listening for players (a server that began by attaching to a relay).
+    Listen {
+        listener: std::net::TcpListener,
+        done: crossbeam_channel::Sender<std::io::Result<()>>,
+    },
+    /// A host link to a relay, handshake done, to serve that relay's players.
+    AddLink {
+        socket: std::net::TcpStream,
+        proto: proto::Connection,
+        spec: crate::reactor::LinkSpec,
+    },
 }
 
 /// A connected player, as the registry knows them.

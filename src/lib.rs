@@ -39,6 +39,8 @@ pub mod ffi;
 /// cbindgen:ignore
 mod reactor;
 /// cbindgen:ignore
+pub mod relay;
+/// cbindgen:ignore
 pub mod server;
 
 pub use calls::CallId;
@@ -46,6 +48,7 @@ pub use client::{Client, ClientConfig, ClientHandle};
 pub use dispatch::DispatchMode;
 pub use endpoint::{AuthRequest, Identity, PlayerInfo, Responder};
 pub use error::{Error, Result};
+pub use relay::{Relay, RelayConfig};
 pub use server::{PlayerId, Server, ServerConfig, ServerHandle};
 
 /// Internals exposed for `benches/` only: not part of the API, no stability promise.

@@ -142,13 +142,11 @@ impl ServerHandle {
     }
 
     /// Listens for players on `addr` (`"127.0.0.1:0"` picks a free port) and starts the reactor.
-    /// Returns the bound address. A server listens once.
+    /// Returns the bound address. A server listens once; it may also serve relays
+    /// ([`attach`](Self::attach)).
     pub fn listen(&self, addr: impl ToSocketAddrs) -> Result<SocketAddr> {
-        if self.ep.is_closed() {
-            return Err(Error::Closed("shut down".into()));
-        }
-        let mut reactor_slot = self.ep.reactor.lock();
-        if reactor_slot.is_some() {
+        self.ep.check_open()?;
+        if self.ep.local_addr.get().is_some() {
             return Err(Error::InvalidArgument(
                 "this server is already listening".into(),
             ));
@@ -156,14 +154,67 @@ impl ServerHandle {
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| Error::Io(format!("cannot listen: {e}")))?;
         let local = listener.local_addr()?;
-        let reactor = Reactor::server(self.ep.clone(), listener)?;
-        let thread = std::thread::Builder::new()
-            .name("rf-server-reactor".into())
-            .spawn(move || reactor.run())?;
-        *reactor_slot = Some(thread);
+        let mut reactor_slot = self.ep.reactor.lock();
+        if reactor_slot.is_some() {
+            // Already running for relay links: hand it the listener.
+            let (done, result) = crossbeam_channel::bounded(1);
+            self.ep
+                .command(crate::endpoint::Command::Listen { listener, done });
+            result
+                .recv()
+                .map_err(|_| Error::Closed("shut down".into()))?
+                .map_err(|e| Error::Io(format!("cannot listen: {e}")))?;
+        } else {
+            *reactor_slot = Some(self.start_reactor(Some(listener))?);
+        }
         let _ = self.ep.local_addr.set(local);
         tracing::info!(%local, "listening for players");
         Ok(local)
+    }
+
+    fn start_reactor(
+        &self,
+        listener: Option<std::net::TcpListener>,
+    ) -> Result<std::thread::JoinHandle<()>> {
+        let reactor = Reactor::server(self.ep.clone(), listener)?;
+        Ok(std::thread::Builder::new()
+            .name("rf-server-reactor".into())
+            .spawn(move || reactor.run())?)
+    }
+
+    /// Serves the players of the place `place` through a relay (`remotefn relay`) at
+    /// `relay_addr`, authenticating to it with `secret` (the relay's `--secret`, if it has one).
+    ///
+    /// Returns once attached: `Error::Io` when the relay cannot be reached, `Error::Rejected`
+    /// when it refuses (wrong secret, place taken). Once attached, everything works as for
+    /// players connected directly: handlers, `invoke_client`, events, kick, the authenticator
+    /// (which decides each player's handshake). If the link drops later, its players are
+    /// removed (their pending calls fail with `Disconnected`) and the server reattaches in the
+    /// background with exponential backoff (0.1 s up to 5 s); the relay then announces its
+    /// players again. A server may attach to several relays and listen at the same time.
+    pub fn attach(&self, relay_addr: &str, place: &str, secret: Option<&str>) -> Result<()> {
+        self.ep.check_open()?;
+        let spec = crate::reactor::LinkSpec {
+            addr: relay_addr.to_owned(),
+            place: place.to_owned(),
+            secret: bytes::Bytes::copy_from_slice(secret.unwrap_or("").as_bytes()),
+        };
+        let max_frame = self.ep.limits.max_frame + crate::reactor::LINK_OVERHEAD;
+        let (socket, proto) =
+            crate::reactor::connect_link(&spec, max_frame, Duration::from_secs(10))?;
+        {
+            let mut reactor_slot = self.ep.reactor.lock();
+            if reactor_slot.is_none() {
+                *reactor_slot = Some(self.start_reactor(None)?);
+            }
+        }
+        tracing::info!(relay = %relay_addr, place, "attached to the relay");
+        self.ep.command(crate::endpoint::Command::AddLink {
+            socket,
+            proto,
+            spec,
+        });
+        Ok(())
     }
 
     /// The address the server listens on, once it does.

@@ -140,14 +140,19 @@ impl Connection {
         let ty = frame.frame_type();
         let next = match (self.state, ty) {
             (_, FrameType::Goodbye) => State::Closed,
-            (State::Hello, FrameType::Hello) => State::Deciding,
+            (State::Hello, FrameType::Hello | FrameType::HostHello) => State::Deciding,
             (State::Hello, _) => return self.unexpected(ty, "before HELLO"),
-            (State::AwaitWelcome, FrameType::Welcome) => State::Open,
+            (State::AwaitWelcome, FrameType::Welcome | FrameType::HostWelcome) => State::Open,
             (State::AwaitWelcome, FrameType::Refused) => State::Closed,
             (State::AwaitWelcome, _) => return self.unexpected(ty, "before WELCOME"),
-            (State::Open, FrameType::Hello | FrameType::Welcome | FrameType::Refused) => {
-                return self.unexpected(ty, "after the handshake")
-            }
+            (
+                State::Open,
+                FrameType::Hello
+                | FrameType::Welcome
+                | FrameType::Refused
+                | FrameType::HostHello
+                | FrameType::HostWelcome,
+            ) => return self.unexpected(ty, "after the handshake"),
             (state, _) => state,
         };
         self.state = next;

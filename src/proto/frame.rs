@@ -31,6 +31,24 @@ pub enum FrameType {
     Pong = 0x21,
     /// The sender is closing the connection, and why.
     Goodbye = 0x30,
+    /// Host → relay, first frame of a host link: the place it serves.
+    HostHello = 0x40,
+    /// Relay → host: the link is accepted.
+    HostWelcome = 0x41,
+    /// Relay → host: a player asks to join; the host's authenticator decides.
+    PlayerJoin = 0x42,
+    /// Host → relay: the player is accepted.
+    PlayerAccept = 0x43,
+    /// Host → relay: the player is refused.
+    PlayerReject = 0x44,
+    /// Relay → host: the player is gone.
+    PlayerLeft = 0x45,
+    /// Either way on a host link: a frame to or from one player.
+    Routed = 0x46,
+    /// Host → relay: disconnect a player.
+    Kick = 0x47,
+    /// Host → relay: an event for every player of the place.
+    Broadcast = 0x48,
 }
 
 impl FrameType {
@@ -47,6 +65,15 @@ impl FrameType {
             0x20 => Ping,
             0x21 => Pong,
             0x30 => Goodbye,
+            0x40 => HostHello,
+            0x41 => HostWelcome,
+            0x42 => PlayerJoin,
+            0x43 => PlayerAccept,
+            0x44 => PlayerReject,
+            0x45 => PlayerLeft,
+            0x46 => Routed,
+            0x47 => Kick,
+            0x48 => Broadcast,
             _ => return None,
         })
     }
@@ -64,6 +91,8 @@ pub enum ErrorKind {
     InvalidArgument = 3,
     /// The callee is shutting down.
     Closed = 4,
+    /// No one can answer: behind a relay, no host serves the place right now.
+    Unavailable = 5,
 }
 
 impl ErrorKind {
@@ -72,6 +101,7 @@ impl ErrorKind {
             2 => ErrorKind::Limit,
             3 => ErrorKind::InvalidArgument,
             4 => ErrorKind::Closed,
+            5 => ErrorKind::Unavailable,
             // Unknown kinds from newer peers are still errors raised by the callee.
             _ => ErrorKind::Handler,
         }
@@ -175,6 +205,69 @@ pub enum Frame {
         /// Why, in words.
         reason: String,
     },
+    /// Host link: the place a host serves, and the relay's shared secret.
+    HostHello {
+        /// The place.
+        place: String,
+        /// The secret the relay was started with (empty when it has none).
+        secret: Bytes,
+    },
+    /// Host link: accepted.
+    HostWelcome {
+        /// The largest frame the relay accepts on this link.
+        max_frame: u32,
+    },
+    /// Host link: a player's handshake, for the host's authenticator.
+    PlayerJoin {
+        /// The player's id, chosen by the relay.
+        player: u64,
+        /// The player's credentials.
+        token: Bytes,
+        /// The player's address as the relay sees it.
+        peer: String,
+    },
+    /// Host link: the host accepted the player.
+    PlayerAccept {
+        /// The player.
+        player: u64,
+        /// The user id the authenticator gave.
+        user_id: u64,
+        /// The display name the authenticator gave.
+        name: String,
+    },
+    /// Host link: the host refused the player.
+    PlayerReject {
+        /// The player.
+        player: u64,
+        /// Why; the player receives it.
+        reason: String,
+    },
+    /// Host link: the player disconnected.
+    PlayerLeft {
+        /// The player.
+        player: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Host link: one frame (type byte and body, without the length) to or from a player.
+    Routed {
+        /// The player.
+        player: u64,
+        /// The inner frame.
+        frame: Bytes,
+    },
+    /// Host link: disconnect a player with a reason.
+    Kick {
+        /// The player.
+        player: u64,
+        /// Why; the player receives it.
+        reason: String,
+    },
+    /// Host link: an inner EVENT frame for every player of the place.
+    Broadcast {
+        /// The inner frame (type byte and body).
+        frame: Bytes,
+    },
 }
 
 /// A violation of the protocol by the peer; the connection is closed with this as the reason.
@@ -232,6 +325,15 @@ impl Frame {
             Frame::Ping(_) => FrameType::Ping,
             Frame::Pong(_) => FrameType::Pong,
             Frame::Goodbye { .. } => FrameType::Goodbye,
+            Frame::HostHello { .. } => FrameType::HostHello,
+            Frame::HostWelcome { .. } => FrameType::HostWelcome,
+            Frame::PlayerJoin { .. } => FrameType::PlayerJoin,
+            Frame::PlayerAccept { .. } => FrameType::PlayerAccept,
+            Frame::PlayerReject { .. } => FrameType::PlayerReject,
+            Frame::PlayerLeft { .. } => FrameType::PlayerLeft,
+            Frame::Routed { .. } => FrameType::Routed,
+            Frame::Kick { .. } => FrameType::Kick,
+            Frame::Broadcast { .. } => FrameType::Broadcast,
         }
     }
 
@@ -276,6 +378,41 @@ impl Frame {
                 out.put_u8(*code as u8);
                 out.put_slice(reason.as_bytes());
             }
+            Frame::HostHello { place, secret } => {
+                put_str16(out, place.as_bytes());
+                put_str16(out, secret);
+            }
+            Frame::HostWelcome { max_frame } => out.put_u32_le(*max_frame),
+            Frame::PlayerJoin {
+                player,
+                token,
+                peer,
+            } => {
+                out.put_u64_le(*player);
+                out.put_u32_le(token.len() as u32);
+                out.put_slice(token);
+                put_str16(out, peer.as_bytes());
+            }
+            Frame::PlayerAccept {
+                player,
+                user_id,
+                name,
+            } => {
+                out.put_u64_le(*player);
+                out.put_u64_le(*user_id);
+                put_str16(out, name.as_bytes());
+            }
+            Frame::PlayerReject { player, reason }
+            | Frame::PlayerLeft { player, reason }
+            | Frame::Kick { player, reason } => {
+                out.put_u64_le(*player);
+                out.put_slice(reason.as_bytes());
+            }
+            Frame::Routed { player, frame } => {
+                out.put_u64_le(*player);
+                out.put_slice(frame);
+            }
+            Frame::Broadcast { frame } => out.put_slice(frame),
         }
         finish(out, start);
     }
@@ -332,6 +469,46 @@ impl Frame {
                     code: GoodbyeCode::from_byte(r.u8()?),
                     reason: lossy(r.rest()),
                 },
+                FrameType::HostHello => Frame::HostHello {
+                    place: String::from_utf8_lossy(&read_name(&mut r, "place")?).into_owned(),
+                    secret: read_str16(&mut r)?,
+                },
+                FrameType::HostWelcome => Frame::HostWelcome {
+                    max_frame: u32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes")),
+                },
+                FrameType::PlayerJoin => {
+                    let player = r.u64()?;
+                    let token_len = u32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes"));
+                    let token = r.slice(token_len as usize)?;
+                    let peer = String::from_utf8_lossy(&read_str16(&mut r)?).into_owned();
+                    Frame::PlayerJoin {
+                        player,
+                        token,
+                        peer,
+                    }
+                }
+                FrameType::PlayerAccept => Frame::PlayerAccept {
+                    player: r.u64()?,
+                    user_id: r.u64()?,
+                    name: String::from_utf8_lossy(&read_str16(&mut r)?).into_owned(),
+                },
+                FrameType::PlayerReject => Frame::PlayerReject {
+                    player: r.u64()?,
+                    reason: lossy(r.rest()),
+                },
+                FrameType::PlayerLeft => Frame::PlayerLeft {
+                    player: r.u64()?,
+                    reason: lossy(r.rest()),
+                },
+                FrameType::Routed => Frame::Routed {
+                    player: r.u64()?,
+                    frame: r.rest(),
+                },
+                FrameType::Kick => Frame::Kick {
+                    player: r.u64()?,
+                    reason: lossy(r.rest()),
+                },
+                FrameType::Broadcast => Frame::Broadcast { frame: r.rest() },
             })
         })()
         .map_err(|e| malformed(e.to_string()))?;

@@ -11,6 +11,10 @@
 //! The reactor never runs user code and never blocks; other threads reach it through the
 //! endpoint's command channel and a [`mio::Waker`].
 
+mod link;
+
+pub(crate) use link::{connect_link, LinkSpec, LINK_OVERHEAD};
+
 use crate::calls::CallId;
 use crate::dispatch::Job;
 use crate::endpoint::{Command, Endpoint, Identity, PlayerInfo, Side};
@@ -20,6 +24,7 @@ use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -37,9 +42,21 @@ const CLOSING_GRACE: Duration = Duration::from_secs(2);
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// What a connection is.
+enum ConnKind {
+    /// A peer on its own socket: a player of a server, or a client's server.
+    Direct,
+    /// A player behind a relay, reached through the host link at slab key `link`.
+    Relayed { link: usize },
+    /// A host link to a relay, carrying the frames of the relay's players.
+    Link(LinkSpec),
+}
+
 /// One connection: its socket, protocol state, and what is in flight on it.
 struct Conn {
-    socket: TcpStream,
+    /// None for a relayed player: its frames travel on its link's socket.
+    socket: Option<TcpStream>,
+    kind: ConnKind,
     proto: proto::Connection,
     id: u64,
     peer: Option<SocketAddr>,
@@ -63,13 +80,13 @@ struct Conn {
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
-struct TokenBucket {
+pub(crate) struct TokenBucket {
     tokens: f64,
     last: Instant,
 }
 
 impl TokenBucket {
-    fn full(burst: u32, now: Instant) -> TokenBucket {
+    pub(crate) fn full(burst: u32, now: Instant) -> TokenBucket {
         TokenBucket {
             tokens: f64::from(burst),
             last: now,
@@ -77,7 +94,7 @@ impl TokenBucket {
     }
 
     /// Takes a token; false when the peer is over its rate. `rate` 0 is unlimited.
-    fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
+    pub(crate) fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
         if rate == 0 {
             return true;
         }
@@ -131,25 +148,32 @@ pub(crate) struct Reactor {
     next_tick: Instant,
     /// Where every read lands before its bytes are appended to a connection's input.
     scratch: Box<[u8]>,
+    /// Relayed players by id (their ids are the relay's, not `serial << 32 | key`).
+    relayed: HashMap<u64, usize>,
 }
 
 impl Reactor {
-    /// A reactor for a server listening on `listener`.
+    /// A reactor for a server: listening on `listener` if given (a server that only serves
+    /// through relays has none; one can be added later with `Command::Listen`).
     pub(crate) fn server(
         ep: Arc<Endpoint>,
-        listener: std::net::TcpListener,
+        listener: Option<std::net::TcpListener>,
     ) -> io::Result<Reactor> {
+        let mut reactor = Reactor::new(ep)?;
+        if let Some(listener) = listener {
+            reactor.listen(listener)?;
+        }
+        Ok(reactor)
+    }
+
+    fn listen(&mut self, listener: std::net::TcpListener) -> io::Result<()> {
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
-        let reactor = Reactor::new(ep)?;
-        reactor
-            .poll
+        self.poll
             .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        Ok(Reactor {
-            listener: Some(listener),
-            ..reactor
-        })
+        self.listener = Some(listener);
+        Ok(())
     }
 
     /// A reactor for a client whose handshake is done: `proto` is open and may already hold
@@ -162,8 +186,8 @@ impl Reactor {
         socket.set_nonblocking(true)?;
         let peer = socket.peer_addr().ok();
         let mut reactor = Reactor::new(ep)?;
-        let id = reactor.insert(TcpStream::from_std(socket), peer, proto)?;
-        let key = key_of(id);
+        let socket = Some(TcpStream::from_std(socket));
+        let (key, id) = reactor.insert(socket, peer, proto, ConnKind::Direct, None)?;
         reactor.conns[key].welcomed = true;
         Ok((reactor, id))
     }
@@ -185,27 +209,41 @@ impl Reactor {
             now: Instant::now(),
             next_tick: Instant::now() + TICK,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            relayed: HashMap::new(),
         })
     }
 
+    /// Adds a connection; returns its slab key and id. `id` is given for a relayed player
+    /// (the relay's id); otherwise it is `serial << 32 | key`, with `serial` kept to 31 bits so
+    /// it never collides with a relay's ids (which have the top bit set).
     fn insert(
         &mut self,
-        mut socket: TcpStream,
+        mut socket: Option<TcpStream>,
         peer: Option<SocketAddr>,
         proto: proto::Connection,
-    ) -> io::Result<u64> {
+        kind: ConnKind,
+        id: Option<u64>,
+    ) -> io::Result<(usize, u64)> {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        self.serial = self.serial.wrapping_add(1).max(1);
-        let id = (u64::from(self.serial) << 32) | key as u64;
-        self.poll.registry().register(
-            &mut socket,
-            Token(key),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        let id = id.unwrap_or_else(|| {
+            self.serial = (self.serial.wrapping_add(1) & 0x7fff_ffff).max(1);
+            (u64::from(self.serial) << 32) | key as u64
+        });
+        if let Some(socket) = socket.as_mut() {
+            self.poll.registry().register(
+                socket,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+        }
+        if matches!(kind, ConnKind::Relayed { .. }) {
+            self.relayed.insert(id, key);
+        }
         let now = Instant::now();
         entry.insert(Conn {
             socket,
+            kind,
             proto,
             id,
             peer,
@@ -222,7 +260,7 @@ impl Reactor {
             inflight_in: 0,
             bucket: TokenBucket::full(self.ep.limits.rate_burst, now),
         });
-        Ok(id)
+        Ok((key, id))
     }
 
     /// Runs until shutdown. A panic inside fails every pending call rather than leaving callers
@@ -299,8 +337,8 @@ impl Reactor {
                 Ok((socket, peer)) => {
                     let _ = socket.set_nodelay(true);
                     let proto = proto::Connection::new(Role::Server, self.ep.limits.max_frame);
-                    match self.insert(socket, Some(peer), proto) {
-                        Ok(id) => tracing::debug!(conn = id, %peer, "accepted"),
+                    match self.insert(Some(socket), Some(peer), proto, ConnKind::Direct, None) {
+                        Ok((_, id)) => tracing::debug!(conn = id, %peer, "accepted"),
                         Err(e) => tracing::warn!(%peer, "cannot register a connection: {e}"),
                     }
                 }
@@ -324,7 +362,10 @@ impl Reactor {
 
     /// The live connection with this id.
     fn lookup(&mut self, id: u64) -> Option<usize> {
-        let key = key_of(id);
+        let key = match self.relayed.get(&id) {
+            Some(&key) => key,
+            None => key_of(id),
+        };
         self.conns
             .get(key)
             .filter(|c| c.id == id && !c.closing)
@@ -362,16 +403,36 @@ impl Reactor {
                 }
             }
             Command::Broadcast { frame } => {
+                // Direct players get the frame; each relay link gets one BROADCAST for all of
+                // its players.
                 let keys: Vec<usize> = self
                     .conns
                     .iter()
                     .filter(|(_, c)| c.welcomed && !c.closing)
+                    .filter(|(_, c)| !matches!(c.kind, ConnKind::Relayed { .. }))
                     .map(|(k, _)| k)
                     .collect();
                 for key in keys {
-                    self.queue(key, &frame);
+                    if matches!(self.conns[key].kind, ConnKind::Link(_)) {
+                        let mut out = BytesMut::new();
+                        Frame::Broadcast {
+                            frame: frame.slice(4..),
+                        }
+                        .encode(&mut out);
+                        self.queue(key, &out);
+                    } else {
+                        self.queue(key, &frame);
+                    }
                 }
             }
+            Command::Listen { listener, done } => {
+                let _ = done.send(self.listen(listener));
+            }
+            Command::AddLink {
+                socket,
+                proto,
+                spec,
+            } => self.add_link(socket, proto, spec),
             Command::Accept { conn, identity } => {
                 if let Some(key) = self.lookup(conn) {
                     self.welcome(key, identity);
@@ -414,7 +475,12 @@ impl Reactor {
             Side::Server => (GoodbyeCode::Shutdown, "server shutting down"),
             Side::Client => (GoodbyeCode::Normal, "client closed"),
         };
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.socket.is_some())
+            .map(|(k, _)| k)
+            .collect();
         for key in keys {
             let conn = &mut self.conns[key];
             proto::encode_goodbye(&mut conn.out, code, reason);
@@ -426,6 +492,10 @@ impl Reactor {
     /// Appends a frame to a connection's output, cutting the connection if its unread output
     /// passes the bound (a peer that stops reading must not grow memory).
     fn queue(&mut self, key: usize, frame: &[u8]) {
+        if let ConnKind::Relayed { link } = self.conns[key].kind {
+            let player = self.conns[key].id;
+            return self.queue_routed(link, player, frame);
+        }
         let conn = &mut self.conns[key];
         if conn.out.len() + frame.len() > self.ep.limits.max_output_buffer {
             let reason = format!(
@@ -463,8 +533,11 @@ impl Reactor {
 
     fn flush(&mut self, key: usize) {
         let conn = &mut self.conns[key];
+        let Some(socket) = conn.socket.as_mut() else {
+            return;
+        };
         while !conn.out.is_empty() {
-            match conn.socket.write(&conn.out) {
+            match socket.write(&conn.out) {
                 Ok(0) => {
                     return self.remove(
                         key,
@@ -501,7 +574,10 @@ impl Reactor {
             // Read into the reactor's scratch buffer and keep only what arrived: the copy is
             // the size of the data, where reading into a zeroed per-connection buffer costs a
             // memset of the whole chunk per read.
-            match conn.socket.read(&mut self.scratch) {
+            let Some(socket) = conn.socket.as_mut() else {
+                return;
+            };
+            match socket.read(&mut self.scratch) {
                 Ok(0) => {
                     return self.close(
                         key,
@@ -573,6 +649,9 @@ impl Reactor {
 
     fn on_frame(&mut self, key: usize, frame: Frame) {
         let id = self.conns[key].id;
+        if matches!(self.conns[key].kind, ConnKind::Link(_)) {
+            return self.on_link_frame(key, frame);
+        }
         match frame {
             Frame::Hello { place, token } => {
                 if self.ep.authenticator.read().is_some() {
@@ -617,6 +696,7 @@ impl Reactor {
                     ErrorKind::Limit => Error::Limit(message),
                     ErrorKind::InvalidArgument => Error::InvalidArgument(message),
                     ErrorKind::Closed => Error::Closed(message),
+                    ErrorKind::Unavailable => Error::Disconnected(message),
                 };
                 self.complete(key, call, Err(error))
             }
@@ -629,6 +709,19 @@ impl Reactor {
             Frame::Goodbye { code, reason } => {
                 let why = format!("the peer said goodbye ({code:?}): {reason}");
                 self.close(key, CloseReason::peer_gone(why));
+            }
+            Frame::HostHello { .. }
+            | Frame::HostWelcome { .. }
+            | Frame::PlayerJoin { .. }
+            | Frame::PlayerAccept { .. }
+            | Frame::PlayerReject { .. }
+            | Frame::PlayerLeft { .. }
+            | Frame::Routed { .. }
+            | Frame::Kick { .. }
+            | Frame::Broadcast { .. } => {
+                let frame = frame.frame_type();
+                let state = "from a player (host-link frames travel only between hosts and relays)";
+                self.on_protocol_error(key, ProtocolError::Unexpected { frame, state });
             }
             Frame::Welcome { .. } | Frame::Refused { .. } => {
                 // The protocol state machine only yields these before the handshake, which a
@@ -678,6 +771,10 @@ impl Reactor {
         let mut stuck: Vec<usize> = Vec::new();
         let mut ping: Vec<usize> = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
+            if matches!(conn.kind, ConnKind::Relayed { .. }) {
+                // The relay watches its players' liveness.
+                continue;
+            }
             if conn.closing {
                 let since = *conn.closing_since.get_or_insert(now);
                 if now.saturating_duration_since(since) > CLOSING_GRACE {
@@ -749,12 +846,23 @@ impl Reactor {
             },
         );
         let mut out = BytesMut::new();
-        Frame::Welcome {
-            player: id,
-            max_frame: self.ep.limits.max_frame,
+        if let ConnKind::Relayed { link } = self.conns[key].kind {
+            let identity = self.ep.players.read()[&id].identity.clone();
+            Frame::PlayerAccept {
+                player: id,
+                user_id: identity.user_id,
+                name: identity.name,
+            }
+            .encode(&mut out);
+            self.queue(link, &out);
+        } else {
+            Frame::Welcome {
+                player: id,
+                max_frame: self.ep.limits.max_frame,
+            }
+            .encode(&mut out);
+            self.queue(key, &out);
         }
-        .encode(&mut out);
-        self.queue(key, &out);
         self.ep
             .pool
             .get()
@@ -767,6 +875,17 @@ impl Reactor {
     fn refuse(&mut self, key: usize, reason: &str) {
         let conn = &mut self.conns[key];
         tracing::info!(conn = conn.id, peer = ?conn.peer, "handshake refused: {reason}");
+        if let ConnKind::Relayed { link } = conn.kind {
+            let mut out = BytesMut::new();
+            let player = conn.id;
+            Frame::PlayerReject {
+                player,
+                reason: reason.to_owned(),
+            }
+            .encode(&mut out);
+            self.queue(link, &out);
+            return self.remove(key, Error::Rejected(reason.to_owned()));
+        }
         let mut out = BytesMut::new();
         Frame::Refused {
             reason: reason.to_owned(),
@@ -785,9 +904,21 @@ impl Reactor {
         };
         if let Some((code, text)) = &reason.goodbye {
             tracing::info!(conn = conn.id, peer = ?conn.peer, "closing: {text}");
-            proto::encode_goodbye(&mut conn.out, *code, text);
-            // One attempt: a peer that is not reading does not get to delay the close.
-            let _ = conn.socket.write(&conn.out);
+            if let ConnKind::Relayed { link } = conn.kind {
+                // The relay closes the player's socket, with the reason.
+                let mut kick = BytesMut::new();
+                let player = conn.id;
+                Frame::Kick {
+                    player,
+                    reason: text.clone(),
+                }
+                .encode(&mut kick);
+                self.queue(link, &kick);
+            } else if let Some(socket) = conn.socket.as_mut() {
+                proto::encode_goodbye(&mut conn.out, *code, text);
+                // One attempt: a peer that is not reading does not get to delay the close.
+                let _ = socket.write(&conn.out);
+            }
         }
         self.remove(key, reason.error);
     }
@@ -797,7 +928,16 @@ impl Reactor {
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut conn.socket);
+        if let Some(socket) = conn.socket.as_mut() {
+            let _ = self.poll.registry().deregister(socket);
+        }
+        match &conn.kind {
+            ConnKind::Relayed { .. } => {
+                self.relayed.remove(&conn.id);
+            }
+            ConnKind::Link(spec) => self.link_lost(key, spec.clone(), &error),
+            ConnKind::Direct => {}
+        }
         for call in conn.calls.drain(..) {
             self.ep.calls.complete(call, Err(error.clone()));
         }

@@ -1,0 +1,161 @@
+//! The relay's counters and latency histogram, in the Prometheus text format, optionally served
+//! over HTTP at `/metrics`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Everything the relay counts.
+pub struct Metrics {
+    registry: Registry,
+    /// Players connected (handshake completed).
+    pub players: IntGauge,
+    /// Hosts attached.
+    pub hosts: IntGauge,
+    /// Calls routed, by direction (`to_host`, `to_player`).
+    pub calls: IntCounterVec,
+    /// Calls answered with an error, or failed by the relay (no host, host lost, shutdown).
+    pub call_errors: IntCounter,
+    /// Connections closed by the relay, by reason (`protocol`, `limit`, `timeout`, `refused`).
+    pub disconnects: IntCounterVec,
+    /// Bytes read from and written to sockets.
+    pub bytes_in: IntCounter,
+    /// Bytes written.
+    pub bytes_out: IntCounter,
+    /// Time from a player's call reaching the relay to its answer leaving it, in seconds.
+    pub call_latency: Histogram,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let registry = Registry::new();
+        let players = IntGauge::new(
+            "remotefn_relay_players",
+            "Players connected through the relay",
+        )
+        .expect("metric");
+        let hosts = IntGauge::new("remotefn_relay_hosts", "Game servers attached to the relay")
+            .expect("metric");
+        let calls = IntCounterVec::new(
+            Opts::new(
+                "remotefn_relay_calls_total",
+                "Calls routed through the relay",
+            ),
+            &["direction"],
+        )
+        .expect("metric");
+        let call_errors = IntCounter::new(
+            "remotefn_relay_call_errors_total",
+            "Calls that ended in an error",
+        )
+        .expect("metric");
+        let disconnects = IntCounterVec::new(
+            Opts::new(
+                "remotefn_relay_disconnects_total",
+                "Connections the relay closed, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("metric");
+        let bytes_in =
+            IntCounter::new("remotefn_relay_bytes_in_total", "Bytes received").expect("metric");
+        let bytes_out =
+            IntCounter::new("remotefn_relay_bytes_out_total", "Bytes sent").expect("metric");
+        let call_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "remotefn_relay_call_latency_seconds",
+                "Player call latency through the relay (relay in to relay out)",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_05, 2.0, 18).expect("buckets")),
+        )
+        .expect("metric");
+        for m in [
+            Box::new(players.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(hosts.clone()),
+            Box::new(calls.clone()),
+            Box::new(call_errors.clone()),
+            Box::new(disconnects.clone()),
+            Box::new(bytes_in.clone()),
+            Box::new(bytes_out.clone()),
+            Box::new(call_latency.clone()),
+        ] {
+            registry.register(m).expect("unique metric names");
+        }
+        Metrics {
+            registry,
+            players,
+            hosts,
+            calls,
+            call_errors,
+            disconnects,
+            bytes_in,
+            bytes_out,
+            call_latency,
+        }
+    }
+
+    /// The metrics in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// A tiny HTTP endpoint serving `GET /metrics`.
+pub(crate) struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    pub addr: SocketAddr,
+}
+
+impl MetricsServer {
+    pub(crate) fn start(addr: &str, metrics: Arc<Metrics>) -> std::io::Result<MetricsServer> {
+        let server = Arc::new(
+            tiny_http::Server::http(addr).map_err(|e| std::io::Error::other(e.to_string()))?,
+        );
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| std::io::Error::other("metrics server has no IP address"))?;
+        let serving = server.clone();
+        let thread = std::thread::Builder::new()
+            .name("rf-relay-metrics".into())
+            .spawn(move || {
+                for request in serving.incoming_requests() {
+                    let response = if request.url() == "/metrics" {
+                        let header = tiny_http::Header::from_bytes(
+                            &b"Content-Type"[..],
+                            &b"text/plain; version=0.0.4"[..],
+                        )
+                        .expect("valid header");
+                        tiny_http::Response::from_string(metrics.render()).with_header(header)
+                    } else {
+                        tiny_http::Response::from_string("not found: try /metrics\n")
+                            .with_status_code(404)
+                    };
+                    let _ = request.respond(response);
+                }
+            })?;
+        Ok(MetricsServer {
+            server,
+            thread: Some(thread),
+            addr,
+        })
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The relay's slab of in-flight routes: every call crossing the relay gets a route id, and
+//! the call id is rewritten to it on the way through, so replies find their way back and a
+//! reply can only complete a call that was sent to the connection it comes from.
+
+use std::time::Instant;
+
+/// Which way a call goes, and the id its caller chose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// A player's call to its host; `call` is the player's id for it.
+    ToHost { call: u64 },
+    /// A host's call to a player; `call` is the host's id for it.
+    ToPlayer { call: u64 },
+}
+
+/// One call in flight through the relay.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Route {
+    pub player: usize,
+    pub host: usize,
+    pub direction: Direction,
+    pub started: Instant,
+}
+
+/// Routes by id (`generation << 32 | index`); a stale or forged id finds nothing.
+#[derive(Default)]
+pub(crate) struct Routes {
+    slots: Vec<(u32, Option<Route>)>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+impl Routes {
+    pub(crate) fn insert(&mut self, route: Route) -> u64 {
+        let index = match self.free.pop() {
+            Some(i) => i as usize,
+            None => {
+                self.slots.push((1, None));
+                self.slots.len() - 1
+            }
+        };
+        let slot = &mut self.slots[index];
+        slot.1 = Some(route);
+        self.live += 1;
+        (u64::from(slot.0) << 32) | index as u64
+    }
+
+    pub(crate) fn get(&self, id: u64) -> Option<&Route> {
+        let (index, generation) = ((id & 0xffff_ffff) as usize, (id >> 32) as u32);
+        self.slots
+            .get(index)
+            .filter(|s| s.0 == generation)
+            .and_then(|s| s.1.as_ref())
+    }
+
+    pub(crate) fn remove(&mut self, id: u64) -> Option<Route> {
+        let (index, generation) = ((id & 0xffff_ffff) as usize, (id >> 32) as u32);
+        let slot = self.slots.get_mut(index).filter(|s| s.0 == generation)?;
+        let route = slot.1.take()?;
+        slot.0 = slot.0.wrapping_add(1).max(1);
+        self.free.push(index as u32);
+        self.live -= 1;
+        Some(route)
+    }
+
+    /// Routes matching `pred`, by id.
+    pub(crate) fn matching(&self, pred: impl Fn(&Route) -> bool) -> Vec<u64> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (g, r))| {
+                r.as_ref()
+                    .filter(|r| pred(r))
+                    .map(|_| (u64::from(*g) << 32) | i as u64)
+            })
+            .collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_single_use_and_generation_checked() {
+        let mut routes = Routes::default();
+        let r = Route {
+            player: 1,
+            host: 2,
+            direction: Direction::ToHost { call: 9 },
+            started: Instant::now(),
+        };
+        let id = routes.insert(r);
+        assert!(routes.get(id).is_some());
+        assert!(routes.remove(id).is_some());
+        assert!(routes.remove(id).is_none());
+        let again = routes.insert(r);
+        assert_ne!(again, id, "the slot is reused under a new generation");
+        assert!(routes.get(id).is_none());
+        assert_eq!(routes.len(), 1);
+    }
+}

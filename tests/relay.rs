@@ -1,0 +1,414 @@
+//! The relay: players reach a game server through it with the same API as when embedded.
+
+mod common;
+mod raw;
+
+use bytes::{Bytes, BytesMut};
+use common::*;
+use parking_lot::Mutex;
+use remotefn::proto::{self, Frame};
+use remotefn::value::codec::{decode_tuple, DecodeLimits};
+use remotefn::*;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn relay() -> Relay {
+    Relay::start(RelayConfig {
+        players: "127.0.0.1:0".into(),
+        hosts: "127.0.0.1:0".into(),
+        secret: Some("s3cret".into()),
+        drain_timeout: Duration::from_secs(2),
+        ..RelayConfig::default()
+    })
+    .expect("relay")
+}
+
+/// A game server for `place` attached to `relay`, with Echo and WhoAmI bound.
+fn host(relay: &Relay, place: &str) -> Server {
+    let server = Server::new(ServerConfig::default()).unwrap();
+    server
+        .bind("Echo", |_, _, args| Ok::<_, String>(args))
+        .unwrap();
+    server
+        .bind("WhoAmI", |_, player, _| {
+            Ok::<_, String>(tuple![player as f64])
+        })
+        .unwrap();
+    server
+        .attach(&relay.hosts_addr().to_string(), place, Some("s3cret"))
+        .unwrap();
+    server
+}
+
+fn player(relay: &Relay, place: &str) -> Client {
+    let config = ClientConfig {
+        place: place.into(),
+        ..ClientConfig::default()
+    };
+    Client::connect(relay.players_addr(), config).expect("connect through the relay")
+}
+
+#[test]
+fn calls_events_and_lifecycle_work_unchanged_through_the_relay() {
+    let relay = relay();
+    let server = host(&relay, "lobby");
+    let added = Arc::new(AtomicUsize::new(0));
+    let removed = Arc::new(AtomicUsize::new(0));
+    let (a, r) = (added.clone(), removed.clone());
+    server.on_player_added(move |_, _| {
+        a.fetch_add(1, Ordering::SeqCst);
+    });
+    server.on_player_removing(move |_, _| {
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let log = heard.clone();
+    server
+        .bind_event("Chat", move |_, player, args| {
+            log.lock().push((player, args))
+        })
+        .unwrap();
+
+    let alice = player(&relay, "lobby");
+    let bob = player(&relay, "lobby");
+    wait_until("two players", || server.player_count() == 2);
+    assert_eq!(added.load(Ordering::SeqCst), 2);
+
+    // InvokeServer, with the player id the server sees equal to the client's.
+    assert_eq!(
+        alice
+            .invoke_server("Echo", &tuple!["hi", 1], Some(PATIENCE))
+            .unwrap(),
+        tuple!["hi", 1]
+    );
+    assert_eq!(
+        bob.invoke_server("WhoAmI", &[], Some(PATIENCE)).unwrap(),
+        tuple![bob.player_id() as f64]
+    );
+    // InvokeClient and errors both ways.
+    alice
+        .bind("Ask", |_, args| {
+            Ok::<_, String>(tuple![format!("alice got {}", args[0].as_str().unwrap())])
+        })
+        .unwrap();
+    alice
+        .bind("Fail", |_, _| Err::<Tuple, _>("alice refuses"))
+        .unwrap();
+    assert_eq!(
+        server
+            .invoke_client(alice.player_id(), "Ask", &tuple!["q"], Some(PATIENCE))
+            .unwrap(),
+        tuple!["alice got q"]
+    );
+    assert_eq!(
+        server.invoke_client(alice.player_id(), "Fail", &[], Some(PATIENCE)),
+        Err(Error::Remote("alice refuses".into()))
+    );
+    server
+        .bind("Boom", |_, _, _| Err::<Tuple, _>("server says no"))
+        .unwrap();
+    assert_eq!(
+        bob.invoke_server("Boom", &[], Some(PATIENCE)),
+        Err(Error::Remote("server says no".into()))
+    );
+
+    // Events: to the server, to one player, to everyone.
+    alice.fire_server("Chat", &tuple!["hello"]).unwrap();
+    wait_until("the chat event", || heard.lock().len() == 1);
+    assert_eq!(heard.lock()[0], (alice.player_id(), tuple!["hello"]));
+    let news: Vec<Arc<Mutex<Vec<f64>>>> = [&alice, &bob]
+        .iter()
+        .map(|c| {
+            let got = Arc::new(Mutex::new(Vec::new()));
+            let log = got.clone();
+            c.bind_event("News", move |_, args| {
+                log.lock().push(args[0].as_number().unwrap())
+            })
+            .unwrap();
+            got
+        })
+        .collect();
+    server.fire_all_clients("News", &tuple![1]).unwrap();
+    server
+        .fire_client(bob.player_id(), "News", &tuple![2])
+        .unwrap();
+    wait_until("the news", || {
+        *news[0].lock() == [1.0] && *news[1].lock() == [1.0, 2.0]
+    });
+
+    // Kick with a reason the player receives.
+    server.kick(alice.player_id(), "afk").unwrap();
+    wait_until("alice removed", || removed.load(Ordering::SeqCst) == 1);
+    let err = alice
+        .invoke_server("Echo", &[], Some(PATIENCE))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Disconnected(why) if why.contains("afk")),
+        "{err:?}"
+    );
+    assert_eq!(server.player_count(), 1);
+
+    // The relay counts what it did.
+    let text = relay.metrics().render();
+    assert!(text.contains("remotefn_relay_players 1"), "{text}");
+    assert!(text.contains("remotefn_relay_hosts 1"), "{text}");
+    assert!(
+        text.contains(r#"remotefn_relay_calls_total{direction="to_host"}"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_hosts_authenticator_decides_and_unknown_places_are_refused() {
+    let relay = relay();
+    let server = host(&relay, "arena");
+    server.set_authenticator(|req| match req.token.as_ref() {
+        b"ok" => Ok(Identity {
+            user_id: 11,
+            name: "eve".into(),
+        }),
+        _ => Err("bad token".to_owned()),
+    });
+    let config = |token: &str, place: &str| ClientConfig {
+        token: Bytes::copy_from_slice(token.as_bytes()),
+        place: place.into(),
+        ..ClientConfig::default()
+    };
+    let eve = Client::connect(relay.players_addr(), config("ok", "arena")).unwrap();
+    assert_eq!(
+        server
+            .player_info(eve.player_id())
+            .unwrap()
+            .identity
+            .user_id,
+        11
+    );
+    assert_eq!(
+        Client::connect(relay.players_addr(), config("nope", "arena")).err(),
+        Some(Error::Rejected("bad token".into()))
+    );
+    let err = Client::connect(relay.players_addr(), config("ok", "nowhere"))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::Rejected(why) if why.contains("nowhere")),
+        "{err:?}"
+    );
+    // A host with the wrong secret is refused too.
+    let intruder = Server::new(ServerConfig::default()).unwrap();
+    let err = intruder
+        .attach(&relay.hosts_addr().to_string(), "arena2", Some("guess"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Rejected(why) if why.contains("secret")),
+        "{err:?}"
+    );
+}
+
+/// Players that speak the protocol by hand, through the relay to place `place`.
+fn raw_players(addr: SocketAddr, place: &str, n: usize) -> Vec<(raw::RawPlayer, u64)> {
+    (0..n)
+        .map(|_| {
+            let mut p = raw::RawPlayer::connect(addr);
+            let mut out = BytesMut::new();
+            proto::encode_preface(&mut out);
+            Frame::Hello {
+                place: place.into(),
+                token: Bytes::new(),
+            }
+            .encode(&mut out);
+            p.send(&out);
+            match p.next_frame() {
+                Some(Frame::Welcome { player, .. }) => (p, player),
+                other => panic!("expected a welcome, got {other:?}"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_thousand_players_share_the_hosts_one_connection() {
+    let relay = relay();
+    let server = host(&relay, "big");
+    let mut players = raw_players(relay.players_addr(), "big", 1000);
+    wait_until("1000 players", || server.player_count() == 1000);
+    for round in 0..2u64 {
+        for (i, (p, _)) in players.iter_mut().enumerate() {
+            let mut out = BytesMut::new();
+            // Every player picks the same call ids: the relay's routes keep them apart.
+            proto::encode_invoke(&mut out, round + 1, "WhoAmI", &[], 64).unwrap();
+            proto::encode_invoke(&mut out, round + 100, "Echo", &tuple![i, round], 64).unwrap();
+            p.send(&out);
+        }
+        for (i, (p, id)) in players.iter_mut().enumerate() {
+            let mut seen = 0;
+            while seen < 2 {
+                match p.next_frame() {
+                    Some(Frame::Result { call, values }) => {
+                        let got = decode_tuple(&values, DecodeLimits::default()).unwrap();
+                        if call == round + 1 {
+                            assert_eq!(
+                                got,
+                                tuple![*id as f64],
+                                "player {i} got another's identity"
+                            );
+                        } else {
+                            assert_eq!(call, round + 100);
+                            assert_eq!(got, tuple![i, round]);
+                        }
+                        seen += 1;
+                    }
+                    other => panic!("player {i}: expected a result, got {other:?}"),
+                }
+            }
+        }
+    }
+    drop(players);
+    wait_until("everyone left", || server.player_count() == 0);
+}
+
+#[test]
+fn a_host_that_goes_away_fails_calls_fast_and_a_new_host_takes_the_players() {
+    let relay = relay();
+    let server = host(&relay, "lobby");
+    server.bind_with_call_id("Hang", |_, _, _, _| {}).unwrap();
+    let alice = player(&relay, "lobby");
+    let c = alice.handle();
+    let pending = std::thread::spawn(move || c.invoke_server("Hang", &[], None));
+    wait_until("the call reached the host", || {
+        server.replies_pending() == 1
+    });
+    drop(server);
+    let err = pending.join().unwrap().unwrap_err();
+    assert!(
+        matches!(&err, Error::Disconnected(why) if why.contains("disconnected")),
+        "{err:?}"
+    );
+    // New calls fail at once with a clear error; the player stays connected.
+    let started = Instant::now();
+    let err = alice
+        .invoke_server("Echo", &[], Some(PATIENCE))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Disconnected(why) if why.contains("no game server")),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < PATIENCE / 2);
+    assert!(alice.is_connected());
+    // A new host for the place is told about the player, and serves it.
+    let replacement = host(&relay, "lobby");
+    wait_until("the player is announced", || {
+        replacement.player_count() == 1
+    });
+    assert_eq!(
+        alice
+            .invoke_server("Echo", &tuple![5], Some(PATIENCE))
+            .unwrap(),
+        tuple![5]
+    );
+}
+
+#[test]
+fn a_player_that_disconnects_fails_the_hosts_pending_invoke_client() {
+    let relay = relay();
+    let server = host(&relay, "lobby");
+    let alice = player(&relay, "lobby");
+    alice.bind_with_call_id("Hang", |_, _, _| {}).unwrap();
+    let id = alice.player_id();
+    let s = server.handle();
+    let pending =
+        std::thread::spawn(move || (s.invoke_client(id, "Hang", &[], None), Instant::now()));
+    wait_until("the call is in flight", || server.calls_in_flight() == 1);
+    let dropped = Instant::now();
+    drop(alice);
+    let (result, failed) = pending.join().unwrap();
+    assert!(matches!(result, Err(Error::Disconnected(_))), "{result:?}");
+    assert!(failed - dropped < Duration::from_secs(1));
+}
+
+#[test]
+fn hosts_reattach_after_a_relay_restart() {
+    let relay = relay();
+    let (players_addr, hosts_addr) = (relay.players_addr(), relay.hosts_addr());
+    let server = host(&relay, "lobby");
+    let alice = player(&relay, "lobby");
+    wait_until("alice joined", || server.player_count() == 1);
+    relay.shutdown();
+    // The host loses its players, then reattaches by itself to the relay at the same address.
+    wait_until("alice removed", || server.player_count() == 0);
+    assert!(matches!(
+        alice.invoke_server("Echo", &[], Some(PATIENCE)),
+        Err(Error::Disconnected(_))
+    ));
+    let relay = Relay::start(RelayConfig {
+        players: players_addr.to_string(),
+        hosts: hosts_addr.to_string(),
+        secret: Some("s3cret".into()),
+        ..RelayConfig::default()
+    })
+    .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let bob = loop {
+        match Client::connect(
+            relay.players_addr(),
+            ClientConfig {
+                place: "lobby".into(),
+                ..ClientConfig::default()
+            },
+        ) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                assert!(matches!(e, Error::Rejected(_)), "{e:?}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("the host never reattached: {e:?}"),
+        }
+    };
+    assert_eq!(
+        bob.invoke_server("Echo", &tuple!["back"], Some(PATIENCE))
+            .unwrap(),
+        tuple!["back"]
+    );
+}
+
+#[test]
+fn two_relays_in_front_of_one_host() {
+    let (east, west) = (relay(), relay());
+    let server = Server::new(ServerConfig::default()).unwrap();
+    server
+        .bind("WhoAmI", |_, player, _| {
+            Ok::<_, String>(tuple![player as f64])
+        })
+        .unwrap();
+    for r in [&east, &west] {
+        server
+            .attach(&r.hosts_addr().to_string(), "world", Some("s3cret"))
+            .unwrap();
+    }
+    let players: Vec<Client> = (0..10)
+        .map(|i| player(if i % 2 == 0 { &east } else { &west }, "world"))
+        .collect();
+    wait_until("the host sees the union", || server.player_count() == 10);
+    let mut ids: Vec<u64> = players.iter().map(|p| p.player_id()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10, "player ids from two relays collide");
+    for p in &players {
+        assert_eq!(
+            p.invoke_server("WhoAmI", &[], Some(PATIENCE)).unwrap(),
+            tuple![p.player_id() as f64]
+        );
+        p.bind("Ping", |c, _| Ok::<_, String>(tuple![c.player_id() as f64]))
+            .unwrap();
+    }
+    for p in &players {
+        assert_eq!(
+            server
+                .invoke_client(p.player_id(), "Ping", &[], Some(PATIENCE))
+                .unwrap(),
+            tuple![p.player_id() as f64]
+        );
+    }
+}
