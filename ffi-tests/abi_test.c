@@ -767,8 +767,8 @@ static void test_misuse(rf_server *s, const char *addr) {
   CHECK_STATUS(rf_server_local_port(none, &port), RF_ERR_INVALID_ARGUMENT); /* not listening */
   CHECK_STATUS(rf_server_dispatch(none, 1, 0, &ran), RF_ERR_INVALID_ARGUMENT); /* worker mode */
   CHECK_STATUS(rf_server_listen(none, "not an address"), RF_ERR_IO);
-  CHECK_STATUS(rf_server_attach(none, "127.0.0.1:7879", "lobby", NULL), RF_ERR_IO);
-  CHECK(strstr(rf_last_error(), "not implemented") != NULL);
+  CHECK_STATUS(rf_server_attach(none, "127.0.0.1:1", "lobby", NULL), RF_ERR_IO); /* nothing there */
+  CHECK(strstr(rf_last_error(), "relay") != NULL);
   CHECK_STATUS(rf_server_attach(none, NULL, "lobby", NULL), RF_ERR_INVALID_ARGUMENT);
   CHECK_OK(rf_server_queued_calls(none, &count));
   rf_server_free(none);
@@ -825,7 +825,43 @@ static void test_misuse(rf_server *s, const char *addr) {
   rf_client_free(c);
 }
 
-int main(void) {
+/* Through a relay started by the test driver: the same API, served via rf_server_attach. */
+static void test_through_a_relay(const char *hosts_addr, const char *players_addr) {
+  rf_server *s = NULL;
+  CHECK_OK(rf_server_new(NULL, &s));
+  CHECK_OK(rf_server_bind(s, "Echo", on_echo, NULL));
+  CHECK_OK(rf_server_set_authenticator(s, on_auth, NULL));
+  CHECK_STATUS(rf_server_attach(s, hosts_addr, "lobby", "wrong secret"), RF_ERR_REJECTED);
+  CHECK_OK(rf_server_attach(s, hosts_addr, "lobby", "s3cret"));
+  rf_client_config *cfg = rf_client_config_new();
+  CHECK_OK(rf_client_config_set_place(cfg, "lobby"));
+  CHECK_OK(rf_client_config_set_token(cfg, "good", 4));
+  rf_client *c = NULL;
+  CHECK_OK(rf_client_connect(players_addr, cfg, &c));
+  rf_player_id id = 0;
+  CHECK_OK(rf_client_player_id(c, &id));
+  uint64_t user_id = 0;
+  CHECK_OK(rf_server_player_user_id(s, id, &user_id));
+  CHECK(user_id == 7);
+  rf_tuple *args = rich_tuple();
+  rf_tuple *out = NULL;
+  CHECK_OK(rf_client_invoke_server(c, "Echo", args, 10000, &out));
+  CHECK(out != NULL && tuple_eq(args, out));
+  rf_tuple_free(out);
+  CHECK_OK(rf_client_bind(c, "ClientFail", on_client_fail, NULL));
+  CHECK_STATUS(rf_server_invoke_client(s, id, "ClientFail", NULL, 10000, &out), RF_ERR_REMOTE);
+  CHECK(strcmp(rf_last_error(), "client says no") == 0);
+  CHECK_OK(rf_client_config_set_token(cfg, "bad", 3));
+  rf_client *bad = NULL;
+  CHECK_STATUS(rf_client_connect(players_addr, cfg, &bad), RF_ERR_REJECTED);
+  CHECK(strcmp(rf_last_error(), "bad token for lobby") == 0);
+  rf_client_config_free(cfg);
+  rf_tuple_free(args);
+  rf_client_free(c);
+  rf_server_free(s);
+}
+
+int main(int argc, char **argv) {
   main_thread = pthread_self();
   atomic_init(&delayed_done, 0);
   atomic_init(&nested_seen, 0);
@@ -852,6 +888,11 @@ int main(void) {
   test_players_and_kick();
   test_unbound_queue_and_limit();
   test_shutdown_with_pending_calls();
+  if (argc == 3) {
+    test_through_a_relay(argv[1], argv[2]);
+  } else {
+    fprintf(stderr, "abi_test: no relay given (usage: abi_test HOSTS_ADDR PLAYERS_ADDR); skipping relay tests\n");
+  }
 
   if (rf_test_failures) {
     fprintf(stderr, "abi_test: %d check(s) failed\n", rf_test_failures);

@@ -167,7 +167,7 @@ static void test_manual_dispatch_on_this_thread() {
   CHECK(on_main);
 }
 
-int main() {
+int main(int, char**) {
   test_calls_values_and_errors();
   test_invoke_client_nested_and_deferred();
   test_events_players_and_auth();

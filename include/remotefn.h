@@ -362,11 +362,15 @@ enum rf_status rf_server_listen(struct rf_server *s, const char *addr);
 // The port the server listens on; `RF_ERR_INVALID_ARGUMENT` before `rf_server_listen`.
 enum rf_status rf_server_local_port(const struct rf_server *s, uint16_t *out);
 
-// Serves players through a relay (`remotefn relay`) instead of listening.
+// Serves the players of place `place` through a relay (`remotefn relay`) whose host address
+// is `relay_addr`, presenting `secret` (the relay's `--secret`; NULL when it has none). May be
+// combined with `rf_server_listen` and called for several relays.
 //
-// Not available yet in this version: the arguments are validated (`RF_ERR_INVALID_ARGUMENT`
-// for a NULL server, address or place, or bad UTF-8) and then the call fails with `RF_ERR_IO`
-// and a message saying so. Use `rf_server_listen` meanwhile.
+// Blocks until attached (up to 10 s): `RF_ERR_IO` when the relay cannot be reached,
+// `RF_ERR_REJECTED` when it refuses (wrong secret, place already served), `RF_ERR_TIMEOUT`.
+// Once attached, relayed players are served exactly like direct ones (handlers, invoke,
+// events, kick, the authenticator decides their handshakes). If the link drops later, its
+// players are removed and the server reattaches in the background with exponential backoff.
 enum rf_status rf_server_attach(struct rf_server *s,
                                 const char *relay_addr,
                                 const char *place,

@@ -116,19 +116,31 @@ fn compile_now(source: &str, link: Link) -> PathBuf {
     exe
 }
 
+/// A relay for the C program's relay tests; its addresses go on the command line.
+fn relay() -> remotefn::Relay {
+    remotefn::Relay::start(remotefn::RelayConfig {
+        players: "127.0.0.1:0".into(),
+        hosts: "127.0.0.1:0".into(),
+        secret: Some("s3cret".into()),
+        ..remotefn::RelayConfig::default()
+    })
+    .expect("relay")
+}
+
+/// Runs a test program (under `wrapper`, e.g. valgrind, if given) with a relay's host and
+/// player addresses as its arguments.
 fn run(exe: &Path, wrapper: &[&str]) {
-    let (program, args): (&str, Vec<&str>) = match wrapper.split_first() {
-        Some((first, rest)) => (
-            first,
-            rest.iter()
-                .copied()
-                .chain([exe.to_str().unwrap()])
-                .collect(),
-        ),
-        None => (exe.to_str().unwrap(), Vec::new()),
-    };
+    let relay = relay();
+    let relay_args = [
+        relay.hosts_addr().to_string(),
+        relay.players_addr().to_string(),
+    ];
+    let mut command: Vec<&str> = wrapper.to_vec();
+    command.push(exe.to_str().unwrap());
+    command.extend(relay_args.iter().map(String::as_str));
+    let (program, args) = command.split_first().expect("a program");
     let out = Command::new(program)
-        .args(&args)
+        .args(args)
         .output()
         .expect("run the test program");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -141,6 +153,7 @@ fn run(exe: &Path, wrapper: &[&str]) {
         out.status
     );
     assert!(stdout.contains("all checks passed"), "stdout:\n{stdout}");
+    assert!(!stderr.contains("skipping"), "a test was skipped:\n{stderr}");
 }
 
 #[test]

@@ -379,11 +379,15 @@ pub unsafe extern "C" fn rf_server_local_port(s: *const rf_server, out: *mut u16
     }
 }
 
-/// Serves players through a relay (`remotefn relay`) instead of listening.
+/// Serves the players of place `place` through a relay (`remotefn relay`) whose host address
+/// is `relay_addr`, presenting `secret` (the relay's `--secret`; NULL when it has none). May be
+/// combined with `rf_server_listen` and called for several relays.
 ///
-/// Not available yet in this version: the arguments are validated (`RF_ERR_INVALID_ARGUMENT`
-/// for a NULL server, address or place, or bad UTF-8) and then the call fails with `RF_ERR_IO`
-/// and a message saying so. Use `rf_server_listen` meanwhile.
+/// Blocks until attached (up to 10 s): `RF_ERR_IO` when the relay cannot be reached,
+/// `RF_ERR_REJECTED` when it refuses (wrong secret, place already served), `RF_ERR_TIMEOUT`.
+/// Once attached, relayed players are served exactly like direct ones (handlers, invoke,
+/// events, kick, the authenticator decides their handshakes). If the link drops later, its
+/// players are removed and the server reattaches in the background with exponential backoff.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_attach(
     s: *mut rf_server,
@@ -394,16 +398,14 @@ pub unsafe extern "C" fn rf_server_attach(
     boundary! {
         run(|| {
             // SAFETY: forwarded caller contract.
-            let (_, addr, place) = unsafe { (server(s)?, c_str(relay_addr, "relay_addr")?, c_str(place, "place")?) };
-            if !secret.is_null() {
+            let (srv, addr, place) = unsafe { (server(s)?, c_str(relay_addr, "relay_addr")?, c_str(place, "place")?) };
+            let secret = if secret.is_null() {
+                None
+            } else {
                 // SAFETY: non-NULL secret is a NUL-terminated string.
-                unsafe { c_str(secret, "secret") }?;
-            }
-            Err(Error::Io(format!(
-                "cannot attach to the relay at {addr} for place {place:?}: relay attach is not implemented \
-                 in remotefn {}; use rf_server_listen",
-                env!("CARGO_PKG_VERSION")
-            )))
+                Some(unsafe { c_str(secret, "secret") }?)
+            };
+            srv.attach(addr, place, secret)
         })
     }
 }
