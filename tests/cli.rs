@@ -154,3 +154,108 @@ fn bench_against_a_running_server() {
     // Not our child: its memory is not ours to read.
     assert!(runs[0]["idle_bytes_per_player"].is_null());
 }
+
+/// A child process killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `remotefn ARGS` and returns it with its first line of output.
+fn start(args: &[&str]) -> (Running, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--log", "warn"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start remotefn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (Running(child), line)
+}
+
+/// The addresses in a line such as "players on A, hosts on B, metrics on http://C/metrics".
+fn addresses(line: &str) -> Vec<String> {
+    line.split(|c: char| c.is_whitespace() || c == ',' || c == '/')
+        .filter(|w| w.parse::<std::net::SocketAddr>().is_ok())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn relay_serves_a_game_server_attached_from_the_command_line_and_stops_on_sigterm() {
+    let config = std::env::temp_dir().join(format!("remotefn-relay-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "players = \"127.0.0.1:0\"\nhosts = \"127.0.0.1:0\"\ndrain_timeout = 2.5\n",
+    )
+    .unwrap();
+    let (mut relay, line) = start(&[
+        "relay",
+        "--config",
+        config.to_str().unwrap(),
+        "--secret",
+        "s3",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    std::fs::remove_file(&config).unwrap();
+    let addrs = addresses(&line);
+    assert_eq!(addrs.len(), 3, "{line}");
+    let (players, hosts, metrics) = (&addrs[0], &addrs[1], &addrs[2]);
+
+    let (_game, line) = start(&[
+        "serve", "--attach", hosts, "--place", "arena", "--secret", "s3",
+    ]);
+    assert!(line.contains("through the relay"), "{line}");
+    let out = Command::new(BIN)
+        .args([
+            "call", players, "Add", "2", "40", "--place", "arena", "--log", "warn",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "[42]");
+
+    // Prometheus text over HTTP.
+    use std::io::{Read, Write};
+    let mut http = std::net::TcpStream::connect(metrics.as_str()).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    http.read_to_string(&mut text).unwrap();
+    assert!(
+        text.contains("200 OK") && text.contains("remotefn_relay_hosts 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"remotefn_relay_calls_total{direction="to_host"} 1"#),
+        "{text}"
+    );
+
+    // SIGTERM: a graceful stop, exit 0.
+    let pid = relay.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = relay.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the relay did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}

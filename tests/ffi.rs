@@ -153,7 +153,10 @@ fn run(exe: &Path, wrapper: &[&str]) {
         out.status
     );
     assert!(stdout.contains("all checks passed"), "stdout:\n{stdout}");
-    assert!(!stderr.contains("skipping"), "a test was skipped:\n{stderr}");
+    assert!(
+        !stderr.contains("skipping"),
+        "a test was skipped:\n{stderr}"
+    );
 }
 
 #[test]

@@ -73,8 +73,8 @@ fn calls_events_and_lifecycle_work_unchanged_through_the_relay() {
 
     let alice = player(&relay, "lobby");
     let bob = player(&relay, "lobby");
-    wait_until("two players", || server.player_count() == 2);
-    assert_eq!(added.load(Ordering::SeqCst), 2);
+    wait_until("two players added", || added.load(Ordering::SeqCst) == 2);
+    assert_eq!(server.player_count(), 2);
 
     // InvokeServer, with the player id the server sees equal to the client's.
     assert_eq!(
@@ -151,8 +151,13 @@ fn calls_events_and_lifecycle_work_unchanged_through_the_relay() {
     assert_eq!(server.player_count(), 1);
 
     // The relay counts what it did.
+    wait_until("the relay counts one player", || {
+        relay
+            .metrics()
+            .render()
+            .contains("remotefn_relay_players 1")
+    });
     let text = relay.metrics().render();
-    assert!(text.contains("remotefn_relay_players 1"), "{text}");
     assert!(text.contains("remotefn_relay_hosts 1"), "{text}");
     assert!(
         text.contains(r#"remotefn_relay_calls_total{direction="to_host"}"#),
@@ -411,4 +416,52 @@ fn two_relays_in_front_of_one_host() {
             tuple![p.player_id() as f64]
         );
     }
+}
+
+#[test]
+fn shutdown_lets_in_flight_calls_finish_within_the_drain_and_fails_the_rest() {
+    let relay = Relay::start(RelayConfig {
+        players: "127.0.0.1:0".into(),
+        hosts: "127.0.0.1:0".into(),
+        secret: Some("s3cret".into()),
+        drain_timeout: Duration::from_millis(800),
+        ..RelayConfig::default()
+    })
+    .unwrap();
+    let server = host(&relay, "lobby");
+    let started_handlers = Arc::new(AtomicUsize::new(0));
+    let count = started_handlers.clone();
+    server
+        .bind("Slow", move |_, _, args| {
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+            Ok::<_, String>(args)
+        })
+        .unwrap();
+    let count = started_handlers.clone();
+    server
+        .bind_with_call_id("Never", move |_, _, _, _| {
+            count.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    let alice = player(&relay, "lobby");
+    let (a, b) = (alice.handle(), alice.handle());
+    let slow = std::thread::spawn(move || a.invoke_server("Slow", &tuple!["done"], None));
+    let never = std::thread::spawn(move || b.invoke_server("Never", &[], None));
+    wait_until("both calls reached their handlers", || {
+        started_handlers.load(Ordering::SeqCst) == 2
+    });
+    let started = Instant::now();
+    relay.shutdown();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the drain overran: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(slow.join().unwrap().unwrap(), tuple!["done"]);
+    let err = never.join().unwrap().unwrap_err();
+    assert!(
+        matches!(err, Error::Closed(_) | Error::Disconnected(_)),
+        "{err:?}"
+    );
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod call;
+mod relay;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Connect, invoke one function, print its results as JSON.
     Call(call::CallArgs),
+    /// Run a relay between players and game servers, until SIGTERM or SIGINT.
+    Relay(relay::RelayArgs),
     /// Load a server with many players and report calls/s and latency percentiles.
     Bench(bench::BenchArgs),
     /// The baseline for `bench --protocol echo`: a bare length-prefixed echo over mio with a
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args).map_err(Into::into),
         Command::Call(args) => call::run(args).map_err(Into::into),
         Command::Bench(args) => bench::run(args).map_err(Into::into),
+        Command::Relay(args) => relay::run(args),
         Command::BenchEchoServer { listen, workers } => {
             bench::baseline::serve(&listen, workers).map_err(Into::into)
         }

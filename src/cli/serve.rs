@@ -6,9 +6,18 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on for players.
-    #[arg(long, default_value = "127.0.0.1:7878")]
-    listen: String,
+    /// Address to listen on for players [default: 127.0.0.1:7878, unless --attach is given].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Serve players through the relay whose host address this is (repeatable).
+    #[arg(long)]
+    attach: Vec<String>,
+    /// With --attach: the place this server serves.
+    #[arg(long, default_value = "lobby")]
+    place: String,
+    /// With --attach: the relay's secret (or REMOTEFN_RELAY_SECRET).
+    #[arg(long, env = "REMOTEFN_RELAY_SECRET", hide_env_values = true)]
+    secret: Option<String>,
     /// Handler worker threads.
     #[arg(long, default_value_t = 4)]
     workers: usize,
@@ -57,8 +66,24 @@ pub fn run(args: ServeArgs) -> Result<(), remotefn::Error> {
     server.on_player_removing(|srv, player| {
         tracing::info!(player, players = srv.player_count(), "player removing");
     });
-    let addr = server.listen(args.listen.as_str())?;
-    println!("remotefn serving on {addr} (functions: Echo, Add, Fail, CallMeBack); Ctrl-C stops");
+    for relay in &args.attach {
+        server.attach(relay, &args.place, args.secret.as_deref())?;
+        println!(
+            "remotefn serving place {:?} through the relay at {relay}",
+            args.place
+        );
+    }
+    let listen = match (args.listen, args.attach.is_empty()) {
+        (Some(addr), _) => Some(addr),
+        (None, true) => Some("127.0.0.1:7878".to_owned()),
+        (None, false) => None,
+    };
+    if let Some(listen) = listen {
+        let addr = server.listen(listen.as_str())?;
+        println!(
+            "remotefn serving on {addr} (functions: Echo, Add, Fail, CallMeBack); Ctrl-C stops"
+        );
+    }
     loop {
         std::thread::park();
     }
