@@ -328,6 +328,11 @@ impl ClientHandle {
         self.ep.dispatch(max, timeout)
     }
 
+    /// The client's counters: calls, bytes, and how its connection ended.
+    pub fn stats(&self) -> crate::Stats {
+        self.ep.counters.snapshot()
+    }
+
     /// `invoke_server` calls currently waiting for an answer.
     pub fn calls_in_flight(&self) -> usize {
         self.ep.calls.in_flight()

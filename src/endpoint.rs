@@ -160,6 +160,7 @@ pub(crate) struct Endpoint {
     pub local_addr: OnceLock<SocketAddr>,
     /// Client: why the connection to the server ended, once it has.
     pub lost: Mutex<Option<String>>,
+    pub counters: crate::stats::Counters,
 }
 
 impl Endpoint {
@@ -189,6 +190,7 @@ impl Endpoint {
             reactor: Mutex::new(None),
             local_addr: OnceLock::new(),
             lost: Mutex::new(None),
+            counters: Default::default(),
         });
         let weak = Arc::downgrade(&ep);
         let runner: Arc<dyn Fn(Job) + Send + Sync> = Arc::new(move |job| {
@@ -283,6 +285,7 @@ impl Endpoint {
             self.calls.release(call);
             return Err(e);
         }
+        crate::stats::bump(&self.counters.calls_out, 1);
         self.command(Command::Call {
             conn,
             call,

@@ -42,6 +42,8 @@ mod reactor;
 pub mod relay;
 /// cbindgen:ignore
 pub mod server;
+/// cbindgen:ignore
+mod stats;
 
 pub use calls::CallId;
 pub use client::{Client, ClientConfig, ClientHandle};
@@ -50,6 +52,7 @@ pub use endpoint::{AuthRequest, Identity, PlayerInfo, Responder};
 pub use error::{Error, Result};
 pub use relay::{Relay, RelayConfig};
 pub use server::{PlayerId, Server, ServerConfig, ServerHandle};
+pub use stats::Stats;
 
 /// Internals exposed for `benches/` only: not part of the API, no stability promise.
 #[doc(hidden)]

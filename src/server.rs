@@ -397,6 +397,11 @@ impl ServerHandle {
         self.ep.dispatch(max, timeout)
     }
 
+    /// The server's counters: connections, calls, disconnects by reason, bytes.
+    pub fn stats(&self) -> crate::Stats {
+        self.ep.counters.snapshot()
+    }
+
     /// `invoke_client` calls currently waiting for an answer.
     pub fn calls_in_flight(&self) -> usize {
         self.ep.calls.in_flight()

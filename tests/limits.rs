@@ -48,6 +48,10 @@ fn a_stalled_handshake_is_closed_with_a_timeout() {
         tuple![1]
     );
     assert_eq!(server.player_count(), 1);
+    let stats = server.stats();
+    assert_eq!(stats.disconnects_timeout, 2, "{stats:?}");
+    assert_eq!(stats.connections, 3);
+    assert_eq!(stats.calls_in, 1);
 }
 
 #[test]
@@ -129,6 +133,7 @@ fn a_flood_past_the_rate_limit_disconnects_only_the_flooder() {
     let (code, reason) = goodbye_of(&mut flooder).expect("a goodbye");
     assert_eq!(code, GoodbyeCode::Limit);
     assert!(reason.contains("rate limit"), "{reason}");
+    assert_eq!(server.stats().disconnects_limit, 1);
     for i in 0..20 {
         assert_eq!(
             good.invoke_server("Echo", &tuple![i], Some(PATIENCE))

@@ -20,6 +20,7 @@ use crate::dispatch::Job;
 use crate::endpoint::{Command, Endpoint, Identity, PlayerInfo, Side};
 use crate::error::Error;
 use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, ProtocolError, Role};
+use crate::stats::bump;
 use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -230,6 +231,7 @@ impl Reactor {
             self.serial = (self.serial.wrapping_add(1) & 0x7fff_ffff).max(1);
             (u64::from(self.serial) << 32) | key as u64
         });
+        bump(&self.ep.counters.connections, 1);
         if let Some(socket) = socket.as_mut() {
             self.poll.registry().register(
                 socket,
@@ -545,6 +547,7 @@ impl Reactor {
                     )
                 }
                 Ok(n) => {
+                    bump(&self.ep.counters.bytes_out, n as u64);
                     let _ = conn.out.split_to(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -585,6 +588,7 @@ impl Reactor {
                     );
                 }
                 Ok(n) => {
+                    bump(&self.ep.counters.bytes_in, n as u64);
                     conn.last_heard = self.now;
                     conn.pinged = false;
                     conn.proto.handle_bytes(&self.scratch[..n]);
@@ -755,6 +759,9 @@ impl Reactor {
         } else {
             if is_call {
                 conn.inflight_in += 1;
+                bump(&self.ep.counters.calls_in, 1);
+            } else {
+                bump(&self.ep.counters.events_in, 1);
             }
             return true;
         };
@@ -875,6 +882,7 @@ impl Reactor {
     fn refuse(&mut self, key: usize, reason: &str) {
         let conn = &mut self.conns[key];
         tracing::info!(conn = conn.id, peer = ?conn.peer, "handshake refused: {reason}");
+        bump(&self.ep.counters.refused, 1);
         if let ConnKind::Relayed { link } = conn.kind {
             let mut out = BytesMut::new();
             let player = conn.id;
@@ -920,11 +928,26 @@ impl Reactor {
                 let _ = socket.write(&conn.out);
             }
         }
-        self.remove(key, reason.error);
+        let counter = match reason.goodbye.as_ref().map(|(code, _)| *code) {
+            Some(GoodbyeCode::ProtocolError) => &self.ep.counters.disconnects_protocol,
+            Some(GoodbyeCode::Limit) => &self.ep.counters.disconnects_limit,
+            Some(GoodbyeCode::Timeout) => &self.ep.counters.disconnects_timeout,
+            Some(GoodbyeCode::Kicked) => &self.ep.counters.kicks,
+            _ => &self.ep.counters.disconnects_other,
+        };
+        bump(counter, 1);
+        self.drop_conn(key, reason.error);
     }
 
     /// Drops a connection now and fails whatever was pending on it.
     fn remove(&mut self, key: usize, error: Error) {
+        if self.conns.contains(key) {
+            bump(&self.ep.counters.disconnects_other, 1);
+        }
+        self.drop_conn(key, error);
+    }
+
+    fn drop_conn(&mut self, key: usize, error: Error) {
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
