@@ -1,0 +1,235 @@
+//! A hostile crowd against one server while a well-behaved player keeps calling: random bytes,
+//! a 4 GiB length prefix, truncated frames, unknown frame types, invalid UTF-8 names, nesting
+//! bombs, forged replies, a flood past the rate limit, 1,000 slowloris handshakes, and a player
+//! that never reads. The server neither panics nor grows without bound, disconnects each
+//! offender with the right reason, and every call of the well-behaved player succeeds.
+
+mod common;
+mod raw;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use common::*;
+use raw::RawPlayer;
+use remotefn::proto::{self, Frame, GoodbyeCode};
+use remotefn::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// Deterministic noise (xorshift), so a failure reproduces.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn frame(f: Frame) -> BytesMut {
+    let mut out = BytesMut::new();
+    f.encode(&mut out);
+    out
+}
+
+/// The goodbye the server sends before closing, if any.
+fn goodbye(p: &mut RawPlayer) -> Option<(GoodbyeCode, String)> {
+    let mut last = None;
+    while let Some(f) = p.next_frame() {
+        if let Frame::Goodbye { code, reason } = f {
+            last = Some((code, reason));
+        }
+    }
+    last
+}
+
+#[test]
+fn a_hostile_crowd_cannot_hurt_a_well_behaved_player() {
+    let config = ServerConfig {
+        handshake_timeout: Duration::from_secs(1),
+        rate_per_sec: 1000,
+        rate_burst: 2000,
+        max_output_buffer: 1024 * 1024,
+        ..ServerConfig::default()
+    };
+    let (server, addr) = echo_server(config);
+    server.bind_event("Spam", |_, _, _| {}).unwrap();
+    let rss_before = rss_bytes();
+
+    // The well-behaved player calls throughout; every call must succeed.
+    let good = connect(addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let caller = {
+        let (c, stop, ok) = (good.handle(), stop.clone(), ok.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let got = c
+                    .invoke_server("Echo", &tuple![i], Some(PATIENCE))
+                    .expect("a good call failed");
+                assert_eq!(got, tuple![i]);
+                ok.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                // Well-behaved: a few hundred calls a second, within the rate limit.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+
+    // 1,000 slowloris handshakes: half a preface each, then nothing.
+    let slowloris: Vec<RawPlayer> = (0..1000)
+        .map(|_| {
+            let mut p = RawPlayer::connect(addr);
+            p.send(b"RM");
+            p
+        })
+        .collect();
+
+    // Random bytes instead of a preface, and after a valid handshake.
+    for seed in 1..=20u64 {
+        let mut p = RawPlayer::connect(addr);
+        p.send(&noise(seed, 512));
+        let _ = goodbye(&mut p); // refused or closed: either way, gone
+        let (mut p, _) = RawPlayer::handshake(addr);
+        p.send(&noise(seed + 1000, 512));
+        let (code, _) = goodbye(&mut p).expect("garbage after the handshake gets a goodbye");
+        assert_eq!(code, GoodbyeCode::ProtocolError);
+    }
+
+    // Each kind of malformed input, after a valid handshake, with the reason it must earn.
+    let mut bomb_args = BytesMut::new();
+    bomb_args.put_u8(1);
+    for _ in 0..10_000 {
+        bomb_args.put_slice(&[0x0B, 1]);
+    }
+    bomb_args.put_u8(0);
+    let mut bad_name = frame(Frame::Invoke {
+        call: 1,
+        name: Bytes::from_static(b"ok"),
+        args: Bytes::from_static(&[0]),
+    });
+    bad_name[15] = 0xff;
+    let cases: Vec<(&str, BytesMut, &str)> = vec![
+        (
+            "4 GiB length prefix",
+            BytesMut::from(&u32::MAX.to_le_bytes()[..]),
+            "exceeds the limit",
+        ),
+        (
+            "unknown frame type",
+            BytesMut::from(&[1u8, 0, 0, 0, 0x7e][..]),
+            "unknown frame type",
+        ),
+        ("invalid UTF-8 name", bad_name, "not UTF-8"),
+        (
+            "nesting bomb of depth 10,000",
+            frame(Frame::Invoke {
+                call: 1,
+                name: Bytes::from_static(b"Echo"),
+                args: bomb_args.freeze(),
+            }),
+            "nested deeper",
+        ),
+        (
+            "empty frame",
+            BytesMut::from(&[0u8, 0, 0, 0][..]),
+            "empty frame",
+        ),
+    ];
+    for (what, bytes, reason_has) in cases {
+        let (mut p, _) = RawPlayer::handshake(addr);
+        p.send(&bytes);
+        let (code, reason) = goodbye(&mut p).unwrap_or_else(|| panic!("{what}: no goodbye"));
+        assert_eq!(code, GoodbyeCode::ProtocolError, "{what}: {reason}");
+        assert!(reason.contains(reason_has), "{what}: {reason}");
+    }
+
+    // A truncated frame, then the connection closes: the server just lets it go.
+    let (mut truncated, _) = RawPlayer::handshake(addr);
+    truncated.send(&frame(Frame::Ping(1))[..7]);
+    truncated
+        .socket
+        .shutdown(std::net::Shutdown::Write)
+        .unwrap();
+    assert_eq!(goodbye(&mut truncated), None);
+
+    // Forged replies: results for call ids the server never sent to this player.
+    let (mut forger, _) = RawPlayer::handshake(addr);
+    let mut forged = BytesMut::new();
+    for id in 0..64u64 {
+        forged.extend_from_slice(&frame(Frame::Result {
+            call: (1 << 32) | id,
+            values: Bytes::from_static(&[0]),
+        }));
+    }
+    forger.send(&forged);
+
+    // A flood of events past the rate limit.
+    let (mut flooder, _) = RawPlayer::handshake(addr);
+    let spam = frame(Frame::Event {
+        name: Bytes::from_static(b"Spam"),
+        args: Bytes::from_static(&[0]),
+    });
+    let mut burst = BytesMut::new();
+    for _ in 0..5000 {
+        burst.extend_from_slice(&spam);
+    }
+    flooder.send(&burst);
+    let (code, reason) = goodbye(&mut flooder).expect("the flooder gets a goodbye");
+    assert_eq!(code, GoodbyeCode::Limit);
+    assert!(reason.contains("rate limit"), "{reason}");
+
+    // A player that calls and never reads its answers: cut at the output bound.
+    let (mut deaf, deaf_id) = RawPlayer::handshake(addr);
+    let mut calls = BytesMut::new();
+    let big = [remotefn::Value::buffer(vec![7u8; 16 * 1024])];
+    for call in 1..=1500u64 {
+        proto::encode_invoke(&mut calls, call, "Echo", &big, 64).unwrap();
+    }
+    deaf.socket.set_write_timeout(Some(PATIENCE)).unwrap();
+    let _ = std::io::Write::write_all(&mut deaf.socket, &calls);
+    wait_until("the deaf player is cut", || {
+        server.player_info(deaf_id).is_none()
+    });
+
+    // The slowloris handshakes all time out.
+    wait_until("slowloris connections closed", || {
+        server.stats().disconnects_timeout >= 1000
+    });
+    drop(slowloris);
+
+    // The forger is still connected (a forged reply is dropped, not a violation), and nothing
+    // it sent completed anything.
+    let _ = forger
+        .socket
+        .set_read_timeout(Some(Duration::from_millis(50)));
+    assert_eq!(server.calls_in_flight(), 0);
+
+    stop.store(true, Ordering::Relaxed);
+    caller
+        .join()
+        .expect("the well-behaved player's calls all succeeded");
+    assert!(ok.load(Ordering::Relaxed) > 0);
+    let stats = server.stats();
+    assert!(stats.disconnects_limit >= 2, "{stats:?}");
+    assert!(stats.disconnects_protocol >= 25, "{stats:?}");
+    let grown = rss_bytes().saturating_sub(rss_before);
+    assert!(
+        grown < 256 * 1024 * 1024,
+        "the process grew by {grown} bytes"
+    );
+}
