@@ -311,6 +311,161 @@ mod tests {
         assert!(!slots.complete(join(1, 7), Ok(Bytes::new())));
     }
 
+    /// Every order of the events that race on one call slot (the reply, a disconnect or
+    /// timeout's late reply, shutdown, the caller giving up), applied to the real table: each
+    /// slot operation is one critical section, so the interleavings of whole operations are
+    /// all the interleavings there are. In every order the caller gets exactly one outcome,
+    /// only the first completion counts, stale ids change nothing, and no slot leaks.
+    #[test]
+    fn every_interleaving_of_complete_timeout_disconnect_and_shutdown() {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        enum Step {
+            Reply,
+            Disconnect,
+            Shutdown,
+            GiveUp,
+        }
+        fn orders(steps: &[Step]) -> Vec<Vec<Step>> {
+            if steps.is_empty() {
+                return vec![vec![]];
+            }
+            let mut all = Vec::new();
+            for i in 0..steps.len() {
+                let mut rest = steps.to_vec();
+                let first = rest.remove(i);
+                for mut tail in orders(&rest) {
+                    tail.insert(0, first);
+                    all.push(tail);
+                }
+            }
+            all
+        }
+        let steps = [Step::Reply, Step::Disconnect, Step::Shutdown, Step::GiveUp];
+        let mut cases = 0;
+        // Every ordered selection of the steps: each prefix of each permutation, once.
+        let selections: std::collections::HashSet<Vec<Step>> = (1..=steps.len())
+            .flat_map(|len| orders(&steps).into_iter().map(move |o| o[..len].to_vec()))
+            .collect();
+        for order in selections {
+            cases += 1;
+            let slots = CallSlots::new(1);
+            let id = slots.acquire().unwrap();
+            let mut outcome: Option<Outcome> = None;
+            let mut first_completion: Option<Outcome> = None;
+            for step in &order {
+                match step {
+                    Step::Reply | Step::Disconnect => {
+                        let o: Outcome = if *step == Step::Reply {
+                            Ok(Bytes::from_static(b"reply"))
+                        } else {
+                            Err(Error::Disconnected("gone".into()))
+                        };
+                        let delivered = slots.complete(id, o.clone());
+                        let expect = outcome.is_none() && first_completion.is_none();
+                        assert_eq!(delivered, expect, "{order:?}");
+                        if delivered {
+                            first_completion = Some(o);
+                        }
+                    }
+                    Step::Shutdown => {
+                        slots.fail_all(&Error::Closed("bye".into()));
+                        if outcome.is_none() && first_completion.is_none() {
+                            first_completion = Some(Err(Error::Closed("bye".into())));
+                        }
+                    }
+                    Step::GiveUp => {
+                        if outcome.is_none() {
+                            let got = slots.wait(id, Some(Duration::ZERO));
+                            let expect = first_completion
+                                .clone()
+                                .unwrap_or(Err(Error::Timeout(Duration::ZERO)));
+                            assert_eq!(got, expect, "{order:?}");
+                            outcome = Some(got);
+                        }
+                    }
+                }
+            }
+            if outcome.is_none() {
+                // The caller collects whatever came first, or gives up now.
+                let got = slots.wait(id, Some(Duration::ZERO));
+                assert_eq!(
+                    got,
+                    first_completion.unwrap_or(Err(Error::Timeout(Duration::ZERO))),
+                    "{order:?}"
+                );
+            }
+            assert_eq!(slots.in_flight(), 0, "{order:?}: a slot leaked");
+            // The slot is reusable (unless shut down), and the old id stays dead.
+            assert!(!slots.complete(id, Ok(Bytes::new())), "{order:?}");
+            if let Ok(next) = slots.acquire() {
+                assert_ne!(next, id);
+                assert!(!slots.complete(id, Ok(Bytes::new())));
+                assert!(slots.complete(next, Ok(Bytes::from_static(b"n"))));
+                assert_eq!(slots.wait(next, None).unwrap(), Bytes::from_static(b"n"));
+            }
+        }
+        assert_eq!(cases, 4 + 12 + 24 + 24);
+    }
+
+    /// The same races on real threads, many times over: callers with random timeouts, a
+    /// completer answering live and stale ids alike, and a shutdown in the middle. Every caller
+    /// gets exactly one outcome, never another call's reply, and no slot leaks.
+    #[test]
+    fn racing_threads_never_cross_replies_or_leak_slots() {
+        let slots = Arc::new(CallSlots::new(64));
+        let (ids_tx, ids_rx) = crossbeam_channel::unbounded::<u64>();
+        let completer = {
+            let slots = slots.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                for id in ids_rx {
+                    seen.push(id);
+                    // Answer this call with its own id, and replay an old one (stale).
+                    slots.complete(id, Ok(Bytes::copy_from_slice(&id.to_le_bytes())));
+                    let stale = seen[(id as usize * 7919) % seen.len()];
+                    slots.complete(stale, Ok(Bytes::copy_from_slice(&stale.to_le_bytes())));
+                }
+            })
+        };
+        let callers: Vec<_> = (0..8)
+            .map(|t| {
+                let (slots, tx) = (slots.clone(), ids_tx.clone());
+                std::thread::spawn(move || {
+                    let mut outcomes = 0;
+                    for i in 0..500u64 {
+                        let Ok(id) = slots.acquire() else { break };
+                        tx.send(id).unwrap();
+                        let timeout = if (i + t) % 3 == 0 {
+                            Some(Duration::from_micros(50))
+                        } else {
+                            None
+                        };
+                        match slots.wait(id, timeout.or(Some(Duration::from_secs(10)))) {
+                            Ok(reply) => assert_eq!(
+                                reply.as_ref(),
+                                id.to_le_bytes(),
+                                "a reply crossed calls"
+                            ),
+                            Err(Error::Timeout(_)) | Err(Error::Closed(_)) => {}
+                            Err(e) => panic!("{e:?}"),
+                        }
+                        outcomes += 1;
+                        if t == 0 && i == 250 {
+                            slots.fail_all(&Error::Closed("shutdown".into()));
+                        }
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        drop(ids_tx);
+        for c in callers {
+            c.join().expect("a caller panicked");
+        }
+        completer.join().unwrap();
+        assert_eq!(slots.in_flight(), 0);
+    }
+
     #[test]
     fn reply_routes_are_taken_exactly_once() {
         let table = ReplyTable::new(2);
