@@ -233,3 +233,204 @@ fn a_hostile_crowd_cannot_hurt_a_well_behaved_player() {
         "the process grew by {grown} bytes"
     );
 }
+
+/// Figure (a) of the hardening issue, 25 s: `cargo test --release --test adversarial -- --ignored --nocapture`.
+///
+/// A server process under 1,000 slowloris connections (reopened as they are cut), 100 garbage
+/// senders and a flooder that never reads, for 20 s, while a well-behaved player calls every
+/// 2 ms; its latency under attack is compared with 5 s of quiet before.
+#[test]
+#[ignore = "a 25 s soak; run it for the figure"]
+fn soak_under_attack_for_20_seconds() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_remotefn"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            "error",
+            "--handshake-timeout",
+            "1",
+        ])
+        .args(["--rate-per-sec", "1000", "--rate-burst", "2000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap();
+    let pid = server.id();
+    let server_rss = move || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+
+    let good = Client::connect(addr, ClientConfig::default()).unwrap();
+    let measure = |secs: u64| -> (Vec<Duration>, u64) {
+        let (mut lat, mut failed) = (Vec::new(), 0);
+        let end = Instant::now() + Duration::from_secs(secs);
+        let mut i = 0u64;
+        while Instant::now() < end {
+            let t = Instant::now();
+            match good.invoke_server("Echo", &tuple![i], Some(PATIENCE)) {
+                Ok(v) if v == tuple![i] => lat.push(t.elapsed()),
+                _ => failed += 1,
+            }
+            i += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        lat.sort();
+        (lat, failed)
+    };
+    let p99 = |lat: &[Duration]| lat[lat.len() * 99 / 100];
+    let (quiet, quiet_failed) = measure(5);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reasons = Arc::new(parking_lot::Mutex::new(std::collections::BTreeMap::<
+        String,
+        u64,
+    >::new()));
+    let note = |reasons: &Arc<parking_lot::Mutex<std::collections::BTreeMap<String, u64>>>,
+                bytes: &[u8]| {
+        // The last frame before the close: a GOODBYE or REFUSED, whose reason we tally.
+        let mut conn = remotefn::proto::Connection::new(remotefn::proto::Role::Client, 1 << 20);
+        conn.handle_bytes(bytes);
+        let mut last = "closed without a reason".to_owned();
+        loop {
+            match conn.poll_frame() {
+                Ok(Some(Frame::Goodbye { code, .. })) => last = format!("goodbye {code:?}"),
+                Ok(Some(Frame::Refused { reason })) => {
+                    last = format!("refused: {}", reason.split(':').next().unwrap_or(""))
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        *reasons.lock().entry(last).or_default() += 1;
+    };
+    let mut attackers = Vec::new();
+    // 1,000 slowloris connections, reopened as the server cuts them.
+    {
+        let (stop, reasons) = (stop.clone(), reasons.clone());
+        attackers.push(std::thread::spawn(move || {
+            let open = || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(b"RM").unwrap();
+                s.set_nonblocking(true).unwrap();
+                (s, Vec::new())
+            };
+            let mut conns: Vec<(TcpStream, Vec<u8>)> = (0..1000).map(|_| open()).collect();
+            let mut buf = [0u8; 512];
+            while !stop.load(Ordering::Relaxed) {
+                for c in conns.iter_mut() {
+                    match c.0.read(&mut buf) {
+                        Ok(0) => {
+                            note(&reasons, &c.1);
+                            *c = open();
+                        }
+                        Ok(n) => c.1.extend_from_slice(&buf[..n]),
+                        Err(_) => {}
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }));
+    }
+    // 100 garbage senders.
+    for seed in 0..100u64 {
+        let (stop, reasons) = (stop.clone(), reasons.clone());
+        attackers.push(std::thread::spawn(move || {
+            let mut round = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let _ = s.write_all(&noise(seed * 1000 + round, 256));
+                let mut got = Vec::new();
+                let _ = s.read_to_end(&mut got);
+                note(&reasons, &got);
+                round += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }));
+    }
+    // A flooder that calls and never reads its answers.
+    {
+        let (stop, reasons) = (stop.clone(), reasons.clone());
+        attackers.push(std::thread::spawn(move || {
+            let payload = [Value::buffer(vec![1u8; 16 * 1024])];
+            while !stop.load(Ordering::Relaxed) {
+                let (mut p, _) = raw::RawPlayer::handshake(addr);
+                let mut calls = BytesMut::new();
+                for call in 1..=1500u64 {
+                    proto::encode_invoke(&mut calls, call, "Echo", &payload, 64).unwrap();
+                }
+                p.socket
+                    .set_write_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                let _ = p.socket.write_all(&calls);
+                // Only now read, to learn why it was cut.
+                let mut got = Vec::new();
+                p.socket
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let _ = p.socket.read_to_end(&mut got);
+                let tail = got.len().saturating_sub(4096);
+                note(&reasons, &got[tail..]);
+            }
+        }));
+    }
+    let max_rss = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, max_rss) = (stop.clone(), max_rss.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                max_rss.fetch_max(server_rss(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let (attacked, attacked_failed) = measure(20);
+    stop.store(true, Ordering::Relaxed);
+    for a in attackers {
+        let _ = a.join();
+    }
+    sampler.join().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+
+    eprintln!(
+        "figure (a): quiet 5 s: {} calls, {quiet_failed} failed, p99 {:?}",
+        quiet.len(),
+        p99(&quiet)
+    );
+    eprintln!(
+        "figure (a): under attack 20 s: {} calls, {attacked_failed} failed, p99 {:?} ({:.2}x quiet)",
+        attacked.len(),
+        p99(&attacked),
+        p99(&attacked).as_secs_f64() / p99(&quiet).as_secs_f64()
+    );
+    eprintln!(
+        "figure (a): server peak RSS {} MiB",
+        max_rss.load(Ordering::Relaxed) / (1024 * 1024)
+    );
+    eprintln!(
+        "figure (a): offenders cut, by the reason they were given: {:?}",
+        reasons.lock()
+    );
+    assert_eq!(quiet_failed + attacked_failed, 0);
+    assert!(max_rss.load(Ordering::Relaxed) < 256 * 1024 * 1024);
+}
