@@ -42,6 +42,9 @@ const TICK: Duration = Duration::from_millis(100);
 const CLOSING_GRACE: Duration = Duration::from_secs(2);
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
+/// Full reads one connection gets per loop turn before the others have their turn: a peer
+/// that sends without pause cannot hold the reactor.
+const READS_PER_TURN: usize = 4;
 
 /// What a connection is.
 enum ConnKind {
@@ -151,6 +154,8 @@ pub(crate) struct Reactor {
     scratch: Box<[u8]>,
     /// Relayed players by id (their ids are the relay's, not `serial << 32 | key`).
     relayed: HashMap<u64, usize>,
+    /// Connections that still had data to read when their turn ended.
+    read_again: Vec<usize>,
 }
 
 impl Reactor {
@@ -211,6 +216,7 @@ impl Reactor {
             next_tick: Instant::now() + TICK,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             relayed: HashMap::new(),
+            read_again: Vec::new(),
         })
     }
 
@@ -285,6 +291,7 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = match self.shutdown_deadline {
+                _ if !self.read_again.is_empty() => Duration::ZERO,
                 Some(_) => Duration::from_millis(10),
                 None => self.next_tick.saturating_duration_since(Instant::now()),
             };
@@ -299,6 +306,9 @@ impl Reactor {
                 return;
             }
             self.now = Instant::now();
+            for key in std::mem::take(&mut self.read_again) {
+                self.read(key);
+            }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
@@ -567,7 +577,8 @@ impl Reactor {
     }
 
     fn read(&mut self, key: usize) {
-        loop {
+        let mut drained = false;
+        for _ in 0..READS_PER_TURN {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
@@ -597,15 +608,24 @@ impl Reactor {
                         // A short read drained the socket: mio is edge-triggered, and the next
                         // arrival raises a new event, so the read that would say WouldBlock
                         // is a syscall saved per wake-up.
+                        drained = true;
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     return self.close(key, CloseReason::peer_gone(format!("read failed: {e}")))
                 }
             }
+        }
+        if !drained && self.conns.contains(key) {
+            // More is waiting: read it next turn, after everyone else.
+            self.read_again.push(key);
+            return;
         }
         if let Some(conn) = self.conns.get_mut(key) {
             conn.proto.release_idle_buffer();
