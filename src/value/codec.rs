@@ -316,16 +316,40 @@ pub(crate) fn decode_tuple_from(
     Ok(Tuple(values))
 }
 
-/// Decodes one value and pushes it: building the value in place, rather than returning it
+/// Where a decoded value goes: the end of a tuple or array, or the entry of a dictionary whose
+/// key was just read.
+trait Sink {
+    fn put(&mut self, v: Value);
+}
+
+impl Sink for Vec<Value> {
+    fn put(&mut self, v: Value) {
+        self.push(v);
+    }
+}
+
+/// A dictionary's entries, and the key the next value belongs to.
+struct Entries<'a> {
+    entries: &'a mut Vec<(Bytes, Value)>,
+    key: Bytes,
+}
+
+impl Sink for Entries<'_> {
+    fn put(&mut self, v: Value) {
+        self.entries.push((std::mem::take(&mut self.key), v));
+    }
+}
+
+/// Decodes one value into `out`: building the value in place, rather than returning it
 /// inside a `Result`, saves moving it through memory (measured: about a third of decode time).
-fn decode_value_into(
+fn decode_value_into<S: Sink>(
     r: &mut Reader<'_>,
     depth: usize,
     max_depth: usize,
-    out: &mut Vec<Value>,
+    out: &mut S,
 ) -> Result<(), ValueError> {
     let t = r.u8()?;
-    out.push(match t {
+    out.put(match t {
         tag::NIL => Value::Nil,
         tag::FALSE => Value::Boolean(false),
         tag::TRUE => Value::Boolean(true),
@@ -373,12 +397,14 @@ fn decode_value_into(
             // Each entry takes at least a key length byte and a value tag.
             let count = r.length(2)?;
             let mut entries = Vec::with_capacity(count);
-            let mut value = Vec::with_capacity(1);
             for _ in 0..count {
                 let key_len = r.length(1)?;
                 let key = r.slice(key_len)?;
-                decode_value_into(r, depth + 1, max_depth, &mut value)?;
-                entries.push((key, value.pop().expect("decoded one value")));
+                let mut sink = Entries {
+                    entries: &mut entries,
+                    key,
+                };
+                decode_value_into(r, depth + 1, max_depth, &mut sink)?;
             }
             check_unique_keys(&entries)?;
             Value::Dictionary(entries)
