@@ -465,3 +465,56 @@ fn shutdown_lets_in_flight_calls_finish_within_the_drain_and_fails_the_rest() {
         "{err:?}"
     );
 }
+
+#[test]
+fn no_player_can_answer_another_players_call_through_the_relay() {
+    let relay = relay();
+    let server = host(&relay, "lobby");
+    let victim = player(&relay, "lobby");
+    victim.bind_with_call_id("Hang", |_, _, _| {}).unwrap();
+    let id = victim.player_id();
+    let s = server.handle();
+    let pending = std::thread::spawn(move || {
+        s.invoke_client(id, "Hang", &[], Some(Duration::from_millis(1500)))
+    });
+    wait_until("the call reached the victim", || {
+        server.calls_in_flight() == 1
+    });
+    // The forger guesses route ids (slot + generation) and answers them all.
+    let mut forger = raw_players(relay.players_addr(), "lobby", 1)
+        .pop()
+        .unwrap()
+        .0;
+    let mut forged = BytesMut::new();
+    for slot in 0..16u64 {
+        for generation in 1..4u64 {
+            Frame::Result {
+                call: (generation << 32) | slot,
+                values: Bytes::from_static(&[1, 0x02]),
+            }
+            .encode(&mut forged);
+        }
+    }
+    forger.send(&forged);
+    let result = pending.join().unwrap();
+    assert!(
+        matches!(result, Err(Error::Timeout(_))),
+        "a forged reply completed the call: {result:?}"
+    );
+    // A player cannot send host-link frames either.
+    let mut out = BytesMut::new();
+    Frame::Kick {
+        player: id,
+        reason: "gotcha".into(),
+    }
+    .encode(&mut out);
+    forger.send(&out);
+    let mut goodbye = None;
+    while let Some(f) = forger.next_frame() {
+        if let Frame::Goodbye { code, .. } = f {
+            goodbye = Some(code);
+        }
+    }
+    assert_eq!(goodbye, Some(proto::GoodbyeCode::ProtocolError));
+    assert!(victim.is_connected());
+}
