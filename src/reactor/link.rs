@@ -276,15 +276,8 @@ impl Reactor {
                     self.remove(relayed, Error::Disconnected(reason));
                 }
             }
-            Frame::Ping(n) => {
-                let mut out = BytesMut::new();
-                Frame::Pong(n).encode(&mut out);
-                self.queue(key, &out);
-            }
-            Frame::Pong(_) => {}
-            Frame::Goodbye { code, reason } => {
-                let why = format!("the relay said goodbye ({code:?}): {reason}");
-                self.close(key, CloseReason::peer_gone(why));
+            Frame::Ping(_) | Frame::Pong(_) | Frame::Goodbye { .. } => {
+                self.on_liveness(key, frame, "relay")
             }
             other => {
                 let frame = other.frame_type();

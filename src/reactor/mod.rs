@@ -724,15 +724,8 @@ impl Reactor {
                 };
                 self.complete(key, call, Err(error))
             }
-            Frame::Ping(n) => {
-                let mut out = BytesMut::new();
-                Frame::Pong(n).encode(&mut out);
-                self.queue(key, &out);
-            }
-            Frame::Pong(_) => {}
-            Frame::Goodbye { code, reason } => {
-                let why = format!("the peer said goodbye ({code:?}): {reason}");
-                self.close(key, CloseReason::peer_gone(why));
+            Frame::Ping(_) | Frame::Pong(_) | Frame::Goodbye { .. } => {
+                self.on_liveness(key, frame, "peer")
             }
             Frame::HostHello { .. }
             | Frame::HostWelcome { .. }
@@ -758,6 +751,23 @@ impl Reactor {
                     },
                 );
             }
+        }
+    }
+
+    /// Pings are answered, pongs only prove the peer alive (any byte does), and a goodbye
+    /// closes the connection with the peer's reason.
+    fn on_liveness(&mut self, key: usize, frame: Frame, who: &str) {
+        match frame {
+            Frame::Ping(n) => {
+                let mut out = BytesMut::new();
+                Frame::Pong(n).encode(&mut out);
+                self.queue(key, &out);
+            }
+            Frame::Goodbye { code, reason } => {
+                let why = format!("the {who} said goodbye ({code:?}): {reason}");
+                self.close(key, CloseReason::peer_gone(why));
+            }
+            _ => {}
         }
     }
 
