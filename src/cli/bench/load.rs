@@ -120,7 +120,8 @@ impl Conn {
 }
 
 /// Runs one generator thread over `count` connections until the phase is STOP.
-pub fn run_thread(spec: &Spec, count: usize, shared: &Arc<Shared>) -> ThreadResult {
+pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
+    let count = spec.connections;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
     let t = template(spec.protocol, spec.payload);
     let mut poll = Poll::new().expect("poll");

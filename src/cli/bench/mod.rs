@@ -261,7 +261,7 @@ fn run_once(
                 payload: args.payload,
             };
             let shared = shared.clone();
-            std::thread::spawn(move || load::run_thread(&spec, spec.connections, &shared))
+            std::thread::spawn(move || load::run_thread(&spec, &shared))
         })
         .collect();
 
