@@ -332,7 +332,7 @@ enum rf_status rf_server_config_set_handshake_timeout(struct rf_server_config *c
 // pinged after a third of it (its client answers by itself). 0 disables. Default 60,000.
 enum rf_status rf_server_config_set_idle_timeout(struct rf_server_config *c, uint32_t ms);
 
-// Sets how many calls one player may have unanswered at once (at least 1; default 1,024);
+// Sets how many calls one player may have unanswered at once (at least 1; default 64);
 // one more disconnects the player.
 enum rf_status rf_server_config_set_max_inflight_per_player(struct rf_server_config *c,
                                                             uint32_t calls);

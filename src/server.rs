@@ -43,7 +43,9 @@ pub struct ServerConfig {
     /// A player not heard from for this long is disconnected; the server pings a player idle
     /// for a third of it, and the client answers by itself. Zero disables. Default: 60 s.
     pub idle_timeout: Duration,
-    /// Calls one player may have unanswered at once; one more disconnects it. Default: 1,024.
+    /// Calls one player may have unanswered at once; one more disconnects it. Default: 64
+    /// (handlers serve calls in arrival order, so this also bounds how long one player can make
+    /// everyone else wait).
     pub max_inflight_per_player: u32,
     /// Calls and events one player may send per second, on average (token bucket); faster
     /// disconnects it. 0 is unlimited. Default: 10,000.
@@ -66,7 +68,7 @@ impl Default for ServerConfig {
             max_players: 100_000,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
-            max_inflight_per_player: 1024,
+            max_inflight_per_player: 64,
             rate_per_sec: 10_000,
             rate_burst: 10_000,
         }

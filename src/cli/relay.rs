@@ -39,7 +39,7 @@ pub struct RelayArgs {
     /// Burst size of the per-player rate limit [default: 10,000].
     #[arg(long)]
     rate_burst: Option<u32>,
-    /// Calls a player may have unanswered at once [default: 1,024].
+    /// Calls a player may have unanswered at once [default: 64].
     #[arg(long)]
     max_inflight_per_player: Option<u32>,
     /// Seconds allowed for a handshake [default: 10].

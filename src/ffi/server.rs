@@ -246,7 +246,7 @@ pub unsafe extern "C" fn rf_server_config_set_idle_timeout(
     }
 }
 
-/// Sets how many calls one player may have unanswered at once (at least 1; default 1,024);
+/// Sets how many calls one player may have unanswered at once (at least 1; default 64);
 /// one more disconnects the player.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_max_inflight_per_player(

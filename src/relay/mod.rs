@@ -51,7 +51,7 @@ pub struct RelayConfig {
     pub rate_per_sec: u32,
     /// Burst size of the rate limit. Default: 10,000.
     pub rate_burst: u32,
-    /// Calls a player may have unanswered at once. Default: 1,024.
+    /// Calls a player may have unanswered at once. Default: 64.
     pub max_inflight_per_player: u32,
     /// Bytes queued for one player before it is cut as not reading. Default: 8 MiB.
     pub max_output_buffer: usize,
@@ -75,7 +75,7 @@ impl Default for RelayConfig {
             max_players: 100_000,
             rate_per_sec: 10_000,
             rate_burst: 10_000,
-            max_inflight_per_player: 1024,
+            max_inflight_per_player: 64,
             max_output_buffer: 8 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
