@@ -1,7 +1,7 @@
 //! # remotefn
 //!
 //! Roblox's `RemoteFunction` semantics for any C, C++ or Rust game: synchronous, two-way calls
-//! across the client-server boundary. A player calls [`Client::invoke_server`] and blocks until
+//! across the client-server boundary. A player calls [`ClientHandle::invoke_server`] and blocks until
 //! the server's handler for that name returns; the server calls [`ServerHandle::invoke_client`]
 //! and blocks until that player's handler returns. Callee errors re-raise at the caller, and a
 //! disconnect fails the calls pending on it. Fire-and-forget events (`RemoteEvent`) share the
@@ -13,7 +13,9 @@
 //! - `reactor`: the mio event loop that owns every socket;
 //! - `calls`: preallocated slots for calls in flight, where callers park;
 //! - `dispatch`: handler registries, worker pool and manual dispatch;
-//! - [`server`] and [`client`]: the two ends, built from the pieces above.
+//! - [`server`] and [`client`]: the two ends, built from the pieces above;
+//! - [`relay`]: the relay service between players and game servers;
+//! - [`ffi`]: the C ABI (`include/remotefn.h`).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 

@@ -177,7 +177,10 @@ fn timeout_returns_timeout_and_the_late_reply_never_reaches_a_later_call() {
 #[test]
 fn calls_to_an_unbound_name_wait_for_a_handler_and_overflow_fails_at_once() {
     // 257 calls from one player at once: above the default bound on calls in flight.
-    let config = ServerConfig { max_inflight_per_player: 1024, ..ServerConfig::default() };
+    let config = ServerConfig {
+        max_inflight_per_player: 1024,
+        ..ServerConfig::default()
+    };
     let (server, addr) = echo_server(config);
     let client = connect(addr);
     let waiting: Vec<_> = (0..256)

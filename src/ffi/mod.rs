@@ -5,7 +5,7 @@
 //! inside, and checked conversions of C pointers. This module owns all the crate's `unsafe`
 //! except where a measured hot path needs it; every block says why it is sound.
 //!
-//! Rules kept everywhere: no panic unwinds into C (each body runs in [`boundary!`]); a NULL
+//! Rules kept everywhere: no panic unwinds into C (each body runs in `boundary!`); a NULL
 //! handle or out-pointer is `RF_ERR_INVALID_ARGUMENT`, never a dereference; freeing NULL is a
 //! no-op; strings handed out are borrowed from the object that owns them.
 #![allow(non_camel_case_types)]

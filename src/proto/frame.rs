@@ -139,7 +139,7 @@ impl GoodbyeCode {
     }
 }
 
-/// One decoded frame. Argument and result tuples stay encoded ([`Bytes`] views into the read
+/// One decoded frame. Argument and result tuples stay encoded ([`Bytes`](bytes::Bytes) views into the read
 /// buffer): the reactor routes them without decoding, and the receiving thread decodes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Frame {

@@ -1,7 +1,7 @@
 //! The wire protocol, sans-IO: bytes in, frames out, and frames encoded into bytes.
 //!
 //! Nothing here touches a socket, a clock or a thread; the reactor moves bytes between sockets
-//! and a [`Connection`], and tests drive a `Connection` by feeding it bytes. The format is
+//! and a [`Connection`](crate::proto::Connection), and tests drive a `Connection` by feeding it bytes. The format is
 //! documented byte by byte in `docs/PROTOCOL.md`:
 //!
 //! ```text

@@ -3,10 +3,10 @@
 //! A [`Tuple`] is what `InvokeServer(...)` takes and what `OnServerInvoke` returns: an ordered
 //! list of [`Value`]s. Roblox's argument limitations hold by construction: dictionary keys are
 //! strings, tables are copied (a `Value` owns its contents), and there is no way to express a
-//! function or a metatable. Depth is bounded when values are encoded and decoded (see [`codec`]).
+//! function or a metatable. Depth is bounded when values are encoded and decoded (see [`codec`](crate::value::codec)).
 //!
 //! Strings are byte strings, as in Luau: they may hold NUL bytes or bytes that are not UTF-8.
-//! They are stored as [`Bytes`], so a decoded string is a view into the received frame rather
+//! They are stored as [`Bytes`](bytes::Bytes), so a decoded string is a view into the received frame rather
 //! than a copy.
 
 pub mod codec;
