@@ -4,7 +4,7 @@ use super::server::{borrow_args, pump, rf_call_id, rf_player_id, take_results};
 use super::tuple::rf_tuple;
 use super::{
     boundary, byte_slice, c_str, handle, invalid, out_ptr, rf_dispatch, rf_status, run, to_timeout,
-    HandlePtr, UserData,
+    with_mut, HandlePtr, UserData,
 };
 use crate::client::{Client, ClientConfig};
 use crate::error::Error;
@@ -46,11 +46,8 @@ unsafe fn with_config(
     c: *mut rf_client_config,
     f: impl FnOnce(&mut ClientConfig) -> Result<(), Error>,
 ) -> rf_status {
-    run(|| {
-        // SAFETY: forwarded caller contract.
-        let c = unsafe { c.as_mut() }.ok_or_else(|| invalid("config is NULL"))?;
-        f(&mut c.config)
-    })
+    // SAFETY: forwarded caller contract.
+    unsafe { with_mut(c, "config", |c| f(&mut c.config)) }
 }
 
 /// # Safety

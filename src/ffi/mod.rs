@@ -198,6 +198,23 @@ pub(crate) unsafe fn handle<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, E
     unsafe { ptr.as_ref() }.ok_or_else(|| invalid(format!("{what} is NULL")))
 }
 
+/// Runs `f` on a handle that one thread at a time may modify (a tuple or a config), turning
+/// its result into a status; NULL is `RF_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `ptr` is NULL or a live handle of type `T` that no other thread uses during the call.
+pub(crate) unsafe fn with_mut<T>(
+    ptr: *mut T,
+    what: &str,
+    f: impl FnOnce(&mut T) -> Result<(), Error>,
+) -> rf_status {
+    run(|| {
+        // SAFETY: forwarded caller contract.
+        let t = unsafe { ptr.as_mut() }.ok_or_else(|| invalid(format!("{what} is NULL")))?;
+        f(t)
+    })
+}
+
 /// An out-parameter.
 ///
 /// # Safety

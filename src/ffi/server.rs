@@ -2,8 +2,8 @@
 
 use super::tuple::rf_tuple;
 use super::{
-    boundary, c_str, handle, invalid, out_ptr, rf_dispatch, rf_status, run, to_timeout, HandlePtr,
-    UserData,
+    boundary, c_str, handle, invalid, out_ptr, rf_dispatch, rf_status, run, to_timeout, with_mut,
+    HandlePtr, UserData,
 };
 use crate::endpoint::Identity;
 use crate::error::Error;
@@ -78,11 +78,8 @@ unsafe fn with_config(
     c: *mut rf_server_config,
     f: impl FnOnce(&mut ServerConfig) -> Result<(), Error>,
 ) -> rf_status {
-    run(|| {
-        // SAFETY: the caller passes NULL or a live config it does not share during the call.
-        let c = unsafe { c.as_mut() }.ok_or_else(|| invalid("config is NULL"))?;
-        f(&mut c.config)
-    })
+    // SAFETY: forwarded caller contract.
+    unsafe { with_mut(c, "config", |c| f(&mut c.config)) }
 }
 
 /// Shared access to a live server.

@@ -1,7 +1,7 @@
 //! `rf_tuple` (an owned list of values, with a builder for nested tables) and `rf_value` (a
 //! borrowed view of one value inside a tuple).
 
-use super::{boundary, byte_slice, handle, invalid, out_ptr, rf_status, run};
+use super::{boundary, byte_slice, handle, invalid, out_ptr, rf_status, run, with_mut};
 use crate::error::Error;
 use crate::value::{CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vector3};
 use bytes::Bytes;
@@ -297,11 +297,8 @@ unsafe fn with_tuple(
     t: *mut rf_tuple,
     f: impl FnOnce(&mut rf_tuple) -> Result<(), Error>,
 ) -> rf_status {
-    run(|| {
-        // SAFETY: the caller passes NULL or a live tuple it is not sharing during the call.
-        let t = unsafe { t.as_mut() }.ok_or_else(|| invalid("tuple is NULL"))?;
-        f(t)
-    })
+    // SAFETY: forwarded caller contract.
+    unsafe { with_mut(t, "tuple", f) }
 }
 
 /// Appends `nil`.
