@@ -167,7 +167,10 @@ fn killing_the_host_mid_call_behind_a_relay_fails_every_pending_call() {
     }
     // Typically tens of milliseconds; one clean-clone CI run took over 10 s (unexplained, under
     // load), so the bound only proves that nothing hangs.
-    eprintln!("host killed: all 50 pending calls failed in {:?}", started.elapsed());
+    eprintln!(
+        "host killed: all 50 pending calls failed in {:?}",
+        started.elapsed()
+    );
     assert!(started.elapsed() < 3 * PATIENCE);
     for p in &players {
         assert_eq!(p.calls_in_flight(), 0);
