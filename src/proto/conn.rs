@@ -33,8 +33,7 @@ enum State {
 ///
 /// Methods by direction, as the reactor uses them:
 /// - getters: [`is_open`](Self::is_open), [`buffered`](Self::buffered);
-/// - input from the network: [`handle_bytes`](Self::handle_bytes), or
-///   [`read_buf`](Self::read_buf) to read from a socket straight into the input buffer;
+/// - input from the network: [`handle_bytes`](Self::handle_bytes);
 /// - commands from the application: [`accept`](Self::accept), [`close`](Self::close);
 /// - output: [`poll_frame`](Self::poll_frame) yields each complete frame in order.
 ///
@@ -43,20 +42,15 @@ enum State {
 /// any memory is reserved for the frame.
 #[derive(Debug)]
 pub struct Connection {
-    role: Role,
     state: State,
     input: BytesMut,
     max_frame: u32,
 }
 
-/// Read granularity: how much free space [`Connection::read_buf`] guarantees.
-const READ_CHUNK: usize = 16 * 1024;
-
 impl Connection {
     /// A connection in its initial state. `max_frame` bounds every frame the peer may send.
     pub fn new(role: Role, max_frame: u32) -> Connection {
         Connection {
-            role,
             state: match role {
                 Role::Server => State::Preface,
                 Role::Client => State::AwaitWelcome,
@@ -79,12 +73,6 @@ impl Connection {
     /// Appends received bytes.
     pub fn handle_bytes(&mut self, data: &[u8]) {
         self.input.extend_from_slice(data);
-    }
-
-    /// The input buffer, with at least 16 KiB free, for reading from a socket into it.
-    pub fn read_buf(&mut self) -> &mut BytesMut {
-        self.input.reserve(READ_CHUNK);
-        &mut self.input
     }
 
     /// Gives back the input buffer's memory when nothing is buffered, so an idle connection
@@ -198,11 +186,6 @@ impl Connection {
         self.state = State::Closed;
         self.input.clear();
         Err(e)
-    }
-
-    /// Which role this connection plays.
-    pub fn role(&self) -> Role {
-        self.role
     }
 }
 
@@ -335,7 +318,7 @@ mod tests {
         conn.handle_bytes(&stream);
         conn.poll_frame().unwrap();
         conn.accept();
-        let before = conn.read_buf().capacity();
+        let before = conn.input.capacity();
         assert!(matches!(
             conn.poll_frame(),
             Err(ProtocolError::FrameTooLarge { .. })

@@ -4,9 +4,6 @@ use crate::value::codec::{self, Reader, ValueError};
 use crate::value::Value;
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// Bytes before a frame's body: the u32 length and the type byte.
-pub const FRAME_HEADER_LEN: usize = 5;
-
 /// The frame type byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

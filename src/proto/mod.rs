@@ -17,7 +17,7 @@ mod frame;
 pub use conn::{Connection, Role};
 pub use frame::{
     encode_error, encode_event, encode_goodbye, encode_invoke, encode_result, ErrorKind, Frame,
-    FrameType, GoodbyeCode, ProtocolError, FRAME_HEADER_LEN,
+    FrameType, GoodbyeCode, ProtocolError,
 };
 
 /// The stream preface a client sends before its first frame.
