@@ -183,6 +183,8 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
     // Only calls answered while measuring count in the result; `progress` feeds the bar.
     let (mut calls, mut errors, mut progress) = (0u64, 0u64, 0u64);
     let mut dirty: Vec<usize> = Vec::new();
+    // Answers cut from one connection's input, reused across events.
+    let mut answered: Vec<(u64, bool)> = Vec::new();
     let mut was_measuring = false;
     loop {
         let phase = shared.phase.load(Ordering::Acquire);
@@ -248,7 +250,6 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
             }
             let now = Instant::now();
             // Each answer: record its latency and send the next call in its slot.
-            let mut answered: Vec<(u64, bool)> = Vec::new();
             match spec.protocol {
                 Protocol::Remotefn => loop {
                     match c.proto.poll_frame() {
@@ -285,7 +286,7 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
                     }
                 }
             }
-            for (id, ok) in answered {
+            for (id, ok) in answered.drain(..) {
                 let slot = (id & 0xffff) as usize;
                 if let Some(sent) = c.sent.get_mut(slot).and_then(Option::take) {
                     progress += 1;
