@@ -25,7 +25,7 @@ pub mod proto;
 /// cbindgen:ignore
 pub mod value;
 
-pub use value::{CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vector3};
+pub use value::{ByteStr, CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vector3};
 
 /// cbindgen:ignore
 mod calls;

@@ -3,8 +3,8 @@
 
 use super::{boundary, byte_slice, handle, invalid, out_ptr, rf_status, run, with_mut};
 use crate::error::Error;
+use crate::value::ByteStr;
 use crate::value::{CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vector3};
-use bytes::Bytes;
 use std::ffi::c_char;
 
 /// Nesting the tuple builder accepts; deeper tables are refused with `RF_ERR_LIMIT`. It bounds
@@ -91,8 +91,8 @@ pub struct rf_cframe {
 #[derive(Clone, Debug)]
 struct OpenTable {
     table: Value,
-    key_in_parent: Option<Bytes>,
-    pending_key: Option<Bytes>,
+    key_in_parent: Option<ByteStr>,
+    pending_key: Option<ByteStr>,
 }
 
 /// An owned, ordered list of values (a Luau "Tuple"). Not thread-safe: modify a tuple from
@@ -180,7 +180,7 @@ impl rf_tuple {
                 pending_key: pending @ None,
                 ..
             }) => {
-                *pending = Some(Bytes::copy_from_slice(key));
+                *pending = Some(ByteStr::copy_from_slice(key));
                 Ok(())
             }
             Some(OpenTable {
@@ -335,7 +335,7 @@ pub unsafe extern "C" fn rf_tuple_push_string(
         unsafe {
             with_tuple(t, |t| {
                 let bytes = byte_slice(ptr.cast(), len, "string")?;
-                t.push(Value::String(Bytes::copy_from_slice(bytes)))
+                t.push(Value::String(ByteStr::copy_from_slice(bytes)))
             })
         }
     }
@@ -353,7 +353,7 @@ pub unsafe extern "C" fn rf_tuple_push_buffer(
         unsafe {
             with_tuple(t, |t| {
                 let bytes = byte_slice(ptr, len, "buffer")?;
-                t.push(Value::Buffer(Bytes::copy_from_slice(bytes)))
+                t.push(Value::Buffer(ByteStr::copy_from_slice(bytes)))
             })
         }
     }
@@ -542,7 +542,7 @@ unsafe fn bytes_out(
     v: *const rf_value,
     ptr: *mut *const u8,
     len: *mut usize,
-    f: impl FnOnce(&Value) -> Option<&Bytes>,
+    f: impl FnOnce(&Value) -> Option<&ByteStr>,
 ) -> rf_status {
     run(|| {
         // SAFETY: forwarded caller contract.

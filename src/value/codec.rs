@@ -4,9 +4,10 @@
 //! doubles, lengths and counts are unsigned LEB128 varints. Decoding never trusts a length or a
 //! count: each is checked against the bytes that remain before anything is reserved, and nesting
 //! is bounded by [`DecodeLimits::max_depth`], so hostile input can neither exhaust memory nor
-//! overflow the stack. Decoded strings and buffers are slices of the input [`Bytes`], not copies.
+//! overflow the stack. Decoded strings and buffers longer than a few words are slices of the
+//! input [`Bytes`], not copies; shorter ones are copied inline (see [`ByteStr`]).
 
-use super::{CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vector3};
+use super::{ByteStr, CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vector3};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::ops::Range;
 
@@ -163,7 +164,7 @@ fn encode_value(
             put_varint(out, entries.len() as u64);
             for (key, value) in entries {
                 put_varint(out, key.len() as u64);
-                out.put_slice(key);
+                key.put_into(out);
                 encode_value(value, depth + 1, max_depth, out)?;
             }
         }
@@ -171,15 +172,15 @@ fn encode_value(
     Ok(())
 }
 
-fn put_bytes(out: &mut BytesMut, tag: u8, bytes: &[u8]) {
+fn put_bytes(out: &mut BytesMut, tag: u8, bytes: &ByteStr) {
     out.put_u8(tag);
     put_varint(out, bytes.len() as u64);
-    out.put_slice(bytes);
+    bytes.put_into(out);
 }
 
 /// Dictionaries are Luau tables, so a key appears once. Small tables (the common case) are
 /// checked pairwise without allocating; large ones through a hash set.
-fn check_unique_keys(entries: &[(Bytes, Value)]) -> Result<(), ValueError> {
+fn check_unique_keys(entries: &[(ByteStr, Value)]) -> Result<(), ValueError> {
     if entries.len() <= 16 {
         for (i, (key, _)) in entries.iter().enumerate() {
             if entries[..i].iter().any(|(k, _)| k == key) {
@@ -188,7 +189,7 @@ fn check_unique_keys(entries: &[(Bytes, Value)]) -> Result<(), ValueError> {
         }
     } else {
         let mut seen = std::collections::HashSet::with_capacity(entries.len());
-        if !entries.iter().all(|(k, _)| seen.insert(k.as_ref())) {
+        if !entries.iter().all(|(k, _)| seen.insert(k.as_bytes())) {
             return Err(ValueError::DuplicateKey);
         }
     }
@@ -242,9 +243,11 @@ impl<'a> Reader<'a> {
         Ok(self.pos - n..self.pos)
     }
 
-    /// The bytes at `span`, which an earlier [`Reader::span`] checked.
-    fn bytes_at(&self, span: Range<usize>) -> Bytes {
-        self.buf.slice(span)
+    /// Fills the empty `dst` with the bytes at `span`, which an earlier [`Reader::span`]
+    /// checked.
+    #[inline(always)]
+    fn fill_str(&self, dst: &mut ByteStr, span: Range<usize>) {
+        dst.fill_from(self.buf, span)
     }
 
     pub(crate) fn rest(&mut self) -> Bytes {
@@ -336,44 +339,59 @@ pub(crate) fn decode_tuple_from(
 /// stack and moved: the move reloads a just-written value with wider loads than the stores that
 /// wrote it, and the failed store forwarding was measured at about half of decode time.
 trait Sink {
-    /// Writes `value` (a cheap, inlined constructor, which may slice `input`) into the next slot.
-    fn put_with(&mut self, input: &Reader<'_>, value: impl FnOnce(&Reader<'_>) -> Value);
+    /// Writes `value` (a cheap, inlined constructor) into the next slot.
+    fn put_with(&mut self, input: &Reader<'_>, value: impl FnOnce() -> Value);
+
+    /// The value written last, to finish it in place.
+    fn last(&mut self) -> &mut Value;
 }
 
 impl Sink for Vec<Value> {
     #[inline(always)]
-    fn put_with(&mut self, input: &Reader<'_>, value: impl FnOnce(&Reader<'_>) -> Value) {
+    fn put_with(&mut self, _input: &Reader<'_>, value: impl FnOnce() -> Value) {
         self.reserve(1);
         let len = self.len();
         // SAFETY: `reserve(1)` guarantees room for one more element at `len`; the slot is
         // initialised by `write` before `set_len` makes it part of the vector (should the
         // constructor panic, the slot is simply left outside the vector).
         unsafe {
-            self.as_mut_ptr().add(len).write(value(input));
+            self.as_mut_ptr().add(len).write(value());
             self.set_len(len + 1);
         }
+    }
+
+    #[inline(always)]
+    fn last(&mut self) -> &mut Value {
+        self.last_mut().expect("called after put_with")
     }
 }
 
 /// A dictionary's entries, and where in the input the key of the next value lies.
 struct Entries<'a> {
-    entries: &'a mut Vec<(Bytes, Value)>,
+    entries: &'a mut Vec<(ByteStr, Value)>,
     key: Range<usize>,
 }
 
 impl Sink for Entries<'_> {
     #[inline(always)]
-    fn put_with(&mut self, input: &Reader<'_>, value: impl FnOnce(&Reader<'_>) -> Value) {
+    fn put_with(&mut self, input: &Reader<'_>, value: impl FnOnce() -> Value) {
         self.entries.reserve(1);
         let len = self.entries.len();
         // SAFETY: as for `Vec<Value>`: room is reserved, both fields of the slot are written
         // before `set_len` exposes it.
         unsafe {
             let slot = self.entries.as_mut_ptr().add(len);
-            std::ptr::addr_of_mut!((*slot).0).write(input.bytes_at(self.key.clone()));
-            std::ptr::addr_of_mut!((*slot).1).write(value(input));
+            let key = std::ptr::addr_of_mut!((*slot).0);
+            key.write(ByteStr::new());
+            input.fill_str(&mut *key, self.key.clone());
+            std::ptr::addr_of_mut!((*slot).1).write(value());
             self.entries.set_len(len + 1);
         }
+    }
+
+    #[inline(always)]
+    fn last(&mut self) -> &mut Value {
+        &mut self.entries.last_mut().expect("called after put_with").1
     }
 }
 
@@ -387,45 +405,51 @@ fn decode_value_into<S: Sink>(
 ) -> Result<(), ValueError> {
     let t = r.u8()?;
     match t {
-        tag::NIL => out.put_with(r, |_| Value::Nil),
-        tag::FALSE => out.put_with(r, |_| Value::Boolean(false)),
-        tag::TRUE => out.put_with(r, |_| Value::Boolean(true)),
+        tag::NIL => out.put_with(r, || Value::Nil),
+        tag::FALSE => out.put_with(r, || Value::Boolean(false)),
+        tag::TRUE => out.put_with(r, || Value::Boolean(true)),
         tag::NUMBER => {
             let n = r.f64()?;
-            out.put_with(r, |_| Value::Number(n))
+            out.put_with(r, || Value::Number(n))
         }
         tag::STRING => {
             let n = r.length(1)?;
             let span = r.span(n)?;
-            out.put_with(r, |r| Value::String(r.bytes_at(span)))
+            out.put_with(r, || Value::String(ByteStr::new()));
+            if let Value::String(s) = out.last() {
+                r.fill_str(s, span);
+            }
         }
         tag::BUFFER => {
             let n = r.length(1)?;
             let span = r.span(n)?;
-            out.put_with(r, |r| Value::Buffer(r.bytes_at(span)))
+            out.put_with(r, || Value::Buffer(ByteStr::new()));
+            if let Value::Buffer(b) = out.last() {
+                r.fill_str(b, span);
+            }
         }
         tag::VECTOR2 => {
             let [x, y] = r.floats()?;
-            out.put_with(r, |_| Value::Vector2(Vector2 { x, y }))
+            out.put_with(r, || Value::Vector2(Vector2 { x, y }))
         }
         tag::VECTOR3 => {
             let [x, y, z] = r.floats()?;
-            out.put_with(r, |_| Value::Vector3(Vector3 { x, y, z }))
+            out.put_with(r, || Value::Vector3(Vector3 { x, y, z }))
         }
         tag::CFRAME => {
             let frame = Box::new(CFrame {
                 position: r.floats()?,
                 rotation: r.floats()?,
             });
-            out.put_with(r, |_| Value::CFrame(frame))
+            out.put_with(r, || Value::CFrame(frame))
         }
         tag::COLOR3 => {
             let [r_, g, b] = r.floats()?;
-            out.put_with(r, |_| Value::Color3(Color3 { r: r_, g, b }))
+            out.put_with(r, || Value::Color3(Color3 { r: r_, g, b }))
         }
         tag::INSTANCE => {
             let id = r.u64()?;
-            out.put_with(r, |_| Value::Instance(InstanceRef(id)))
+            out.put_with(r, || Value::Instance(InstanceRef(id)))
         }
         tag::ARRAY => {
             if depth >= max_depth {
@@ -436,7 +460,7 @@ fn decode_value_into<S: Sink>(
             for _ in 0..count {
                 decode_value_into(r, depth + 1, max_depth, &mut items)?;
             }
-            out.put_with(r, |_| Value::Array(items))
+            out.put_with(r, || Value::Array(items))
         }
         tag::DICTIONARY => {
             if depth >= max_depth {
@@ -455,7 +479,7 @@ fn decode_value_into<S: Sink>(
                 decode_value_into(r, depth + 1, max_depth, &mut sink)?;
             }
             check_unique_keys(&entries)?;
-            out.put_with(r, |_| Value::Dictionary(entries))
+            out.put_with(r, || Value::Dictionary(entries))
         }
         other => return Err(ValueError::UnknownTag(other)),
     }
@@ -593,14 +617,19 @@ mod tests {
     }
 
     #[test]
-    fn decoded_strings_share_the_input_buffer() {
-        let bytes = encode_tuple_to_bytes(&tuple!["hello world"], 64).unwrap();
+    fn decoded_long_strings_share_the_input_buffer_and_short_ones_are_inline() {
+        let long = "a string longer than fits inline";
+        let bytes = encode_tuple_to_bytes(&tuple![long, "hp"], 64).unwrap();
         let t = decode_tuple(&bytes, DecodeLimits::default()).unwrap();
-        let Value::String(s) = &t[0] else {
-            panic!("not a string")
+        let (Value::String(long_back), Value::String(short_back)) = (&t[0], &t[1]) else {
+            panic!("not strings")
         };
         let inside = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
-        assert!(inside.contains(&(s.as_ptr() as usize)));
+        assert!(long_back.is_shared());
+        assert!(inside.contains(&(long_back.as_ptr() as usize)));
+        assert_eq!(long_back, long);
+        assert!(!short_back.is_shared());
+        assert_eq!(short_back, "hp");
     }
 
     fn any_float() -> impl Strategy<Value = f64> {
@@ -632,7 +661,7 @@ mod tests {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
                 proptest::collection::btree_map("[a-z\\x00]{0,6}", inner, 0..8).prop_map(|m| {
-                    Value::dictionary(m.into_iter().map(|(k, v)| (Bytes::from(k), v)))
+                    Value::dictionary(m.into_iter().map(|(k, v)| (ByteStr::from(k), v)))
                 }),
             ]
         })

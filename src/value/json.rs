@@ -18,7 +18,7 @@
 //! A dictionary whose only key starts with `$` would be ambiguous; write it as
 //! `{"$dict": {...}}`.
 
-use super::{CFrame, Color3, InstanceRef, Value, Vector2, Vector3};
+use super::{ByteStr, CFrame, Color3, InstanceRef, Value, Vector2, Vector3};
 use serde_json::{json, Map, Number, Value as Json};
 
 /// Converts a value to its JSON form.
@@ -106,7 +106,7 @@ pub fn from_json(j: &Json) -> Result<Value, JsonValueError> {
             }
             Value::Dictionary(
                 map.iter()
-                    .map(|(k, v)| Ok((bytes::Bytes::from(k.clone()), from_json(v)?)))
+                    .map(|(k, v)| Ok((ByteStr::from(k.as_str()), from_json(v)?)))
                     .collect::<Result<_, JsonValueError>>()?,
             )
         }
@@ -150,7 +150,7 @@ fn tagged(key: &str, inner: &Json) -> Result<Value, JsonValueError> {
         "$dict" => match inner {
             Json::Object(map) => Value::Dictionary(
                 map.iter()
-                    .map(|(k, v)| Ok((bytes::Bytes::from(k.clone()), from_json(v)?)))
+                    .map(|(k, v)| Ok((ByteStr::from(k.as_str()), from_json(v)?)))
                     .collect::<Result<_, JsonValueError>>()?,
             ),
             _ => return Err(bad("$dict takes an object")),

@@ -6,13 +6,14 @@
 //! function or a metatable. Depth is bounded when values are encoded and decoded (see [`codec`](crate::value::codec)).
 //!
 //! Strings are byte strings, as in Luau: they may hold NUL bytes or bytes that are not UTF-8.
-//! They are stored as [`Bytes`](bytes::Bytes), so a decoded string is a view into the received frame rather
-//! than a copy.
+//! They are stored as [`ByteStr`]: short ones inline, long ones as a view into the received
+//! frame rather than a copy.
 
+mod bytestr;
 pub mod codec;
 pub mod json;
 
-use bytes::Bytes;
+pub use bytestr::ByteStr;
 use std::ops::{Deref, DerefMut};
 
 /// A 2D vector (`Vector2`).
@@ -87,9 +88,9 @@ pub enum Value {
     /// A Luau number (an IEEE 754 double).
     Number(f64),
     /// A byte string (binary-safe).
-    String(Bytes),
+    String(ByteStr),
     /// A `buffer`: raw bytes.
-    Buffer(Bytes),
+    Buffer(ByteStr),
     /// `Vector2`.
     Vector2(Vector2),
     /// `Vector3`.
@@ -104,7 +105,7 @@ pub enum Value {
     /// An array table (`{a, b, c}`).
     Array(Vec<Value>),
     /// A dictionary table with string keys, in insertion order.
-    Dictionary(Vec<(Bytes, Value)>),
+    Dictionary(Vec<(ByteStr, Value)>),
 }
 
 fn same_floats(a: &[f64], b: &[f64]) -> bool {
@@ -135,17 +136,17 @@ impl PartialEq for Value {
 
 impl Value {
     /// A string value from anything byte-like.
-    pub fn string(s: impl Into<Bytes>) -> Value {
+    pub fn string(s: impl Into<ByteStr>) -> Value {
         Value::String(s.into())
     }
 
     /// A buffer value from anything byte-like.
-    pub fn buffer(b: impl Into<Bytes>) -> Value {
+    pub fn buffer(b: impl Into<ByteStr>) -> Value {
         Value::Buffer(b.into())
     }
 
     /// A dictionary from `(key, value)` pairs.
-    pub fn dictionary<K: Into<Bytes>, V: Into<Value>>(
+    pub fn dictionary<K: Into<ByteStr>, V: Into<Value>>(
         entries: impl IntoIterator<Item = (K, V)>,
     ) -> Value {
         Value::Dictionary(
@@ -217,10 +218,7 @@ impl Value {
     /// The value stored under `key` in a dictionary.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
-            Value::Dictionary(entries) => entries
-                .iter()
-                .find(|(k, _)| k.as_ref() == key.as_bytes())
-                .map(|(_, v)| v),
+            Value::Dictionary(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
         }
     }
@@ -244,12 +242,12 @@ impl From<bool> for Value {
 }
 impl From<&str> for Value {
     fn from(s: &str) -> Value {
-        Value::String(Bytes::copy_from_slice(s.as_bytes()))
+        Value::String(ByteStr::from(s))
     }
 }
 impl From<String> for Value {
     fn from(s: String) -> Value {
-        Value::String(Bytes::from(s))
+        Value::String(ByteStr::from(s))
     }
 }
 impl From<Vector2> for Value {
