@@ -166,7 +166,7 @@ impl Service {
                     WAKER => self.drain_commands(),
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(key);
+                            self.read(key, event.is_read_closed() || event.is_error());
                         }
                         if event.is_writable() {
                             self.queue_flush(key);
@@ -311,7 +311,10 @@ impl Service {
         }
     }
 
-    fn read(&mut self, key: usize) {
+    /// Reads what a peer sent. `peer_closed`: the event also reported the end of the stream,
+    /// which a short read must not be taken to have consumed (the peer's last bytes and its
+    /// close often arrive as one event: a host killed mid-call, say).
+    fn read(&mut self, key: usize, peer_closed: bool) {
         loop {
             let Some(peer) = self.peers.get_mut(key) else {
                 return;
@@ -327,7 +330,7 @@ impl Service {
                     peer.pinged = false;
                     peer.proto.handle_bytes(&self.scratch[..n]);
                     self.process(key);
-                    if n < self.scratch.len() {
+                    if n < self.scratch.len() && !peer_closed {
                         break;
                     }
                 }
