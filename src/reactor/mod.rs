@@ -38,8 +38,11 @@ const WAKER: Token = Token(usize::MAX);
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 /// How often timers (handshake and idle timeouts, heartbeats) are checked.
 const TICK: Duration = Duration::from_millis(100);
-/// How long a connection may linger while its goodbye or refusal is written.
+/// How long a connection may linger while its goodbye or refusal is written and the peer
+/// closes its side.
 const CLOSING_GRACE: Duration = Duration::from_secs(2);
+/// Input a closing connection may still send (and have discarded) before it is cut at once.
+const CLOSING_READ_BUDGET: usize = 1 << 20;
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 /// Full reads one connection gets per loop turn before the others have their turn: a peer
@@ -65,14 +68,22 @@ struct Conn {
     id: u64,
     peer: Option<SocketAddr>,
     out: BytesMut,
+    /// Bytes at the front of `out` that finish a frame already partly written; past them `out`
+    /// holds whole frames, which a close for a violation may drop so its goodbye goes next.
+    out_partial: usize,
     /// Outbound calls awaiting a reply from this connection.
     calls: Vec<CallId>,
     /// Prune timed-out ids from `calls` when it reaches this length.
     prune_at: usize,
     welcomed: bool,
-    /// Close once `out` is written (after a goodbye or refusal); when that started.
+    /// Close once `out` is written (after a goodbye or refusal) and the peer has closed its
+    /// side; when that started, and how much more input will be read and discarded meanwhile.
     closing: bool,
     closing_since: Option<Instant>,
+    closing_read_budget: usize,
+    /// Pending calls already failed and the disconnect already counted: what is left of the
+    /// connection is its socket, finishing the close.
+    retired: bool,
     queued_for_flush: bool,
     opened: Instant,
     /// When the peer last sent anything; a ping is out if `pinged`.
@@ -256,11 +267,14 @@ impl Reactor {
             id,
             peer,
             out: BytesMut::new(),
+            out_partial: 0,
             calls: Vec::new(),
             prune_at: 64,
             welcomed: false,
             closing: false,
             closing_since: None,
+            closing_read_budget: CLOSING_READ_BUDGET,
+            retired: false,
             queued_for_flush: false,
             opened: now,
             last_heard: now,
@@ -307,7 +321,7 @@ impl Reactor {
             }
             self.now = Instant::now();
             for key in std::mem::take(&mut self.read_again) {
-                self.read(key);
+                self.read(key, false);
             }
             for event in events.iter() {
                 match event.token() {
@@ -315,7 +329,7 @@ impl Reactor {
                     WAKER => self.drain_commands(),
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(key);
+                            self.read(key, event.is_read_closed() || event.is_error());
                         }
                         if event.is_writable() {
                             self.queue_flush(key);
@@ -558,6 +572,7 @@ impl Reactor {
                 }
                 Ok(n) => {
                     bump(&self.ep.counters.bytes_out, n as u64);
+                    conn.out_partial = partial_after_write(&conn.out, conn.out_partial, n);
                     let _ = conn.out.split_to(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -571,19 +586,58 @@ impl Reactor {
             conn.out = BytesMut::new();
         }
         if conn.closing {
-            let error = Error::Disconnected("connection closed".into());
-            self.remove(key, error);
+            // Everything is written: say so with a FIN, then wait for the peer's (or the grace
+            // timer). Closing while unread input sits in the socket would send a reset instead,
+            // and a reset can destroy the goodbye before the peer reads it.
+            let _ = socket.shutdown(std::net::Shutdown::Write);
+            self.discard_input(key);
         }
     }
 
-    fn read(&mut self, key: usize) {
+    /// Reads and drops what a closing connection still sends, finishing the close at its end
+    /// of stream once our output is written, on an error, or once it has sent more than the
+    /// closing budget.
+    fn discard_input(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(socket) = conn.socket.as_mut() else {
+            return;
+        };
+        loop {
+            match socket.read(&mut self.scratch) {
+                Ok(n) if n > 0 && n <= conn.closing_read_budget => {
+                    conn.closing_read_budget -= n;
+                }
+                // Half-closed: the goodbye may still be read; `flush` comes back here.
+                Ok(0) if !conn.out.is_empty() => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => return self.finish_close(key, "connection closed"),
+            }
+        }
+    }
+
+    /// Removes a closing connection, counting it only if its close was not counted already.
+    fn finish_close(&mut self, key: usize, why: &str) {
+        let error = Error::Disconnected(why.into());
+        match self.conns.get(key) {
+            Some(conn) if conn.retired => self.drop_conn(key, error),
+            Some(_) => self.remove(key, error),
+            None => {}
+        }
+    }
+
+    /// Reads what a connection sent. `peer_closed`: the event also reported the end of the
+    /// stream, which a short read must not be taken to have consumed.
+    fn read(&mut self, key: usize, peer_closed: bool) {
         let mut drained = false;
         for _ in 0..READS_PER_TURN {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
             if conn.closing {
-                return;
+                return self.discard_input(key);
             }
             // Read into the reactor's scratch buffer and keep only what arrived: the copy is
             // the size of the data, where reading into a zeroed per-connection buffer costs a
@@ -604,7 +658,7 @@ impl Reactor {
                     conn.pinged = false;
                     conn.proto.handle_bytes(&self.scratch[..n]);
                     self.process(key);
-                    if n < self.scratch.len() {
+                    if n < self.scratch.len() && !peer_closed {
                         // A short read drained the socket: mio is edge-triggered, and the next
                         // arrival raises a new event, so the read that would say WouldBlock
                         // is a syscall saved per wake-up.
@@ -835,10 +889,7 @@ impl Reactor {
             self.close(key, CloseReason::goodbye(GoodbyeCode::Timeout, why));
         }
         for key in stuck {
-            self.remove(
-                key,
-                Error::Disconnected("the peer did not read its goodbye".into()),
-            );
+            self.finish_close(key, "the peer did not read its goodbye");
         }
         if !ping.is_empty() {
             let mut frame = BytesMut::new();
@@ -953,9 +1004,16 @@ impl Reactor {
                 .encode(&mut kick);
                 self.queue(link, &kick);
             } else if let Some(socket) = conn.socket.as_mut() {
+                if matches!(code, GoodbyeCode::Limit | GoodbyeCode::ProtocolError) {
+                    // Output not yet started will never matter to a peer cut for misbehaving;
+                    // dropping it puts the goodbye next in line.
+                    conn.out.truncate(conn.out_partial);
+                }
                 proto::encode_goodbye(&mut conn.out, *code, text);
-                // One attempt: a peer that is not reading does not get to delay the close.
-                let _ = socket.write(&conn.out);
+                if !matches!(conn.kind, ConnKind::Direct) {
+                    // A relay link: one attempt, then the link is replaced.
+                    let _ = socket.write(&conn.out);
+                }
             }
         }
         let counter = match reason.goodbye.as_ref().map(|(code, _)| *code) {
@@ -966,7 +1024,20 @@ impl Reactor {
             _ => &self.ep.counters.disconnects_other,
         };
         bump(counter, 1);
-        self.drop_conn(key, reason.error);
+        let conn = &mut self.conns[key];
+        if reason.goodbye.is_some()
+            && conn.socket.is_some()
+            && matches!(conn.kind, ConnKind::Direct)
+        {
+            // The peer is gone as far as everyone else is concerned; its socket stays until the
+            // goodbye is written and the peer closes its side (or the grace runs out).
+            release(&self.ep, conn, &reason.error);
+            conn.retired = true;
+            conn.closing = true;
+            self.queue_flush(key);
+        } else {
+            self.drop_conn(key, reason.error);
+        }
     }
 
     /// Drops a connection now and fails whatever was pending on it.
@@ -991,24 +1062,80 @@ impl Reactor {
             ConnKind::Link(spec) => self.link_lost(key, spec.clone(), &error),
             ConnKind::Direct => {}
         }
-        for call in conn.calls.drain(..) {
-            self.ep.calls.complete(call, Err(error.clone()));
-        }
-        if self.ep.side == Side::Client {
-            *self.ep.lost.lock() = Some(error.to_string());
-        }
-        if conn.welcomed && self.ep.side == Side::Server {
-            self.ep.players.write().remove(&conn.id);
-            tracing::info!(player = conn.id, "player left: {error}");
-            self.ep
-                .pool
-                .get()
-                .expect("pool")
-                .submit(Job::PlayerRemoving(conn.id));
+        if !conn.retired {
+            release(&self.ep, &mut conn, &error);
         }
     }
 }
 
+/// Fails a departing connection's pending calls and forgets the player.
+fn release(ep: &Endpoint, conn: &mut Conn, error: &Error) {
+    for call in conn.calls.drain(..) {
+        ep.calls.complete(call, Err(error.clone()));
+    }
+    if ep.side == Side::Client {
+        *ep.lost.lock() = Some(error.to_string());
+    }
+    if conn.welcomed && ep.side == Side::Server {
+        ep.players.write().remove(&conn.id);
+        tracing::info!(player = conn.id, "player left: {error}");
+        ep.pool
+            .get()
+            .expect("pool")
+            .submit(Job::PlayerRemoving(conn.id));
+    }
+}
+
+/// How much of a partly written frame is left at the front of `out` once its first `written`
+/// bytes are gone, given `partial` bytes of one were left before. `out` holds whole
+/// length-prefixed frames past `partial`.
+fn partial_after_write(out: &[u8], partial: usize, written: usize) -> usize {
+    if written < partial {
+        return partial - written;
+    }
+    let mut at = partial;
+    while at < written {
+        let len = u32::from_le_bytes(out[at..at + 4].try_into().expect("4 bytes")) as usize;
+        at += 4 + len;
+    }
+    at - written
+}
+
 fn key_of(id: u64) -> usize {
     (id & 0xffff_ffff) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partial_after_write;
+
+    fn frame(body_len: usize) -> Vec<u8> {
+        let mut f = (body_len as u32).to_le_bytes().to_vec();
+        f.resize(4 + body_len, 0xab);
+        f
+    }
+
+    #[test]
+    fn the_partly_written_frame_is_tracked_across_writes() {
+        // Frames of 4 + 10, 4 + 0 and 4 + 6 bytes: boundaries at 14, 18 and 28.
+        let out: Vec<u8> = [frame(10), frame(0), frame(6)].concat();
+        assert_eq!(partial_after_write(&out, 0, 0), 0);
+        assert_eq!(
+            partial_after_write(&out, 0, 3),
+            11,
+            "inside the first header"
+        );
+        assert_eq!(partial_after_write(&out, 0, 14), 0, "exactly one frame");
+        assert_eq!(
+            partial_after_write(&out, 0, 15),
+            3,
+            "one byte into the empty frame"
+        );
+        assert_eq!(partial_after_write(&out, 0, 20), 8);
+        assert_eq!(partial_after_write(&out, 0, 28), 0, "everything");
+        // Resuming: 11 bytes of the first frame were left, and 5 more are written.
+        assert_eq!(partial_after_write(&out[3..], 11, 5), 6);
+        assert_eq!(partial_after_write(&out[3..], 11, 11), 0);
+        assert_eq!(partial_after_write(&out[3..], 11, 12), 3);
+    }
 }
