@@ -321,6 +321,7 @@ fn soak_under_attack_for_20_seconds() {
         u64,
     >::new()));
     let note = |reasons: &Arc<parking_lot::Mutex<std::collections::BTreeMap<String, u64>>>,
+                who: &str,
                 bytes: &[u8]| {
         // The last frame before the close: a GOODBYE or REFUSED, whose reason we tally.
         let mut conn = remotefn::proto::Connection::new(remotefn::proto::Role::Client, 1 << 20);
@@ -336,7 +337,7 @@ fn soak_under_attack_for_20_seconds() {
                 _ => break,
             }
         }
-        *reasons.lock().entry(last).or_default() += 1;
+        *reasons.lock().entry(format!("{who}: {last}")).or_default() += 1;
     };
     let mut attackers = Vec::new();
     // 1,000 slowloris connections, reopened as the server cuts them.
@@ -355,7 +356,7 @@ fn soak_under_attack_for_20_seconds() {
                 for c in conns.iter_mut() {
                     match c.0.read(&mut buf) {
                         Ok(0) => {
-                            note(&reasons, &c.1);
+                            note(&reasons, "slowloris", &c.1);
                             *c = open();
                         }
                         Ok(n) => c.1.extend_from_slice(&buf[..n]),
@@ -376,7 +377,7 @@ fn soak_under_attack_for_20_seconds() {
                 let _ = s.write_all(&noise(seed * 1000 + round, 256));
                 let mut got = Vec::new();
                 let _ = s.read_to_end(&mut got);
-                note(&reasons, &got);
+                note(&reasons, "garbage", &got);
                 round += 1;
                 std::thread::sleep(Duration::from_secs(1));
             }
@@ -404,7 +405,7 @@ fn soak_under_attack_for_20_seconds() {
                     .unwrap();
                 let _ = p.socket.read_to_end(&mut got);
                 let tail = got.len().saturating_sub(4096);
-                note(&reasons, &got[tail..]);
+                note(&reasons, "flooder", &got[tail..]);
             }
         }));
     }

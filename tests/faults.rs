@@ -25,6 +25,18 @@ impl Drop for Children {
     }
 }
 
+/// Waits for `child` to exit; panics if it has not within [`PATIENCE`].
+fn exit_of(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{what} did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn kill_9_of_100_clients_in_the_middle_of_invoke_client_fails_all_100_within_a_second() {
     let (server, addr) = echo_server(ServerConfig::default());
@@ -165,13 +177,14 @@ fn killing_the_host_mid_call_behind_a_relay_fails_every_pending_call() {
         let result = call.join().unwrap();
         assert!(matches!(result, Err(Error::Disconnected(_))), "{result:?}");
     }
-    // Typically tens of milliseconds; one clean-clone CI run took over 10 s (unexplained, under
-    // load), so the bound only proves that nothing hangs.
+    // Typically tens of milliseconds. (It once took over 10 s: when the host's last bytes and
+    // its close came as one event, the relay took the short read for the whole of it and only
+    // noticed the close at the next heartbeat.)
     eprintln!(
         "host killed: all 50 pending calls failed in {:?}",
         started.elapsed()
     );
-    assert!(started.elapsed() < 3 * PATIENCE);
+    assert!(started.elapsed() < Duration::from_secs(5));
     for p in &players {
         assert_eq!(p.calls_in_flight(), 0);
         assert!(p.is_connected(), "players stay connected to the relay");
@@ -180,7 +193,7 @@ fn killing_the_host_mid_call_behind_a_relay_fails_every_pending_call() {
 }
 
 #[test]
-fn sigterm_under_load_stops_the_relay_gracefully_and_no_caller_hangs() {
+fn sigterm_under_a_1000_player_load_stops_the_relay_gracefully_and_no_caller_hangs() {
     let (relay, addrs) = start_relay(&["--drain-timeout", "2", "--rate-per-sec", "0"]);
     let mut relay = Children(vec![relay]);
     let server = Server::new(ServerConfig::default()).unwrap();
@@ -221,6 +234,32 @@ fn sigterm_under_load_stops_the_relay_gracefully_and_no_caller_hangs() {
             })
         })
         .collect();
+    // 800 more players from the load generator (its own process and mio loop, not 800 threads).
+    let bench = Command::new(BIN)
+        .args([
+            "bench",
+            "--target",
+            &addrs[0],
+            "--place",
+            "lobby",
+            "--players",
+            "800",
+        ])
+        .args([
+            "--duration",
+            "120",
+            "--warmup",
+            "0",
+            "--log",
+            "error",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the load generator");
+    let mut bench = Children(vec![bench]);
+    wait_until("1,000 players connected", || server.player_count() >= 1000);
     wait_until("load is flowing", || ok.load(Ordering::Relaxed) > 2000);
     let pid = relay.0[0].id().to_string();
     let signalled = Instant::now();
@@ -229,14 +268,14 @@ fn sigterm_under_load_stops_the_relay_gracefully_and_no_caller_hangs() {
         .status()
         .unwrap()
         .success());
-    let status = loop {
-        if let Some(status) = relay.0[0].try_wait().unwrap() {
-            break status;
-        }
-        assert!(signalled.elapsed() < PATIENCE, "the relay did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = exit_of(&mut relay.0[0], "the relay");
     let took = signalled.elapsed();
+    // The generator's players are all cut too; it must notice and stop by itself.
+    let bench_status = exit_of(&mut bench.0[0], "the load generator");
+    let mut report = String::new();
+    std::io::Read::read_to_string(bench.0[0].stdout.as_mut().unwrap(), &mut report).unwrap();
+    assert!(bench_status.success(), "{bench_status}");
+    assert!(report.contains("\"calls\""), "{report}");
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         assert_eq!(
@@ -245,7 +284,7 @@ fn sigterm_under_load_stops_the_relay_gracefully_and_no_caller_hangs() {
             "a call slot leaked"
         );
     }
-    eprintln!("figure (e): SIGTERM under 200 players calling: exit {status} after {took:?}");
+    eprintln!("figure (e): SIGTERM under 1,000 players calling: exit {status} after {took:?}");
     assert!(status.success(), "{status}");
     assert!(
         took < Duration::from_secs(2) + Duration::from_secs(2),

@@ -35,6 +35,8 @@ pub struct Shared {
     pub phase: AtomicU8,
     pub connected: AtomicUsize,
     pub failed_connects: AtomicUsize,
+    /// Players the server (or the network) disconnected.
+    pub disconnected: AtomicUsize,
     /// Calls completed in the current phase (reset when measuring starts).
     pub completed: AtomicU64,
     pub errors: AtomicU64,
@@ -53,6 +55,7 @@ pub struct Spec {
     pub connections: usize,
     pub inflight: usize,
     pub payload: usize,
+    pub place: String,
 }
 
 struct Conn {
@@ -96,6 +99,15 @@ fn template(protocol: Protocol, payload: usize) -> Template {
 }
 
 impl Conn {
+    /// The connection is over: count it once, as an error and as a disconnected player.
+    fn die(&mut self, shared: &Shared, errors: &mut u64) {
+        if !self.dead {
+            self.dead = true;
+            *errors += 1;
+            shared.disconnected.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn send(&mut self, t: &Template, slot: usize, now: Instant) {
         self.seq += 1;
         let id = (self.seq << 16) | slot as u64;
@@ -151,7 +163,7 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
             Protocol::Remotefn => {
                 proto::encode_preface(&mut out);
                 Frame::Hello {
-                    place: String::new(),
+                    place: spec.place.clone(),
                     token: bytes::Bytes::new(),
                 }
                 .encode(&mut out);
@@ -226,8 +238,7 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
             loop {
                 match c.socket.read(&mut buf) {
                     Ok(0) => {
-                        c.dead = true;
-                        errors += 1;
+                        c.die(shared, &mut errors);
                         break;
                     }
                     Ok(n) => {
@@ -235,15 +246,14 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
                             Protocol::Remotefn => c.proto.handle_bytes(&buf[..n]),
                             Protocol::Echo => c.input.extend_from_slice(&buf[..n]),
                         }
-                        if n < buf.len() {
+                        if n < buf.len() && !event.is_read_closed() {
                             break; // drained; edge-triggered epoll reports the next arrival
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {
-                        c.dead = true;
-                        errors += 1;
+                        c.die(shared, &mut errors);
                         break;
                     }
                 }
@@ -267,8 +277,7 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
                         Ok(Some(_)) => {}
                         Ok(None) => break,
                         Err(_) => {
-                            c.dead = true;
-                            errors += 1;
+                            c.die(shared, &mut errors);
                             break;
                         }
                     }
@@ -305,8 +314,7 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
         for &i in &dirty {
             let c = &mut conns[i];
             if !c.dead && c.flush().is_err() {
-                c.dead = true;
-                errors += 1;
+                c.die(shared, &mut errors);
             }
         }
         dirty.clear();

@@ -26,6 +26,9 @@ pub struct BenchArgs {
     /// Load a server running at this address instead of starting one.
     #[arg(long)]
     target: Option<SocketAddr>,
+    /// The place to join (a relay routes players to a host by place).
+    #[arg(long, default_value = "")]
+    place: String,
     /// What the server speaks: remotefn, or the baseline bare echo.
     #[arg(long, value_enum, default_value_t = Protocol::Remotefn)]
     protocol: Protocol,
@@ -259,6 +262,7 @@ fn run_once(
                 connections: share,
                 inflight: args.inflight,
                 payload: args.payload,
+                place: args.place.clone(),
             };
             let shared = shared.clone();
             std::thread::spawn(move || load::run_thread(&spec, &shared))
@@ -289,13 +293,21 @@ fn run_once(
         "warming up for {:.1}s ({connected} players connected)",
         args.warmup
     ));
-    std::thread::sleep(Duration::from_secs_f64(args.warmup));
+    let all_gone = || connected > 0 && shared.disconnected.load(Ordering::Relaxed) >= connected;
+    let warmup_end = Instant::now() + Duration::from_secs_f64(args.warmup);
+    while Instant::now() < warmup_end && !all_gone() {
+        std::thread::sleep(Duration::from_millis(20).min(warmup_end - Instant::now()));
+    }
 
     shared.completed.store(0, Ordering::Relaxed);
     shared.phase.store(MEASURING, Ordering::Release);
     let started = Instant::now();
     let duration = Duration::from_secs_f64(args.duration);
     while started.elapsed() < duration {
+        if all_gone() {
+            eprintln!("bench: every player was disconnected; stopping early");
+            break;
+        }
         std::thread::sleep(
             Duration::from_millis(200).min(duration.saturating_sub(started.elapsed())),
         );
