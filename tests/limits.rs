@@ -7,7 +7,7 @@ mod raw;
 use bytes::{Bytes, BytesMut};
 use common::*;
 use raw::RawPlayer;
-use remotefn::proto::{Frame, GoodbyeCode};
+use remotefn::proto::{self, Frame, GoodbyeCode};
 use remotefn::*;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -210,4 +210,64 @@ fn a_player_that_never_reads_is_cut_at_the_output_bound() {
         tuple![1]
     );
     drop(stubborn);
+}
+
+#[test]
+fn a_caller_that_never_reads_its_answers_gets_no_more_served_and_is_cut_after_the_idle_timeout() {
+    let config = ServerConfig {
+        idle_timeout: Duration::from_secs(2),
+        rate_per_sec: 0,
+        max_inflight_per_player: 100_000,
+        // Room for every answer: without the pause, all 1,600 calls would be served.
+        max_output_buffer: 256 * 1024 * 1024,
+        ..ServerConfig::default()
+    };
+    let (server, addr) = echo_server(config);
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let served = served.clone();
+        server
+            .bind("Count", move |_, _, args| {
+                served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok::<_, String>(args)
+            })
+            .unwrap();
+    }
+    let good = connect(addr);
+    let (mut deaf, id) = RawPlayer::handshake(addr);
+    // 100 MiB of calls whose 64 KiB answers it never reads. Once the answers back up past the
+    // kernel's buffers and a little of ours, the server leaves its calls unread instead of
+    // serving them, so TCP stops the sender: it cannot make the server work for nothing.
+    let big = [Value::buffer(vec![5u8; 64 * 1024])];
+    let mut calls = BytesMut::new();
+    for call in 1..=1600u64 {
+        proto::encode_invoke(&mut calls, call, "Count", &big, 64).unwrap();
+    }
+    deaf.socket
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let _ = deaf.socket.write_all(&calls);
+    let after_pause = served.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(after_pause < 800, "{after_pause} calls served");
+    // Still connected and costing nothing while the idle timeout runs...
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::Relaxed),
+        after_pause
+    );
+    assert_eq!(
+        good.invoke_server("Echo", &tuple![2], Some(PATIENCE))
+            .unwrap(),
+        tuple![2]
+    );
+    // ...then cut and counted, and the reason is the next thing it would read: its unsent
+    // answers were dropped in favour of the goodbye.
+    wait_until("the deaf caller is cut", || {
+        server.player_info(id).is_none()
+    });
+    let stats = server.stats();
+    assert!(stats.disconnects_limit >= 1, "{stats:?}");
+    let (code, reason) = goodbye_of(&mut deaf).expect("a goodbye");
+    assert_eq!(code, GoodbyeCode::Limit);
+    assert!(reason.contains("not reading"), "{reason}");
 }

@@ -41,8 +41,13 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long a connection may linger while its goodbye or refusal is written and the peer
 /// closes its side.
 const CLOSING_GRACE: Duration = Duration::from_secs(2);
+/// Unwritten output above which a player's input is left unread until the output drains: a
+/// peer that does not read its answers gets no more requests served (TCP pushes back on it)
+/// rather than costing the server work whose results pile up.
+const PAUSE_READING_ABOVE: usize = 256 * 1024;
 /// Input a closing connection may still send (and have discarded) before it is cut at once.
-const CLOSING_READ_BUDGET: usize = 1 << 20;
+/// (It covers what a sender that was paused can have queued in the kernel's buffers.)
+const CLOSING_READ_BUDGET: usize = 16 << 20;
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 /// Full reads one connection gets per loop turn before the others have their turn: a peer
@@ -89,6 +94,10 @@ struct Conn {
     /// When the peer last sent anything; a ping is out if `pinged`.
     last_heard: Instant,
     pinged: bool,
+    /// When output last went out (or started waiting); input is left unread while `out` is
+    /// over [`PAUSE_READING_ABOVE`].
+    last_write: Instant,
+    reading_paused: bool,
     /// Inbound calls from this peer not yet answered.
     inflight_in: u32,
     bucket: TokenBucket,
@@ -279,6 +288,8 @@ impl Reactor {
             opened: now,
             last_heard: now,
             pinged: false,
+            last_write: now,
+            reading_paused: false,
             inflight_in: 0,
             bucket: TokenBucket::full(self.ep.limits.rate_burst, now),
         });
@@ -530,6 +541,9 @@ impl Reactor {
             );
             return self.close(key, CloseReason::goodbye(GoodbyeCode::Limit, reason));
         }
+        if conn.out.is_empty() {
+            conn.last_write = self.now;
+        }
         conn.out.extend_from_slice(frame);
         self.queue_flush(key);
     }
@@ -574,6 +588,12 @@ impl Reactor {
                     bump(&self.ep.counters.bytes_out, n as u64);
                     conn.out_partial = partial_after_write(&conn.out, conn.out_partial, n);
                     let _ = conn.out.split_to(n);
+                    conn.last_write = self.now;
+                    if conn.reading_paused && conn.out.len() <= PAUSE_READING_ABOVE / 2 {
+                        // Edge-triggered: input that waited will not raise a new event.
+                        conn.reading_paused = false;
+                        self.read_again.push(key);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -604,7 +624,7 @@ impl Reactor {
         let Some(socket) = conn.socket.as_mut() else {
             return;
         };
-        loop {
+        for _ in 0..READS_PER_TURN {
             match socket.read(&mut self.scratch) {
                 Ok(n) if n > 0 && n <= conn.closing_read_budget => {
                     conn.closing_read_budget -= n;
@@ -616,6 +636,8 @@ impl Reactor {
                 _ => return self.finish_close(key, "connection closed"),
             }
         }
+        // More is waiting: the others get their turn first.
+        self.read_again.push(key);
     }
 
     /// Removes a closing connection, counting it only if its close was not counted already.
@@ -638,6 +660,10 @@ impl Reactor {
             };
             if conn.closing {
                 return self.discard_input(key);
+            }
+            if conn.out.len() > PAUSE_READING_ABOVE && matches!(conn.kind, ConnKind::Direct) {
+                conn.reading_paused = true;
+                return;
             }
             // Read into the reactor's scratch buffer and keep only what arrived: the copy is
             // the size of the data, where reading into a zeroed per-connection buffer costs a
@@ -861,6 +887,7 @@ impl Reactor {
         let mut expired: Vec<(usize, String)> = Vec::new();
         let mut stuck: Vec<usize> = Vec::new();
         let mut ping: Vec<usize> = Vec::new();
+        let mut deaf: Vec<usize> = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             if matches!(conn.kind, ConnKind::Relayed { .. }) {
                 // The relay watches its players' liveness.
@@ -876,8 +903,14 @@ impl Reactor {
                     expired.push((key, format!("handshake not completed within {handshake:?}")));
                 }
             } else if !idle.is_zero() {
+                let stalled = now.saturating_duration_since(conn.last_write);
                 let quiet = now.saturating_duration_since(conn.last_heard);
-                if quiet > idle {
+                if !conn.out.is_empty() && stalled > idle {
+                    // Takes none of its output: the other half of the idle timeout.
+                    deaf.push(key);
+                } else if conn.reading_paused {
+                    // We are the ones not reading it: its silence is not its fault.
+                } else if quiet > idle {
                     expired.push((key, format!("nothing heard for {idle:?}")));
                 } else if quiet > idle / 3 && !conn.pinged {
                     conn.pinged = true;
@@ -887,6 +920,10 @@ impl Reactor {
         }
         for (key, why) in expired {
             self.close(key, CloseReason::goodbye(GoodbyeCode::Timeout, why));
+        }
+        for key in deaf {
+            let why = format!("not reading: no output taken for {idle:?}");
+            self.close(key, CloseReason::goodbye(GoodbyeCode::Limit, why));
         }
         for key in stuck {
             self.finish_close(key, "the peer did not read its goodbye");
