@@ -41,6 +41,11 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long a connection may linger while its goodbye or refusal is written and the peer
 /// closes its side.
 const CLOSING_GRACE: Duration = Duration::from_secs(2);
+/// Connections accepted per loop turn, and connections closed by a timer per turn: bursts
+/// (a thousand handshakes timing out together, a reconnect storm) are spread over turns so the
+/// frames of live players are served in between.
+const ACCEPTS_PER_TURN: usize = 64;
+const TIMER_CLOSES_PER_TURN: usize = 64;
 /// Unwritten output above which a player's input is left unread until the output drains: a
 /// peer that does not read its answers gets no more requests served (TCP pushes back on it)
 /// rather than costing the server work whose results pile up.
@@ -86,6 +91,9 @@ struct Conn {
     closing: bool,
     closing_since: Option<Instant>,
     closing_read_budget: usize,
+    /// Our side is shut down (FIN sent). Only once: each shutdown call raises a new epoll
+    /// event, which would bring us straight back here.
+    write_shut: bool,
     /// Pending calls already failed and the disconnect already counted: what is left of the
     /// connection is its socket, finishing the close.
     retired: bool,
@@ -176,6 +184,10 @@ pub(crate) struct Reactor {
     relayed: HashMap<u64, usize>,
     /// Connections that still had data to read when their turn ended.
     read_again: Vec<usize>,
+    /// The listener had more connections waiting when its turn ended.
+    accept_again: bool,
+    /// Connections a timer expired, by key and id, waiting for their turn to be closed.
+    timed_out: std::collections::VecDeque<(usize, u64, GoodbyeCode, String)>,
 }
 
 impl Reactor {
@@ -237,6 +249,8 @@ impl Reactor {
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             relayed: HashMap::new(),
             read_again: Vec::new(),
+            accept_again: false,
+            timed_out: std::collections::VecDeque::new(),
         })
     }
 
@@ -283,6 +297,7 @@ impl Reactor {
             closing: false,
             closing_since: None,
             closing_read_budget: CLOSING_READ_BUDGET,
+            write_shut: false,
             retired: false,
             queued_for_flush: false,
             opened: now,
@@ -316,7 +331,12 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = match self.shutdown_deadline {
-                _ if !self.read_again.is_empty() => Duration::ZERO,
+                _ if !self.read_again.is_empty()
+                    || self.accept_again
+                    || !self.timed_out.is_empty() =>
+                {
+                    Duration::ZERO
+                }
                 Some(_) => Duration::from_millis(10),
                 None => self.next_tick.saturating_duration_since(Instant::now()),
             };
@@ -348,10 +368,14 @@ impl Reactor {
                     }
                 }
             }
+            if self.accept_again {
+                self.accept_all();
+            }
             if self.now >= self.next_tick {
                 self.check_timers();
                 self.next_tick = self.now + TICK;
             }
+            self.close_timed_out();
             self.flush_all();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || Instant::now() >= deadline {
@@ -366,7 +390,8 @@ impl Reactor {
     }
 
     fn accept_all(&mut self) {
-        loop {
+        self.accept_again = false;
+        for _ in 0..ACCEPTS_PER_TURN {
             let Some(listener) = &self.listener else {
                 return;
             };
@@ -386,6 +411,25 @@ impl Reactor {
                     tracing::warn!("accept failed: {e}");
                     return;
                 }
+            }
+        }
+        // Edge-triggered: the rest of the backlog raises no new event.
+        self.accept_again = true;
+    }
+
+    /// Closes up to [`TIMER_CLOSES_PER_TURN`] connections whose timer expired.
+    fn close_timed_out(&mut self) {
+        for _ in 0..TIMER_CLOSES_PER_TURN {
+            let Some((key, id, code, why)) = self.timed_out.pop_front() else {
+                return;
+            };
+            // The connection may have gone, and its key been reused, since the timer fired.
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.id == id && !c.closing)
+            {
+                self.close(key, CloseReason::goodbye(code, why));
             }
         }
     }
@@ -609,7 +653,10 @@ impl Reactor {
             // Everything is written: say so with a FIN, then wait for the peer's (or the grace
             // timer). Closing while unread input sits in the socket would send a reset instead,
             // and a reset can destroy the goodbye before the peer reads it.
-            let _ = socket.shutdown(std::net::Shutdown::Write);
+            if !conn.write_shut {
+                conn.write_shut = true;
+                let _ = socket.shutdown(std::net::Shutdown::Write);
+            }
             self.discard_input(key);
         }
     }
@@ -919,11 +966,16 @@ impl Reactor {
             }
         }
         for (key, why) in expired {
-            self.close(key, CloseReason::goodbye(GoodbyeCode::Timeout, why));
+            let id = self.conns[key].id;
+            self.timed_out
+                .push_back((key, id, GoodbyeCode::Timeout, why));
         }
         for key in deaf {
-            let why = format!("not reading: no output taken for {idle:?}");
-            self.close(key, CloseReason::goodbye(GoodbyeCode::Limit, why));
+            let (id, why) = (
+                self.conns[key].id,
+                format!("not reading: no output taken for {idle:?}"),
+            );
+            self.timed_out.push_back((key, id, GoodbyeCode::Limit, why));
         }
         for key in stuck {
             self.finish_close(key, "the peer did not read its goodbye");
