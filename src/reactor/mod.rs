@@ -50,8 +50,8 @@ const TIMER_CLOSES_PER_TURN: usize = 64;
 /// peer that does not read its answers gets no more requests served (TCP pushes back on it)
 /// rather than costing the server work whose results pile up.
 const PAUSE_READING_ABOVE: usize = 256 * 1024;
-/// Input a closing connection may still send (and have discarded) before it is cut at once.
-/// (It covers what a sender that was paused can have queued in the kernel's buffers.)
+/// Input a closing connection may still send (and have discarded); past it, its input is left
+/// unread. (It covers what a sender that was paused can have queued in the kernel's buffers.)
 const CLOSING_READ_BUDGET: usize = 16 << 20;
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
@@ -662,8 +662,9 @@ impl Reactor {
     }
 
     /// Reads and drops what a closing connection still sends, finishing the close at its end
-    /// of stream once our output is written, on an error, or once it has sent more than the
-    /// closing budget.
+    /// of stream once our output is written, or on an error. Past the closing budget its input
+    /// is left unread (TCP stops it sending) until it reads its goodbye and closes, or the
+    /// grace runs out.
     fn discard_input(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -672,10 +673,11 @@ impl Reactor {
             return;
         };
         for _ in 0..READS_PER_TURN {
-            match socket.read(&mut self.scratch) {
-                Ok(n) if n > 0 && n <= conn.closing_read_budget => {
-                    conn.closing_read_budget -= n;
-                }
+            if conn.closing_read_budget == 0 {
+                return;
+            }
+            match socket.read(&mut self.scratch[..conn.closing_read_budget.min(READ_CHUNK)]) {
+                Ok(n) if n > 0 => conn.closing_read_budget -= n,
                 // Half-closed: the goodbye may still be read; `flush` comes back here.
                 Ok(0) if !conn.out.is_empty() => return,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
