@@ -240,22 +240,51 @@ fn relay_serves_a_game_server_attached_from_the_command_line_and_stops_on_sigter
     );
 
     // SIGTERM: a graceful stop, exit 0.
-    let pid = relay.0.id().to_string();
+    let status = terminate(&mut relay.0);
+    assert!(status.success(), "{status}");
+}
+
+/// Sends SIGTERM and waits (10 s at most) for the process to exit.
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
     let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = relay.0.try_wait().unwrap() {
-            break status;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
         }
         assert!(
             started.elapsed() < std::time::Duration::from_secs(10),
-            "the relay did not stop"
+            "the process did not stop"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    }
+}
+
+#[test]
+fn serve_stops_on_sigterm_and_tells_its_players() {
+    let mut serve = Serve::start();
+    let client =
+        remotefn::Client::connect(serve.addr.as_str(), remotefn::ClientConfig::default()).unwrap();
+    assert_eq!(
+        client
+            .invoke_server("Echo", &remotefn::tuple![1], None)
+            .unwrap(),
+        remotefn::tuple![1]
+    );
+    let status = terminate(&mut serve.child);
     assert!(status.success(), "{status}");
+    // The player was told (a goodbye), not left to find out from a dead socket.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while client.is_connected() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let err = client
+        .invoke_server("Echo", &remotefn::tuple![2], None)
+        .unwrap_err();
+    assert!(err.to_string().contains("shutting down"), "{err}");
 }

@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run an embedded game server with demo functions (Echo, Add, Fail, CallMeBack).
+    /// Run an embedded game server with demo functions (Echo, Add, Fail, CallMeBack), until
+    /// SIGTERM or SIGINT.
     Serve(serve::ServeArgs),
     /// Connect, invoke one function, print its results as JSON.
     Call(call::CallArgs),
@@ -53,7 +54,7 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
-        Command::Serve(args) => serve::run(args).map_err(Into::into),
+        Command::Serve(args) => serve::run(args),
         Command::Call(args) => call::run(args).map_err(Into::into),
         Command::Bench(args) => bench::run(args).map_err(Into::into),
         Command::Relay(args) => relay::run(args),

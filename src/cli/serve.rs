@@ -47,7 +47,12 @@ pub struct ServeArgs {
 /// How long `CallMeBack` waits for the client's answer.
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn run(args: ServeArgs) -> Result<(), remotefn::Error> {
+pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // Registered before serving, so a signal can never be missed.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
     let server = Server::new(ServerConfig {
         workers: args.workers,
         max_payload: args.max_payload,
@@ -84,9 +89,12 @@ pub fn run(args: ServeArgs) -> Result<(), remotefn::Error> {
             "remotefn serving on {addr} (functions: Echo, Add, Fail, CallMeBack); Ctrl-C stops"
         );
     }
-    loop {
-        std::thread::park();
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, "shutting down");
     }
+    // Players get a goodbye; pending calls fail with a clear error.
+    server.shutdown();
+    Ok(())
 }
 
 /// The demo functions: enough to try every semantic from `remotefn call`.
