@@ -239,7 +239,7 @@ impl Reactor {
                         place,
                         token,
                     };
-                    self.ep.pool.get().expect("pool").submit(job);
+                    self.submit(job);
                 } else {
                     self.welcome(relayed, Identity::default());
                 }

@@ -46,6 +46,9 @@ const CLOSING_GRACE: Duration = Duration::from_secs(2);
 /// frames of live players are served in between.
 const ACCEPTS_PER_TURN: usize = 64;
 const TIMER_CLOSES_PER_TURN: usize = 64;
+/// Jobs gathered before they are handed to the pool, at most (the rest of a turn's jobs follow
+/// at its end): enough to cover a worker's wake-up, few enough that the first waits little.
+const SUBMIT_BATCH: usize = 32;
 /// Unwritten output above which a player's input is left unread until the output drains: a
 /// peer that does not read its answers gets no more requests served (TCP pushes back on it)
 /// rather than costing the server work whose results pile up.
@@ -186,6 +189,9 @@ pub(crate) struct Reactor {
     read_again: Vec<usize>,
     /// The listener had more connections waiting when its turn ended.
     accept_again: bool,
+    /// Jobs for the pool from this turn, handed over together: under load one wake-up of a
+    /// parked worker then covers many jobs rather than one.
+    jobs: Vec<Job>,
     /// Connections a timer expired, by key and id, waiting for their turn to be closed.
     timed_out: std::collections::VecDeque<(usize, u64, GoodbyeCode, String)>,
 }
@@ -250,6 +256,7 @@ impl Reactor {
             relayed: HashMap::new(),
             read_again: Vec::new(),
             accept_again: false,
+            jobs: Vec::with_capacity(SUBMIT_BATCH),
             timed_out: std::collections::VecDeque::new(),
         })
     }
@@ -376,6 +383,7 @@ impl Reactor {
                 self.next_tick = self.now + TICK;
             }
             self.close_timed_out();
+            self.submit_pending();
             self.flush_all();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || Instant::now() >= deadline {
@@ -383,6 +391,7 @@ impl Reactor {
                     for key in keys {
                         self.remove(key, Error::Closed("shut down".into()));
                     }
+                    self.submit_pending();
                     return;
                 }
             }
@@ -431,6 +440,25 @@ impl Reactor {
             {
                 self.close(key, CloseReason::goodbye(code, why));
             }
+        }
+    }
+
+    /// Queues a job for the pool (see [`Reactor::submit_pending`]).
+    fn submit(&mut self, job: Job) {
+        self.jobs.push(job);
+        if self.jobs.len() >= SUBMIT_BATCH {
+            self.submit_pending();
+        }
+    }
+
+    /// Hands the queued jobs to the pool, in order.
+    fn submit_pending(&mut self) {
+        if self.jobs.is_empty() {
+            return;
+        }
+        let pool = self.ep.pool.get().expect("pool");
+        for job in self.jobs.drain(..) {
+            pool.submit(job);
         }
     }
 
@@ -808,7 +836,7 @@ impl Reactor {
         match frame {
             Frame::Hello { place, token } => {
                 if self.ep.authenticator.read().is_some() {
-                    self.ep.pool.get().expect("pool").submit(Job::Authenticate {
+                    self.submit(Job::Authenticate {
                         conn: id,
                         place,
                         token,
@@ -825,7 +853,7 @@ impl Reactor {
                         name,
                         args,
                     };
-                    self.ep.pool.get().expect("pool").submit(job);
+                    self.submit(job);
                 }
             }
             Frame::Event { name, args } => {
@@ -835,7 +863,7 @@ impl Reactor {
                         name,
                         args,
                     };
-                    self.ep.pool.get().expect("pool").submit(job);
+                    self.submit(job);
                 }
             }
             Frame::Result { call, values } => self.complete(key, call, Ok(values)),
@@ -1042,11 +1070,7 @@ impl Reactor {
             .encode(&mut out);
             self.queue(key, &out);
         }
-        self.ep
-            .pool
-            .get()
-            .expect("pool")
-            .submit(Job::PlayerAdded(id));
+        self.submit(Job::PlayerAdded(id));
         // Frames that arrived behind the HELLO were held back until now.
         self.process(key);
     }
@@ -1122,7 +1146,7 @@ impl Reactor {
         {
             // The peer is gone as far as everyone else is concerned; its socket stays until the
             // goodbye is written and the peer closes its side (or the grace runs out).
-            release(&self.ep, conn, &reason.error);
+            release(&self.ep, conn, &mut self.jobs, &reason.error);
             conn.retired = true;
             conn.closing = true;
             self.queue_flush(key);
@@ -1154,13 +1178,14 @@ impl Reactor {
             ConnKind::Direct => {}
         }
         if !conn.retired {
-            release(&self.ep, &mut conn, &error);
+            release(&self.ep, &mut conn, &mut self.jobs, &error);
         }
     }
 }
 
-/// Fails a departing connection's pending calls and forgets the player.
-fn release(ep: &Endpoint, conn: &mut Conn, error: &Error) {
+/// Fails a departing connection's pending calls and forgets the player (its `PlayerRemoving`
+/// job joins `jobs`, behind the jobs of its last frames).
+fn release(ep: &Endpoint, conn: &mut Conn, jobs: &mut Vec<Job>, error: &Error) {
     for call in conn.calls.drain(..) {
         ep.calls.complete(call, Err(error.clone()));
     }
@@ -1170,10 +1195,7 @@ fn release(ep: &Endpoint, conn: &mut Conn, error: &Error) {
     if conn.welcomed && ep.side == Side::Server {
         ep.players.write().remove(&conn.id);
         tracing::info!(player = conn.id, "player left: {error}");
-        ep.pool
-            .get()
-            .expect("pool")
-            .submit(Job::PlayerRemoving(conn.id));
+        jobs.push(Job::PlayerRemoving(conn.id));
     }
 }
 
