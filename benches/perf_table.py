@@ -89,7 +89,9 @@ def main():
     med = {k: {m: statistics.median(x[m] for x in v) for m in ("calls_per_sec", "p50_us", "p99_us")}
            for k, v in runs.items()}
     idle = statistics.median(x["idle_bytes_per_player"] for x in runs[("remotefn", 10000)])
-    strace_spc, strace_rate = syscalls_per_call_strace(1000, args.duration)
+    # 20 s at least: the server's fixed cost per connection (accept, registration, close: ~8
+    # calls per player) would otherwise weigh on a short run's ~10k calls under strace.
+    strace_spc, strace_rate = syscalls_per_call_strace(1000, max(args.duration, 20.0))
     perf_spc = statistics.median(syscalls_per_call_perf(1000, args.duration) for _ in range(3))
     e, rf, g, rf10k = (med[k] for k in keys)
     print(f"| measure | remotefn | reference | ratio | target |")
