@@ -518,3 +518,82 @@ fn no_player_can_answer_another_players_call_through_the_relay() {
     assert_eq!(goodbye, Some(proto::GoodbyeCode::ProtocolError));
     assert!(victim.is_connected());
 }
+
+#[test]
+fn a_host_that_stops_reading_is_cut_at_its_output_bound_and_its_players_fail_fast() {
+    use std::io::{Read, Write};
+    let relay = Relay::start(RelayConfig {
+        players: "127.0.0.1:0".into(),
+        hosts: "127.0.0.1:0".into(),
+        secret: Some("s3cret".into()),
+        max_host_output_buffer: 1024 * 1024,
+        rate_per_sec: 0,
+        ..RelayConfig::default()
+    })
+    .expect("relay");
+    // A host by hand: it attaches, accepts one player, then never reads again.
+    let mut stalled = std::net::TcpStream::connect(relay.hosts_addr()).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = BytesMut::new();
+    proto::encode_preface(&mut out);
+    Frame::HostHello {
+        place: "lobby".into(),
+        secret: Bytes::from_static(b"s3cret"),
+    }
+    .encode(&mut out);
+    stalled.write_all(&out).unwrap();
+    let mut link = proto::Connection::new(proto::Role::Client, 1 << 20);
+    let mut next_frame = |link: &mut proto::Connection| loop {
+        if let Some(frame) = link.poll_frame().unwrap() {
+            return frame;
+        }
+        let mut buf = [0u8; 4096];
+        let n = stalled.read(&mut buf).unwrap();
+        assert!(n > 0, "the relay closed the link");
+        link.handle_bytes(&buf[..n]);
+    };
+    assert!(matches!(next_frame(&mut link), Frame::HostWelcome { .. }));
+    let joining = {
+        let addr = relay.players_addr();
+        std::thread::spawn(move || {
+            Client::connect(
+                addr,
+                ClientConfig {
+                    place: "lobby".into(),
+                    ..ClientConfig::default()
+                },
+            )
+        })
+    };
+    let Frame::PlayerJoin { player, .. } = next_frame(&mut link) else {
+        panic!("expected a join")
+    };
+    let mut accept = BytesMut::new();
+    Frame::PlayerAccept {
+        player,
+        user_id: 7,
+        name: "alice".into(),
+    }
+    .encode(&mut accept);
+    let mut writer = stalled.try_clone().unwrap();
+    writer.write_all(&accept).unwrap();
+    let alice = joining.join().unwrap().expect("the player got in");
+
+    // The player's events pile up at the relay for the host that does not read: past 1 MiB
+    // (beyond what the kernel buffers hold) the relay cuts the host.
+    let big = tuple![Value::buffer(vec![3u8; 64 * 1024])];
+    for _ in 0..400 {
+        alice.fire_server("Flood", &big).unwrap();
+    }
+    wait_until("the stalled host is cut", || {
+        matches!(
+            alice.invoke_server("Echo", &[], Some(Duration::from_millis(500))),
+            Err(Error::Disconnected(why)) if why.contains("no game server")
+        )
+    });
+    // The player stays connected, waiting for a host, and its calls fail fast meanwhile.
+    assert!(alice.is_connected());
+    drop(stalled);
+}

@@ -42,6 +42,12 @@ pub struct RelayArgs {
     /// Calls a player may have unanswered at once [default: 64].
     #[arg(long)]
     max_inflight_per_player: Option<u32>,
+    /// Bytes queued for one player before it is cut as not reading [default: 8 MiB].
+    #[arg(long)]
+    max_output_buffer: Option<usize>,
+    /// Bytes queued for one host before it is cut as not reading [default: 256 MiB].
+    #[arg(long)]
+    max_host_output_buffer: Option<usize>,
     /// Seconds allowed for a handshake [default: 10].
     #[arg(long)]
     handshake_timeout: Option<f64>,
@@ -90,6 +96,12 @@ fn config(args: RelayArgs) -> Result<RelayConfig, Box<dyn std::error::Error>> {
     }
     if let Some(v) = args.max_inflight_per_player {
         c.max_inflight_per_player = v;
+    }
+    if let Some(v) = args.max_output_buffer {
+        c.max_output_buffer = v;
+    }
+    if let Some(v) = args.max_host_output_buffer {
+        c.max_host_output_buffer = v;
     }
     if let Some(v) = args.handshake_timeout {
         c.handshake_timeout = secs(v)?;

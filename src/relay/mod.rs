@@ -55,6 +55,10 @@ pub struct RelayConfig {
     pub max_inflight_per_player: u32,
     /// Bytes queued for one player before it is cut as not reading. Default: 8 MiB.
     pub max_output_buffer: usize,
+    /// Bytes queued for one host before it is cut as not reading (its players' calls then
+    /// fail as when a host goes away), so a stalled game server cannot grow the relay's memory
+    /// without bound. Default: 256 MiB.
+    pub max_host_output_buffer: usize,
     /// Time allowed to complete a handshake. Default: 10 s.
     #[serde(with = "secs")]
     pub handshake_timeout: Duration,
@@ -77,6 +81,7 @@ impl Default for RelayConfig {
             rate_burst: 10_000,
             max_inflight_per_player: 64,
             max_output_buffer: 8 * 1024 * 1024,
+            max_host_output_buffer: 256 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
         }

@@ -842,8 +842,11 @@ impl Service {
         if peer.closing.is_some() {
             return;
         }
-        let limit = self.config.max_output_buffer;
-        if peer.out.len() + bytes.len() > limit && matches!(peer.role, PeerRole::Player(_)) {
+        let limit = match peer.role {
+            PeerRole::Player(_) => self.config.max_output_buffer,
+            PeerRole::Host(_) => self.config.max_host_output_buffer,
+        };
+        if peer.out.len() + bytes.len() > limit {
             let why = format!("output buffer over {limit} bytes: the peer is not reading");
             return self.close(key, GoodbyeCode::Limit, &why, "limit");
         }
