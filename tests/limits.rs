@@ -271,3 +271,55 @@ fn a_caller_that_never_reads_its_answers_gets_no_more_served_and_is_cut_after_th
     assert_eq!(code, GoodbyeCode::Limit);
     assert!(reason.contains("not reading"), "{reason}");
 }
+
+#[test]
+fn a_client_keeps_reading_its_server_while_its_own_output_is_backed_up() {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    // A server by hand that welcomes the client, then never reads from it again but sends it
+    // events. The client's own output backs up far past 256 KiB (the point at which a *server*
+    // stops reading a player); a client must keep reading its server regardless, or two peers
+    // that both did so would each wait for the other forever.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut hello = [0u8; 6];
+        socket.read_exact(&mut hello).unwrap(); // the preface; the HELLO follows unread
+        let mut out = BytesMut::new();
+        Frame::Welcome {
+            player: 1,
+            max_frame: 1 << 20,
+        }
+        .encode(&mut out);
+        socket.write_all(&out).unwrap();
+        socket
+    });
+    let client = Client::connect(addr, ClientConfig::default()).unwrap();
+    let mut socket = server.join().unwrap();
+    let heard = Arc::new(AtomicU64::new(0));
+    {
+        let heard = heard.clone();
+        client
+            .bind_event("Tick", move |_, _| {
+                heard.fetch_add(1, Ordering::Relaxed);
+            })
+            .unwrap();
+    }
+    let big = tuple![Value::buffer(vec![1u8; 256 * 1024])];
+    for _ in 0..64 {
+        client.fire_server("Big", &big).unwrap();
+    }
+    // 16 MiB queued toward a server that reads nothing: the kernel holds a few, the client
+    // the rest. The server's events must still get through.
+    let mut tick = BytesMut::new();
+    proto::encode_event(&mut tick, "Tick", &[], 64).unwrap();
+    for _ in 0..100 {
+        socket.write_all(&tick).unwrap();
+    }
+    wait_until("the client heard every event", || {
+        heard.load(Ordering::Relaxed) == 100
+    });
+    assert!(client.is_connected());
+}

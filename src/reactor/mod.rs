@@ -738,7 +738,12 @@ impl Reactor {
             if conn.closing {
                 return self.discard_input(key);
             }
-            if conn.out.len() > PAUSE_READING_ABOVE && matches!(conn.kind, ConnKind::Direct) {
+            // Servers only: a client always reads its server (answers free its call slots), so
+            // the two sides can never both wait for the other to read.
+            if conn.out.len() > PAUSE_READING_ABOVE
+                && matches!(conn.kind, ConnKind::Direct)
+                && self.ep.side == Side::Server
+            {
                 conn.reading_paused = true;
                 return;
             }
