@@ -12,6 +12,7 @@
 //! endpoint's command channel and a [`mio::Waker`].
 
 mod link;
+pub(crate) mod socket;
 
 pub(crate) use link::{connect_link, LinkSpec, LINK_OVERHEAD};
 
@@ -25,8 +26,9 @@ use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
+use socket::{read_step, write_step, Step};
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -649,14 +651,14 @@ impl Reactor {
             return;
         };
         while !conn.out.is_empty() {
-            match socket.write(&conn.out) {
-                Ok(0) => {
+            match write_step(socket, &conn.out) {
+                Step::End => {
                     return self.remove(
                         key,
                         Error::Disconnected("connection closed while writing".into()),
                     )
                 }
-                Ok(n) => {
+                Step::Moved { n, .. } => {
                     bump(&self.ep.counters.bytes_out, n as u64);
                     conn.out_partial = partial_after_write(&conn.out, conn.out_partial, n);
                     let _ = conn.out.split_to(n);
@@ -667,11 +669,8 @@ impl Reactor {
                         self.read_again.push(key);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return self.remove(key, Error::Disconnected(format!("write failed: {e}")))
-                }
+                Step::Blocked => return,
+                Step::Failed(why) => return self.remove(key, Error::Disconnected(why)),
             }
         }
         if conn.out.capacity() > 64 * 1024 {
@@ -704,13 +703,13 @@ impl Reactor {
             if conn.closing_read_budget == 0 {
                 return;
             }
-            match socket.read(&mut self.scratch[..conn.closing_read_budget.min(READ_CHUNK)]) {
-                Ok(n) if n > 0 => conn.closing_read_budget -= n,
+            let budget = conn.closing_read_budget.min(READ_CHUNK);
+            match read_step(socket, &mut self.scratch[..budget], false) {
+                Step::Moved { n, .. } => conn.closing_read_budget -= n,
                 // Half-closed: the goodbye may still be read; `flush` comes back here.
-                Ok(0) if !conn.out.is_empty() => return,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                _ => return self.finish_close(key, "connection closed"),
+                Step::End if !conn.out.is_empty() => return,
+                Step::Blocked => return,
+                Step::End | Step::Failed(_) => return self.finish_close(key, "connection closed"),
             }
         }
         // More is waiting: the others get their turn first.
@@ -753,35 +752,29 @@ impl Reactor {
             let Some(socket) = conn.socket.as_mut() else {
                 return;
             };
-            match socket.read(&mut self.scratch) {
-                Ok(0) => {
+            match read_step(socket, &mut self.scratch, peer_closed) {
+                Step::End => {
                     return self.close(
                         key,
                         CloseReason::peer_gone("the peer closed the connection"),
                     );
                 }
-                Ok(n) => {
+                Step::Moved { n, more } => {
                     bump(&self.ep.counters.bytes_in, n as u64);
                     conn.last_heard = self.now;
                     conn.pinged = false;
                     conn.proto.handle_bytes(&self.scratch[..n]);
                     self.process(key);
-                    if n < self.scratch.len() && !peer_closed {
-                        // A short read drained the socket: mio is edge-triggered, and the next
-                        // arrival raises a new event, so the read that would say WouldBlock
-                        // is a syscall saved per wake-up.
+                    if !more {
                         drained = true;
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Step::Blocked => {
                     drained = true;
                     break;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return self.close(key, CloseReason::peer_gone(format!("read failed: {e}")))
-                }
+                Step::Failed(why) => return self.close(key, CloseReason::peer_gone(why)),
             }
         }
         if !drained && self.conns.contains(key) {

@@ -6,6 +6,7 @@ use super::metrics::Metrics;
 use super::routes::{Direction, Route, Routes};
 use super::RelayConfig;
 use crate::proto::{self, Connection, ErrorKind, Frame, GoodbyeCode, Role};
+use crate::reactor::socket::{read_step, write_step, Step};
 use crate::reactor::{TokenBucket, LINK_OVERHEAD};
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::Receiver;
@@ -13,7 +14,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -322,21 +323,20 @@ impl Service {
             if peer.closing.is_some() {
                 return;
             }
-            match peer.socket.read(&mut self.scratch) {
-                Ok(0) => return self.remove(key, "the peer closed the connection"),
-                Ok(n) => {
+            match read_step(&mut peer.socket, &mut self.scratch, peer_closed) {
+                Step::End => return self.remove(key, "the peer closed the connection"),
+                Step::Moved { n, more } => {
                     self.metrics.bytes_in.inc_by(n as u64);
                     peer.last_heard = self.now;
                     peer.pinged = false;
                     peer.proto.handle_bytes(&self.scratch[..n]);
                     self.process(key);
-                    if n < self.scratch.len() && !peer_closed {
+                    if !more {
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.remove(key, &format!("read failed: {e}")),
+                Step::Blocked => break,
+                Step::Failed(why) => return self.remove(key, &why),
             }
         }
         if let Some(peer) = self.peers.get_mut(key) {
@@ -872,19 +872,18 @@ impl Service {
             peer.queued_for_flush = false;
             let mut failed = None;
             while !peer.out.is_empty() {
-                match peer.socket.write(&peer.out) {
-                    Ok(0) => {
+                match write_step(&mut peer.socket, &peer.out) {
+                    Step::End => {
                         failed = Some("connection closed while writing".to_owned());
                         break;
                     }
-                    Ok(n) => {
+                    Step::Moved { n, .. } => {
                         self.metrics.bytes_out.inc_by(n as u64);
                         let _ = peer.out.split_to(n);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        failed = Some(format!("write failed: {e}"));
+                    Step::Blocked => break,
+                    Step::Failed(why) => {
+                        failed = Some(why);
                         break;
                     }
                 }
