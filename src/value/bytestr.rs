@@ -42,15 +42,6 @@ impl ByteStr {
         Self::inline(bytes).unwrap_or_else(|| ByteStr(Repr::Shared(Bytes::copy_from_slice(bytes))))
     }
 
-    /// `buf[span]`: copied inline when short, otherwise a view sharing `buf`'s storage.
-    ///
-    /// # Panics
-    /// When `span` is out of `buf`'s bounds.
-    #[inline]
-    pub fn slice_of(buf: &Bytes, span: Range<usize>) -> ByteStr {
-        Self::inline(&buf[span.clone()]).unwrap_or_else(|| ByteStr(Repr::Shared(buf.slice(span))))
-    }
-
     /// Turns this empty string into `buf[span]` where it lies, so a decoder writing into a
     /// vector slot never builds the string elsewhere and moves it (the move's wide reloads of
     /// freshly written bytes defeat store forwarding, measured as the largest decode cost).
@@ -271,13 +262,18 @@ mod tests {
         let longer = ByteStr::from(vec![b'a'; INLINE_CAPACITY + 1]);
         assert!(longer.is_shared());
 
-        let frame = Bytes::from(vec![7u8; 100]);
-        let view = ByteStr::slice_of(&frame, 10..60);
+        let frame = Bytes::from((0..100).collect::<Vec<u8>>());
+        let mut view = ByteStr::new();
+        view.fill_from(&frame, 10..60);
         assert!(view.is_shared());
         assert_eq!(view.as_ptr(), frame[10..].as_ptr());
-        let short = ByteStr::slice_of(&frame, 10..20);
-        assert!(!short.is_shared());
-        assert_eq!(&*short, &frame[10..20]);
+        // Short: copied, whether the input extends past it (one fixed block) or ends with it.
+        for span in [10..20, 90..100] {
+            let mut short = ByteStr::new();
+            short.fill_from(&frame, span.clone());
+            assert!(!short.is_shared());
+            assert_eq!(&*short, &frame[span]);
+        }
     }
 
     #[test]
