@@ -45,17 +45,6 @@ fn frame(f: Frame) -> BytesMut {
     out
 }
 
-/// The goodbye the server sends before closing, if any.
-fn goodbye(p: &mut RawPlayer) -> Option<(GoodbyeCode, String)> {
-    let mut last = None;
-    while let Some(f) = p.next_frame() {
-        if let Frame::Goodbye { code, reason } = f {
-            last = Some((code, reason));
-        }
-    }
-    last
-}
-
 #[test]
 fn a_hostile_crowd_cannot_hurt_a_well_behaved_player() {
     let config = ServerConfig {
@@ -106,10 +95,12 @@ fn a_hostile_crowd_cannot_hurt_a_well_behaved_player() {
     for seed in 1..=20u64 {
         let mut p = RawPlayer::connect(addr);
         p.send(&noise(seed, 512));
-        let _ = goodbye(&mut p); // refused or closed: either way, gone
+        let _ = p.goodbye(); // refused or closed: either way, gone
         let (mut p, _) = RawPlayer::handshake(addr);
         p.send(&noise(seed + 1000, 512));
-        let (code, _) = goodbye(&mut p).expect("garbage after the handshake gets a goodbye");
+        let (code, _) = p
+            .goodbye()
+            .expect("garbage after the handshake gets a goodbye");
         assert_eq!(code, GoodbyeCode::ProtocolError);
     }
 
@@ -156,7 +147,7 @@ fn a_hostile_crowd_cannot_hurt_a_well_behaved_player() {
     for (what, bytes, reason_has) in cases {
         let (mut p, _) = RawPlayer::handshake(addr);
         p.send(&bytes);
-        let (code, reason) = goodbye(&mut p).unwrap_or_else(|| panic!("{what}: no goodbye"));
+        let (code, reason) = p.goodbye().unwrap_or_else(|| panic!("{what}: no goodbye"));
         assert_eq!(code, GoodbyeCode::ProtocolError, "{what}: {reason}");
         assert!(reason.contains(reason_has), "{what}: {reason}");
     }
@@ -168,7 +159,7 @@ fn a_hostile_crowd_cannot_hurt_a_well_behaved_player() {
         .socket
         .shutdown(std::net::Shutdown::Write)
         .unwrap();
-    assert_eq!(goodbye(&mut truncated), None);
+    assert_eq!(truncated.goodbye(), None);
 
     // Forged replies: while the server waits on a call to the well-behaved player, another
     // player answers every id it can guess (slots 0..64, generations 1..4). None may land.
@@ -211,7 +202,7 @@ fn a_hostile_crowd_cannot_hurt_a_well_behaved_player() {
         burst.extend_from_slice(&spam);
     }
     flooder.send(&burst);
-    let (code, reason) = goodbye(&mut flooder).expect("the flooder gets a goodbye");
+    let (code, reason) = flooder.goodbye().expect("the flooder gets a goodbye");
     assert_eq!(code, GoodbyeCode::Limit);
     assert!(reason.contains("rate limit"), "{reason}");
 

@@ -12,17 +12,6 @@ use remotefn::*;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-/// Reads frames until the server closes; returns the goodbye it sent, if any.
-fn goodbye_of(p: &mut RawPlayer) -> Option<(GoodbyeCode, String)> {
-    let mut goodbye = None;
-    while let Some(frame) = p.next_frame() {
-        if let Frame::Goodbye { code, reason } = frame {
-            goodbye = Some((code, reason));
-        }
-    }
-    goodbye
-}
-
 #[test]
 fn a_stalled_handshake_is_closed_with_a_timeout() {
     let config = ServerConfig {
@@ -37,7 +26,7 @@ fn a_stalled_handshake_is_closed_with_a_timeout() {
     let mut partial = RawPlayer::connect(addr);
     partial.send(b"RM");
     for p in [&mut silent, &mut partial] {
-        let (code, reason) = goodbye_of(p).expect("a goodbye");
+        let (code, reason) = p.goodbye().expect("a goodbye");
         assert_eq!(code, GoodbyeCode::Timeout);
         assert!(reason.contains("handshake"), "{reason}");
     }
@@ -65,7 +54,7 @@ fn heartbeats_keep_a_quiet_player_and_cut_a_silent_one() {
     let quiet = connect(addr);
     // A raw player that handshakes and then never sends a byte, pongs included.
     let (mut silent, _) = RawPlayer::handshake(addr);
-    let (code, reason) = goodbye_of(&mut silent).expect("a goodbye");
+    let (code, reason) = silent.goodbye().expect("a goodbye");
     assert_eq!(code, GoodbyeCode::Timeout);
     assert!(reason.contains("nothing heard"), "{reason}");
     std::thread::sleep(Duration::from_millis(700));
@@ -130,7 +119,7 @@ fn a_flood_past_the_rate_limit_disconnects_only_the_flooder() {
         .encode(&mut burst);
     }
     flooder.send(&burst);
-    let (code, reason) = goodbye_of(&mut flooder).expect("a goodbye");
+    let (code, reason) = flooder.goodbye().expect("a goodbye");
     assert_eq!(code, GoodbyeCode::Limit);
     assert!(reason.contains("rate limit"), "{reason}");
     assert_eq!(server.stats().disconnects_limit, 1);
@@ -162,7 +151,7 @@ fn too_many_calls_in_flight_disconnects_the_player() {
         .encode(&mut calls);
     }
     greedy.send(&calls);
-    let (code, reason) = goodbye_of(&mut greedy).expect("a goodbye");
+    let (code, reason) = greedy.goodbye().expect("a goodbye");
     assert_eq!(code, GoodbyeCode::Limit);
     assert!(reason.contains("in flight"), "{reason}");
 
@@ -267,7 +256,7 @@ fn a_caller_that_never_reads_its_answers_gets_no_more_served_and_is_cut_after_th
     });
     let stats = server.stats();
     assert!(stats.disconnects_limit >= 1, "{stats:?}");
-    let (code, reason) = goodbye_of(&mut deaf).expect("a goodbye");
+    let (code, reason) = deaf.goodbye().expect("a goodbye");
     assert_eq!(code, GoodbyeCode::Limit);
     assert!(reason.contains("not reading"), "{reason}");
 }

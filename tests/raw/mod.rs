@@ -46,6 +46,17 @@ impl RawPlayer {
         self.socket.write_all(bytes).unwrap();
     }
 
+    /// Reads frames until the server closes the connection; the goodbye it sent, if any.
+    pub fn goodbye(&mut self) -> Option<(proto::GoodbyeCode, String)> {
+        let mut goodbye = None;
+        while let Some(frame) = self.next_frame() {
+            if let Frame::Goodbye { code, reason } = frame {
+                goodbye = Some((code, reason));
+            }
+        }
+        goodbye
+    }
+
     /// The next frame, or None once the server closed the connection.
     pub fn next_frame(&mut self) -> Option<Frame> {
         let mut buf = [0u8; 4096];
