@@ -3,8 +3,8 @@
 use super::server::{borrow_args, pump, rf_call_id, rf_player_id, take_results};
 use super::tuple::rf_tuple;
 use super::{
-    boundary, byte_slice, c_str, handle, invalid, out_ptr, rf_dispatch, rf_status, run, to_timeout,
-    with_mut, HandlePtr, UserData,
+    boundary, byte_slice, c_str, handle, invalid, out_ptr, positive_millis, rf_dispatch, rf_status,
+    run, to_timeout, with_mut, HandlePtr, UserData,
 };
 use crate::client::{Client, ClientConfig};
 use crate::error::Error;
@@ -137,10 +137,7 @@ pub unsafe extern "C" fn rf_client_config_set_connect_timeout(
         // SAFETY: forwarded caller contract.
         unsafe {
             with_config(c, |c| {
-                if ms == 0 {
-                    return Err(invalid("connect timeout must be at least 1 ms"));
-                }
-                c.connect_timeout = Duration::from_millis(u64::from(ms));
+                c.connect_timeout = positive_millis(ms, "connect timeout")?;
                 Ok(())
             })
         }

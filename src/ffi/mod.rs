@@ -282,6 +282,11 @@ pub(crate) fn to_timeout(ms: u32) -> Option<std::time::Duration> {
     (ms > 0).then(|| std::time::Duration::from_millis(u64::from(ms)))
 }
 
+/// A required duration in milliseconds: 0 is refused, naming `what`.
+pub(crate) fn positive_millis(ms: u32, what: &str) -> Result<std::time::Duration, Error> {
+    to_timeout(ms).ok_or_else(|| invalid(format!("{what} must be at least 1 ms")))
+}
+
 /// The message describing the last non-OK status returned on this thread (for
 /// `RF_ERR_REMOTE`, the callee's error message). Never NULL: an empty string when there is
 /// none. Valid until the next `rf_` call on this thread. Thread-safe (the text is per thread).

@@ -2,8 +2,8 @@
 
 use super::tuple::rf_tuple;
 use super::{
-    boundary, c_str, handle, invalid, out_ptr, rf_dispatch, rf_status, run, to_timeout, with_mut,
-    HandlePtr, UserData,
+    boundary, c_str, handle, invalid, out_ptr, positive_millis, rf_dispatch, rf_status, run,
+    to_timeout, with_mut, HandlePtr, UserData,
 };
 use crate::endpoint::Identity;
 use crate::error::Error;
@@ -215,10 +215,7 @@ pub unsafe extern "C" fn rf_server_config_set_handshake_timeout(
         // SAFETY: forwarded caller contract.
         unsafe {
             with_config(c, |c| {
-                if ms == 0 {
-                    return Err(invalid("handshake timeout must be at least 1 ms"));
-                }
-                c.handshake_timeout = Duration::from_millis(u64::from(ms));
+                c.handshake_timeout = positive_millis(ms, "handshake timeout")?;
                 Ok(())
             })
         }
