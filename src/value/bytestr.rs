@@ -65,20 +65,36 @@ impl ByteStr {
         }
     }
 
-    /// Appends the bytes to `out`.
+    /// Appends the wire form of the string to `out`: `tag` when given, the length as a varint,
+    /// then the bytes.
     #[inline(always)]
-    pub(crate) fn put_into(&self, out: &mut BytesMut) {
+    pub(crate) fn put_into(&self, out: &mut BytesMut, tag: Option<u8>) {
         match &self.0 {
             Repr::Inline { len, data } => {
-                // As in `fill_from`: one fixed-size copy of the whole inline block, of which
-                // only `len` bytes are kept.
-                out.reserve(INLINE_CAPACITY);
-                out.chunk_mut()[..INLINE_CAPACITY].copy_from_slice(data);
-                // SAFETY: the copy above initialised INLINE_CAPACITY >= len bytes of spare
-                // capacity.
-                unsafe { out.advance_mut(usize::from(*len)) };
+                // One capacity check, one fixed-size copy of the whole inline block (of which
+                // only `len` bytes are kept) and one length update: the length of an inline
+                // string is a one-byte varint. Written straight into the output, not assembled
+                // on the stack first: reloading a block of narrow stores with wide loads stalls.
+                const MAX: usize = 2 + INLINE_CAPACITY;
+                let at = usize::from(tag.is_some());
+                out.reserve(MAX);
+                let dst = &mut out.chunk_mut()[..MAX];
+                if let Some(tag) = tag {
+                    dst.write_byte(0, tag);
+                }
+                dst.write_byte(at, *len);
+                dst[at + 1..at + 1 + INLINE_CAPACITY].copy_from_slice(data);
+                // SAFETY: the writes above initialised the first `at + 1 + INLINE_CAPACITY`
+                // bytes of spare capacity, and `len <= INLINE_CAPACITY`.
+                unsafe { out.advance_mut(at + 1 + usize::from(*len)) };
             }
-            Repr::Shared(bytes) => out.extend_from_slice(bytes),
+            Repr::Shared(bytes) => {
+                if let Some(tag) = tag {
+                    out.put_u8(tag);
+                }
+                super::codec::put_varint(out, bytes.len() as u64);
+                out.extend_from_slice(bytes);
+            }
         }
     }
 

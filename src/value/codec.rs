@@ -102,12 +102,36 @@ pub fn encode_tuple_to_bytes(values: &[Value], max_depth: usize) -> Result<Bytes
     Ok(out.freeze())
 }
 
-fn put_floats(out: &mut BytesMut, floats: &[f64]) {
-    for f in floats {
-        out.put_f64_le(*f);
+/// Appends `tag` and the little-endian `words` as one block of `N` bytes: one capacity check
+/// and one length update rather than one per field.
+#[inline(always)]
+fn put_tagged_words<const N: usize>(out: &mut BytesMut, tag: u8, words: &[u64]) {
+    assert_eq!(N, 1 + 8 * words.len());
+    out.reserve(N);
+    let dst = &mut out.chunk_mut()[..N];
+    dst.write_byte(0, tag);
+    for (i, word) in words.iter().enumerate() {
+        dst[1 + 8 * i..9 + 8 * i].copy_from_slice(&word.to_le_bytes());
     }
+    // SAFETY: the writes above initialised all `N` bytes of spare capacity (the assertion,
+    // folded away at compile time, checks the words fill the block).
+    unsafe { out.advance_mut(N) };
 }
 
+/// As [`put_tagged_words`], for doubles (their IEEE 754 bits, NaN payloads included).
+#[inline(always)]
+fn put_tagged_floats<const N: usize, const K: usize>(
+    out: &mut BytesMut,
+    tag: u8,
+    floats: [f64; K],
+) {
+    put_tagged_words::<N>(out, tag, &floats.map(f64::to_bits));
+}
+
+/// Encodes one value. Scalars are written here, inlined into the loop over a tuple or table;
+/// tables go to the out-of-line [`encode_table`], so the common path keeps a small frame and no
+/// recursion.
+#[inline(always)]
 fn encode_value(
     v: &Value,
     depth: usize,
@@ -118,64 +142,57 @@ fn encode_value(
         Value::Nil => out.put_u8(tag::NIL),
         Value::Boolean(false) => out.put_u8(tag::FALSE),
         Value::Boolean(true) => out.put_u8(tag::TRUE),
-        Value::Number(n) => {
-            out.put_u8(tag::NUMBER);
-            out.put_f64_le(*n);
-        }
-        Value::String(s) => put_bytes(out, tag::STRING, s),
-        Value::Buffer(b) => put_bytes(out, tag::BUFFER, b),
-        Value::Vector2(v) => {
-            out.put_u8(tag::VECTOR2);
-            put_floats(out, &[v.x, v.y]);
-        }
-        Value::Vector3(v) => {
-            out.put_u8(tag::VECTOR3);
-            put_floats(out, &[v.x, v.y, v.z]);
-        }
+        Value::Number(n) => put_tagged_floats::<9, 1>(out, tag::NUMBER, [*n]),
+        Value::String(s) => s.put_into(out, Some(tag::STRING)),
+        Value::Buffer(b) => b.put_into(out, Some(tag::BUFFER)),
+        Value::Vector2(v) => put_tagged_floats::<17, 2>(out, tag::VECTOR2, [v.x, v.y]),
+        Value::Vector3(v) => put_tagged_floats::<25, 3>(out, tag::VECTOR3, [v.x, v.y, v.z]),
         Value::CFrame(c) => {
-            out.put_u8(tag::CFRAME);
-            put_floats(out, &c.position);
-            put_floats(out, &c.rotation);
+            let mut floats = [0.0; 12];
+            floats[..3].copy_from_slice(&c.position);
+            floats[3..].copy_from_slice(&c.rotation);
+            put_tagged_floats::<97, 12>(out, tag::CFRAME, floats)
         }
-        Value::Color3(c) => {
-            out.put_u8(tag::COLOR3);
-            put_floats(out, &[c.r, c.g, c.b]);
-        }
-        Value::Instance(r) => {
-            out.put_u8(tag::INSTANCE);
-            out.put_u64_le(r.0);
-        }
-        Value::Array(items) => {
+        Value::Color3(c) => put_tagged_floats::<25, 3>(out, tag::COLOR3, [c.r, c.g, c.b]),
+        Value::Instance(r) => put_tagged_words::<9>(out, tag::INSTANCE, &[r.0]),
+        Value::Array(_) | Value::Dictionary(_) => {
             if depth >= max_depth {
                 return Err(ValueError::TooDeep { limit: max_depth });
             }
-            out.put_u8(tag::ARRAY);
-            put_varint(out, items.len() as u64);
-            for item in items {
-                encode_value(item, depth + 1, max_depth, out)?;
-            }
-        }
-        Value::Dictionary(entries) => {
-            if depth >= max_depth {
-                return Err(ValueError::TooDeep { limit: max_depth });
-            }
-            check_unique_keys(entries)?;
-            out.put_u8(tag::DICTIONARY);
-            put_varint(out, entries.len() as u64);
-            for (key, value) in entries {
-                put_varint(out, key.len() as u64);
-                key.put_into(out);
-                encode_value(value, depth + 1, max_depth, out)?;
-            }
+            encode_table(v, depth + 1, max_depth, out)?
         }
     }
     Ok(())
 }
 
-fn put_bytes(out: &mut BytesMut, tag: u8, bytes: &ByteStr) {
-    out.put_u8(tag);
-    put_varint(out, bytes.len() as u64);
-    bytes.put_into(out);
+/// Encodes a table whose items are at `item_depth`, already checked against `max_depth`.
+#[inline(never)]
+fn encode_table(
+    table: &Value,
+    item_depth: usize,
+    max_depth: usize,
+    out: &mut BytesMut,
+) -> Result<(), ValueError> {
+    match table {
+        Value::Array(items) => {
+            out.put_u8(tag::ARRAY);
+            put_varint(out, items.len() as u64);
+            for item in items {
+                encode_value(item, item_depth, max_depth, out)?;
+            }
+        }
+        Value::Dictionary(entries) => {
+            check_unique_keys(entries)?;
+            out.put_u8(tag::DICTIONARY);
+            put_varint(out, entries.len() as u64);
+            for (key, value) in entries {
+                key.put_into(out, None);
+                encode_value(value, item_depth, max_depth, out)?;
+            }
+        }
+        _ => unreachable!("encode_value writes scalars itself"),
+    }
+    Ok(())
 }
 
 /// Dictionaries are Luau tables, so a key appears once. Small tables (the common case) are
@@ -276,10 +293,12 @@ impl<'a> Reader<'a> {
         Ok(f64::from_bits(self.u64()?))
     }
 
+    /// `N` doubles, bounds-checked once.
     fn floats<const N: usize>(&mut self) -> Result<[f64; N], ValueError> {
+        let bytes = self.take(8 * N)?;
         let mut out = [0.0; N];
-        for f in &mut out {
-            *f = self.f64()?;
+        for (f, chunk) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+            *f = f64::from_le_bytes(chunk.try_into().expect("8 bytes"));
         }
         Ok(out)
     }
@@ -395,8 +414,12 @@ impl Sink for Entries<'_> {
     }
 }
 
-/// Decodes one value into `out`. Every fallible read happens before the value is written, so
-/// the sink only ever receives whole values.
+/// Decodes one value into `out`. A scalar is read whole before it is written; a table is
+/// written first and filled in place, so on an error `out` may end with a partial table, which
+/// the caller drops with everything else it decoded.
+///
+/// As in encoding, scalars are decoded inline and tables out of line ([`decode_table_into`]).
+#[inline(always)]
 fn decode_value_into<S: Sink>(
     r: &mut Reader<'_>,
     depth: usize,
@@ -451,37 +474,60 @@ fn decode_value_into<S: Sink>(
             let id = r.u64()?;
             out.put_with(r, || Value::Instance(InstanceRef(id)))
         }
-        tag::ARRAY => {
+        tag::ARRAY | tag::DICTIONARY => {
             if depth >= max_depth {
                 return Err(ValueError::TooDeep { limit: max_depth });
             }
+            decode_table_into(t, r, depth + 1, max_depth, out)?
+        }
+        other => return Err(ValueError::UnknownTag(other)),
+    }
+    Ok(())
+}
+
+/// Decodes the table whose tag `t` was just read into `out`; its items are at `item_depth`,
+/// already checked against `max_depth`.
+#[inline(never)]
+fn decode_table_into<S: Sink>(
+    t: u8,
+    r: &mut Reader<'_>,
+    item_depth: usize,
+    max_depth: usize,
+    out: &mut S,
+) -> Result<(), ValueError> {
+    match t {
+        tag::ARRAY => {
             let count = r.length(1)?;
-            let mut items = Vec::with_capacity(count);
+            // The table goes into its slot before its items are decoded into it, for the same
+            // reason values are written in place (see `Sink`). Should an item fail, the partly
+            // filled table is dropped with the rest of the tuple.
+            out.put_with(r, || Value::Array(Vec::with_capacity(count)));
+            let Value::Array(items) = out.last() else {
+                unreachable!("an array was just written")
+            };
             for _ in 0..count {
-                decode_value_into(r, depth + 1, max_depth, &mut items)?;
+                decode_value_into(r, item_depth, max_depth, items)?;
             }
-            out.put_with(r, || Value::Array(items))
         }
         tag::DICTIONARY => {
-            if depth >= max_depth {
-                return Err(ValueError::TooDeep { limit: max_depth });
-            }
             // Each entry takes at least a key length byte and a value tag.
             let count = r.length(2)?;
-            let mut entries = Vec::with_capacity(count);
+            out.put_with(r, || Value::Dictionary(Vec::with_capacity(count)));
+            let Value::Dictionary(entries) = out.last() else {
+                unreachable!("a dictionary was just written")
+            };
             for _ in 0..count {
                 let key_len = r.length(1)?;
                 let key = r.span(key_len)?;
                 let mut sink = Entries {
-                    entries: &mut entries,
+                    entries: &mut *entries,
                     key,
                 };
-                decode_value_into(r, depth + 1, max_depth, &mut sink)?;
+                decode_value_into(r, item_depth, max_depth, &mut sink)?;
             }
-            check_unique_keys(&entries)?;
-            out.put_with(r, || Value::Dictionary(entries))
+            check_unique_keys(entries)?;
         }
-        other => return Err(ValueError::UnknownTag(other)),
+        _ => unreachable!("decode_value_into decodes scalars itself"),
     }
     Ok(())
 }
