@@ -27,7 +27,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use socket::{read_step, write_step, Step};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -43,11 +43,12 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long a connection may linger while its goodbye or refusal is written and the peer
 /// closes its side.
 const CLOSING_GRACE: Duration = Duration::from_secs(2);
-/// Connections accepted per loop turn, and connections closed by a timer per turn: bursts
-/// (a thousand handshakes timing out together, a reconnect storm) are spread over turns so the
-/// frames of live players are served in between.
-const ACCEPTS_PER_TURN: usize = 64;
-const TIMER_CLOSES_PER_TURN: usize = 64;
+/// Time a loop turn may spend on connection housekeeping (accepting, handshakes, refusals,
+/// timeouts, goodbyes and closes) once its players are served; the rest waits for the next
+/// turn. Each of those costs a few syscalls, so a burst (a thousand handshakes timing out
+/// together, a reconnect storm) would otherwise hold the loop for milliseconds while the frames
+/// of live players wait.
+const HOUSEKEEPING_PER_TURN: Duration = Duration::from_micros(100);
 /// Jobs gathered before they are handed to the pool, at most (the rest of a turn's jobs follow
 /// at its end): enough to cover a worker's wake-up, few enough that the first waits little.
 const SUBMIT_BATCH: usize = 32;
@@ -189,13 +190,25 @@ pub(crate) struct Reactor {
     relayed: HashMap<u64, usize>,
     /// Connections that still had data to read when their turn ended.
     read_again: Vec<usize>,
+    /// Readiness of connections that are not (or no longer) players, by key and id, handled
+    /// after the players within the housekeeping budget.
+    backlog: VecDeque<Pending>,
     /// The listener had more connections waiting when its turn ended.
     accept_again: bool,
     /// Jobs for the pool from this turn, handed over together: under load one wake-up of a
     /// parked worker then covers many jobs rather than one.
     jobs: Vec<Job>,
     /// Connections a timer expired, by key and id, waiting for their turn to be closed.
-    timed_out: std::collections::VecDeque<(usize, u64, GoodbyeCode, String)>,
+    timed_out: VecDeque<(usize, u64, GoodbyeCode, String)>,
+}
+
+/// Readiness reported for a connection that waits for housekeeping.
+struct Pending {
+    key: usize,
+    id: u64,
+    readable: bool,
+    peer_closed: bool,
+    writable: bool,
 }
 
 impl Reactor {
@@ -257,9 +270,10 @@ impl Reactor {
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             relayed: HashMap::new(),
             read_again: Vec::new(),
+            backlog: VecDeque::new(),
             accept_again: false,
             jobs: Vec::with_capacity(SUBMIT_BATCH),
-            timed_out: std::collections::VecDeque::new(),
+            timed_out: VecDeque::new(),
         })
     }
 
@@ -340,12 +354,7 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = match self.shutdown_deadline {
-                _ if !self.read_again.is_empty()
-                    || self.accept_again
-                    || !self.timed_out.is_empty() =>
-                {
-                    Duration::ZERO
-                }
+                _ if !self.read_again.is_empty() || self.housekeeping_left() => Duration::ZERO,
                 Some(_) => Duration::from_millis(10),
                 None => self.next_tick.saturating_duration_since(Instant::now()),
             };
@@ -360,33 +369,37 @@ impl Reactor {
                 return;
             }
             self.now = Instant::now();
+            // Players first: their frames, the answers the workers sent back, their output.
             for key in std::mem::take(&mut self.read_again) {
-                self.read(key, false);
+                self.ready(key, true, false, false);
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_all(),
+                    LISTENER => self.accept_again = true,
                     WAKER => self.drain_commands(),
-                    Token(key) => {
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(key, event.is_read_closed() || event.is_error());
-                        }
-                        if event.is_writable() {
-                            self.queue_flush(key);
-                        }
-                    }
+                    Token(key) => self.ready(
+                        key,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_read_closed() || event.is_error(),
+                        event.is_writable(),
+                    ),
                 }
-            }
-            if self.accept_again {
-                self.accept_all();
             }
             if self.now >= self.next_tick {
                 self.check_timers();
                 self.next_tick = self.now + TICK;
             }
-            self.close_timed_out();
             self.submit_pending();
             self.flush_all();
+            // Then everyone else, for as long as the budget allows.
+            self.housekeeping(self.now + HOUSEKEEPING_PER_TURN);
+            self.submit_pending();
+            self.flush_all();
+            if self.housekeeping_left() {
+                // A backlog keeps this loop busy from turn to turn; let the threads that serve
+                // players on this core (workers, callers) run in between.
+                std::thread::yield_now();
+            }
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || Instant::now() >= deadline {
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -400,47 +413,89 @@ impl Reactor {
         }
     }
 
-    fn accept_all(&mut self) {
-        self.accept_again = false;
-        for _ in 0..ACCEPTS_PER_TURN {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((socket, peer)) => {
-                    let _ = socket.set_nodelay(true);
-                    let proto = proto::Connection::new(Role::Server, self.ep.limits.max_frame);
-                    match self.insert(Some(socket), Some(peer), proto, ConnKind::Direct, None) {
-                        Ok((_, id)) => tracing::debug!(conn = id, %peer, "accepted"),
-                        Err(e) => tracing::warn!(%peer, "cannot register a connection: {e}"),
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // Typically EMFILE: stop accepting this turn; the listener stays registered.
-                    tracing::warn!("accept failed: {e}");
-                    return;
-                }
-            }
+    /// Handles readiness of connection `key` now if it is a player (or a host link), or puts
+    /// it in the housekeeping backlog.
+    fn ready(&mut self, key: usize, readable: bool, peer_closed: bool, writable: bool) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let serving = !conn.closing && (conn.welcomed || matches!(conn.kind, ConnKind::Link(_)));
+        if !serving {
+            self.backlog.push_back(Pending {
+                key,
+                id: conn.id,
+                readable,
+                peer_closed,
+                writable,
+            });
+            return;
         }
-        // Edge-triggered: the rest of the backlog raises no new event.
-        self.accept_again = true;
+        if readable {
+            self.read(key, peer_closed);
+        }
+        if writable {
+            self.queue_flush(key);
+        }
     }
 
-    /// Closes up to [`TIMER_CLOSES_PER_TURN`] connections whose timer expired.
-    fn close_timed_out(&mut self) {
-        for _ in 0..TIMER_CLOSES_PER_TURN {
-            let Some((key, id, code, why)) = self.timed_out.pop_front() else {
+    /// Whether housekeeping work is waiting for a later turn.
+    fn housekeeping_left(&self) -> bool {
+        !self.backlog.is_empty() || self.accept_again || !self.timed_out.is_empty()
+    }
+
+    /// Accepts, handshakes, refusals, timeouts and closes, oldest first, until `deadline`.
+    fn housekeeping(&mut self, deadline: Instant) {
+        while Instant::now() < deadline {
+            if let Some(p) = self.backlog.pop_front() {
+                // The connection may have gone, and its key been reused, since it was queued.
+                if self.conns.get(p.key).is_some_and(|c| c.id == p.id) {
+                    if p.readable {
+                        self.read(p.key, p.peer_closed);
+                    }
+                    if p.writable {
+                        self.queue_flush(p.key);
+                    }
+                }
+            } else if let Some((key, id, code, why)) = self.timed_out.pop_front() {
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.id == id && !c.closing)
+                {
+                    self.close(key, CloseReason::goodbye(code, why));
+                }
+            } else if self.accept_again {
+                self.accept_one();
+            } else {
                 return;
-            };
-            // The connection may have gone, and its key been reused, since the timer fired.
-            if self
-                .conns
-                .get(key)
-                .is_some_and(|c| c.id == id && !c.closing)
-            {
-                self.close(key, CloseReason::goodbye(code, why));
+            }
+            // Each step's goodbye or refusal is written within the budget it was counted in.
+            self.flush_all();
+        }
+    }
+
+    /// Accepts one connection, noting whether more may be waiting.
+    fn accept_one(&mut self) {
+        let Some(listener) = &self.listener else {
+            self.accept_again = false;
+            return;
+        };
+        match listener.accept() {
+            Ok((socket, peer)) => {
+                let _ = socket.set_nodelay(true);
+                let proto = proto::Connection::new(Role::Server, self.ep.limits.max_frame);
+                match self.insert(Some(socket), Some(peer), proto, ConnKind::Direct, None) {
+                    Ok((_, id)) => tracing::debug!(conn = id, %peer, "accepted"),
+                    Err(e) => tracing::warn!(%peer, "cannot register a connection: {e}"),
+                }
+            }
+            // Edge-triggered: only an empty backlog re-arms the listener's event.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.accept_again = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // Typically EMFILE: stop until the listener reports again; it stays registered.
+                tracing::warn!("accept failed: {e}");
+                self.accept_again = false;
             }
         }
     }
