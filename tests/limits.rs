@@ -43,6 +43,52 @@ fn a_stalled_handshake_is_closed_with_a_timeout() {
     assert_eq!(stats.calls_in, 1);
 }
 
+/// Connections in the handshake wait behind players within each loop turn; they must still be
+/// admitted promptly while players keep the loop busy.
+#[test]
+fn a_connection_storm_while_a_player_keeps_calling_admits_every_newcomer() {
+    let config = ServerConfig {
+        handshake_timeout: Duration::from_secs(10),
+        ..ServerConfig::default()
+    };
+    let (server, addr) = echo_server(config);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let caller = {
+        let stop = stop.clone();
+        let good = connect(addr);
+        std::thread::spawn(move || {
+            let (mut calls, mut failed) = (0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match good.invoke_server("Echo", &tuple![calls], Some(PATIENCE)) {
+                    Ok(v) if v == tuple![calls] => {}
+                    _ => failed += 1,
+                }
+                calls += 1;
+            }
+            (good, calls, failed)
+        })
+    };
+    let started = Instant::now();
+    let mut newcomers: Vec<RawPlayer> = (0..1000).map(|_| RawPlayer::connect(addr)).collect();
+    for p in &mut newcomers {
+        p.hello();
+    }
+    let mut ids: Vec<u64> = newcomers.iter_mut().map(|p| p.welcome()).collect();
+    let admitted_in = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (_good, calls, failed) = caller.join().unwrap();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000, "every newcomer has its own player id");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {calls} calls failed during the storm"
+    );
+    assert!(calls > 0);
+    assert!(admitted_in < 2 * PATIENCE, "admitted in {admitted_in:?}");
+    assert_eq!(server.player_count(), 1001);
+}
+
 #[test]
 fn heartbeats_keep_a_quiet_player_and_cut_a_silent_one() {
     let config = ServerConfig {

@@ -44,8 +44,9 @@ const TICK: Duration = Duration::from_millis(100);
 /// closes its side.
 const CLOSING_GRACE: Duration = Duration::from_secs(2);
 /// Time a loop turn may spend on connection housekeeping (accepting, handshakes, refusals,
-/// timeouts, goodbyes and closes) once its players are served; the rest waits for the next
-/// turn. Each of those costs a few syscalls, so a burst (a thousand handshakes timing out
+/// timeouts, goodbyes and closes) once its players are served, at least (it also gets half as
+/// long as serving the players took, so a busy loop keeps a third of its time for newcomers);
+/// the rest waits for the next turn. Each of those costs a few syscalls, so a burst (a thousand handshakes timing out
 /// together, a reconnect storm) would otherwise hold the loop for milliseconds while the frames
 /// of live players wait.
 const HOUSEKEEPING_PER_TURN: Duration = Duration::from_micros(100);
@@ -389,15 +390,19 @@ impl Reactor {
                 self.check_timers();
                 self.next_tick = self.now + TICK;
             }
+            let served = !self.jobs.is_empty() || !self.to_flush.is_empty();
             self.submit_pending();
             self.flush_all();
-            // Then everyone else, for as long as the budget allows.
-            self.housekeeping(self.now + HOUSEKEEPING_PER_TURN);
+            // Then everyone else, for as long as the budget allows: at least its floor, and
+            // half the time the players took, so a busy server still admits new players.
+            let budget = HOUSEKEEPING_PER_TURN.max(self.now.elapsed() / 2);
+            self.housekeeping(Instant::now() + budget);
             self.submit_pending();
             self.flush_all();
-            if self.housekeeping_left() {
-                // A backlog keeps this loop busy from turn to turn; let the threads that serve
-                // players on this core (workers, callers) run in between.
+            if served && self.housekeeping_left() {
+                // A backlog keeps this loop busy from turn to turn: the workers just handed
+                // jobs, and the players just sent output, would wait for this thread's time
+                // slice on a shared core. (Without player work, the backlog goes on at once.)
                 std::thread::yield_now();
             }
             if let Some(deadline) = self.shutdown_deadline {

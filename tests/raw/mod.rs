@@ -28,6 +28,13 @@ impl RawPlayer {
 
     pub fn handshake(addr: SocketAddr) -> (RawPlayer, u64) {
         let mut p = RawPlayer::connect(addr);
+        p.hello();
+        let player = p.welcome();
+        (p, player)
+    }
+
+    /// Sends the preface and a HELLO with no place and no token.
+    pub fn hello(&mut self) {
         let mut out = BytesMut::new();
         proto::encode_preface(&mut out);
         Frame::Hello {
@@ -35,9 +42,13 @@ impl RawPlayer {
             token: Bytes::new(),
         }
         .encode(&mut out);
-        p.socket.write_all(&out).unwrap();
-        match p.next_frame() {
-            Some(Frame::Welcome { player, .. }) => (p, player),
+        self.socket.write_all(&out).unwrap();
+    }
+
+    /// Waits for the WELCOME; the player id it gives.
+    pub fn welcome(&mut self) -> u64 {
+        match self.next_frame() {
+            Some(Frame::Welcome { player, .. }) => player,
             other => panic!("expected a welcome, got {other:?}"),
         }
     }
