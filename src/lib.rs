@@ -60,6 +60,8 @@ pub use stats::Stats;
 #[doc(hidden)]
 pub mod __bench {
     pub use crate::calls::CallSlots;
+    /// The baseline echo server of `remotefn bench` listens as the server does.
+    pub use crate::reactor::socket::bind_listener;
 }
 
 #[doc(hidden)]

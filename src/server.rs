@@ -153,7 +153,7 @@ impl ServerHandle {
                 "this server is already listening".into(),
             ));
         }
-        let listener = std::net::TcpListener::bind(addr)
+        let listener = crate::reactor::socket::bind_listener(addr)
             .map_err(|e| Error::Io(format!("cannot listen: {e}")))?;
         let local = listener.local_addr()?;
         let mut reactor_slot = self.ep.reactor.lock();

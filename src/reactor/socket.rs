@@ -2,6 +2,36 @@
 //! reactor and the relay loop both take, so what counts as "drained" is decided in one place.
 
 use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+
+/// Connections the kernel may hold complete but not yet accepted, per listener (Linux caps it
+/// at `net.core.somaxconn`, 4096 by default). When every player of a restarted server
+/// reconnects at once, a full queue drops their SYNs, and each retries only after a second,
+/// then three, then seven; std and mio listen with 128.
+pub(crate) const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds a listening TCP socket to the first of `addrs` that works, with [`LISTEN_BACKLOG`]
+/// (and `SO_REUSEADDR` on Unix, as std does, so a restarted server can rebind at once).
+pub fn bind_listener(addrs: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
+    for addr in addrs.to_socket_addrs()? {
+        match bind_one(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
 
 /// The outcome of one read or write.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,6 +85,23 @@ pub(crate) fn write_step(socket: &mut impl Write, out: &[u8]) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A thousand players arriving while the server is not accepting (busy, or just restarted)
+    /// wait in the listen queue instead of having their SYNs dropped (with a backlog of 128, the
+    /// 130th connect waits a second for its retry and the queue is still full). Needs
+    /// `net.core.somaxconn` >= 1000, Linux's default being 4096.
+    #[test]
+    fn a_burst_of_connections_waits_in_the_listen_queue() {
+        let listener = bind_listener("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let burst: Vec<std::net::TcpStream> = (0..1000)
+            .map(|i| {
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3))
+                    .unwrap_or_else(|e| panic!("connection {i} was not queued: {e}"))
+            })
+            .collect();
+        assert_eq!(burst.len(), 1000);
+    }
 
     /// A socket that hands out scripted results.
     struct Scripted(Vec<io::Result<usize>>);

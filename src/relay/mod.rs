@@ -115,13 +115,13 @@ pub struct Relay {
 impl Relay {
     /// Binds both listeners (and the metrics endpoint, if configured) and starts serving.
     pub fn start(config: RelayConfig) -> Result<Relay> {
-        let players = std::net::TcpListener::bind(&config.players).map_err(|e| {
+        let players = crate::reactor::socket::bind_listener(&config.players).map_err(|e| {
             Error::Io(format!(
                 "cannot listen for players on {}: {e}",
                 config.players
             ))
         })?;
-        let hosts = std::net::TcpListener::bind(&config.hosts)
+        let hosts = crate::reactor::socket::bind_listener(&config.hosts)
             .map_err(|e| Error::Io(format!("cannot listen for hosts on {}: {e}", config.hosts)))?;
         let (players_addr, hosts_addr) = (players.local_addr()?, hosts.local_addr()?);
         let metrics = Arc::new(Metrics::new());

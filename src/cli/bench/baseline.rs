@@ -34,7 +34,7 @@ struct Job {
 /// Serves forever on `listen` with `workers` echo threads; prints the bound address first.
 pub fn serve(listen: &str, workers: usize) -> io::Result<()> {
     let mut poll = Poll::new()?;
-    let std_listener = std::net::TcpListener::bind(listen)?;
+    let std_listener = remotefn::__bench::bind_listener(listen)?;
     std_listener.set_nonblocking(true)?;
     let mut listener = TcpListener::from_std(std_listener);
     poll.registry()
