@@ -393,6 +393,7 @@ impl Reactor {
             let served = !self.jobs.is_empty() || !self.to_flush.is_empty();
             self.submit_pending();
             self.flush_all();
+            let players_took = self.now.elapsed();
             if served && self.housekeeping_left() {
                 // A backlog keeps this loop busy from turn to turn: the workers just handed
                 // jobs, and the players just sent output, would wait for this thread's time
@@ -401,7 +402,7 @@ impl Reactor {
             }
             // Then everyone else, for as long as the budget allows: at least its floor, and
             // half the time the players took, so a busy server still admits new players.
-            let budget = HOUSEKEEPING_PER_TURN.max(self.now.elapsed() / 2);
+            let budget = HOUSEKEEPING_PER_TURN.max(players_took / 2);
             self.housekeeping(Instant::now() + budget);
             self.submit_pending();
             self.flush_all();
