@@ -165,6 +165,41 @@ fn calls_events_and_lifecycle_work_unchanged_through_the_relay() {
     );
 }
 
+/// Stalled handshakes time out together; the relay closes them over several turns (64 a turn),
+/// each with its reason, and keeps serving its players meanwhile.
+#[test]
+fn hundreds_of_stalled_handshakes_at_the_relay_all_get_their_timeout() {
+    let relay = Relay::start(RelayConfig {
+        players: "127.0.0.1:0".into(),
+        hosts: "127.0.0.1:0".into(),
+        secret: Some("s3cret".into()),
+        handshake_timeout: Duration::from_millis(500),
+        ..RelayConfig::default()
+    })
+    .expect("relay");
+    let _host = host(&relay, "arena");
+    let good = player(&relay, "arena");
+    let mut stalled: Vec<raw::RawPlayer> = (0..300)
+        .map(|_| {
+            let mut p = raw::RawPlayer::connect(relay.players_addr());
+            p.send(b"RM");
+            p
+        })
+        .collect();
+    for (i, p) in stalled.iter_mut().enumerate() {
+        let (code, reason) = p
+            .goodbye()
+            .unwrap_or_else(|| panic!("stalled handshake {i} closed without a reason"));
+        assert_eq!(code, proto::GoodbyeCode::Timeout);
+        assert!(reason.contains("handshake"), "{reason}");
+    }
+    assert_eq!(
+        good.invoke_server("Echo", &tuple!["still here"], Some(PATIENCE))
+            .unwrap(),
+        tuple!["still here"]
+    );
+}
+
 #[test]
 fn the_hosts_authenticator_decides_and_unknown_places_are_refused() {
     let relay = relay();

@@ -105,6 +105,8 @@ struct Conn {
     /// connection is its socket, finishing the close.
     retired: bool,
     queued_for_flush: bool,
+    /// A timer expired and its close is queued (so the next ticks do not queue it again).
+    expiring: bool,
     opened: Instant,
     /// When the peer last sent anything; a ping is out if `pinged`.
     last_heard: Instant,
@@ -324,6 +326,7 @@ impl Reactor {
             write_shut: false,
             retired: false,
             queued_for_flush: false,
+            expiring: false,
             opened: now,
             last_heard: now,
             pinged: false,
@@ -1034,8 +1037,11 @@ impl Reactor {
                 if now.saturating_duration_since(since) > CLOSING_GRACE {
                     stuck.push(key);
                 }
+            } else if conn.expiring {
+                // Its close is already queued.
             } else if !conn.welcomed {
                 if now.saturating_duration_since(conn.opened) > handshake {
+                    conn.expiring = true;
                     expired.push((key, format!("handshake not completed within {handshake:?}")));
                 }
             } else if !idle.is_zero() {
@@ -1043,10 +1049,12 @@ impl Reactor {
                 let quiet = now.saturating_duration_since(conn.last_heard);
                 if !conn.out.is_empty() && stalled > idle {
                     // Takes none of its output: the other half of the idle timeout.
+                    conn.expiring = true;
                     deaf.push(key);
                 } else if conn.reading_paused {
                     // We are the ones not reading it: its silence is not its fault.
                 } else if quiet > idle {
+                    conn.expiring = true;
                     expired.push((key, format!("nothing heard for {idle:?}")));
                 } else if quiet > idle / 3 && !conn.pinged {
                     conn.pinged = true;

@@ -13,7 +13,7 @@ use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +24,11 @@ pub(crate) const PLAYERS: Token = Token(usize::MAX - 2);
 pub(crate) const HOSTS: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const TICK: Duration = Duration::from_millis(100);
+/// Connections accepted per listener, and peers closed by a timer, per loop turn: a burst (a
+/// reconnect storm, a thousand stalled handshakes timing out together) is spread over turns,
+/// with the frames of the players and hosts already connected served in between.
+const ACCEPTS_PER_TURN: usize = 64;
+const TIMER_CLOSES_PER_TURN: usize = 64;
 const READ_CHUNK: usize = 64 * 1024;
 /// After the drain, how long goodbyes may take to be written.
 const FINAL_FLUSH: Duration = Duration::from_secs(1);
@@ -65,6 +70,8 @@ struct Peer {
     welcomed: bool,
     closing: Option<Instant>,
     queued_for_flush: bool,
+    /// A timer expired and its close is queued (so the next ticks do not queue it again).
+    expiring: bool,
 }
 
 pub(crate) struct Service {
@@ -89,6 +96,11 @@ pub(crate) struct Service {
     final_flush: Option<Instant>,
     to_flush: Vec<usize>,
     scratch: Box<[u8]>,
+    /// Listeners (players, hosts) that had more connections waiting when their turn ended.
+    accept_again: [bool; 2],
+    /// Peers a timer expired, by key and opening time (a key may be reused meanwhile), with
+    /// the reason, waiting for their turn to be closed.
+    timed_out: VecDeque<(usize, Instant, String)>,
 }
 
 fn random_prefix() -> u64 {
@@ -146,13 +158,19 @@ impl Service {
             final_flush: None,
             to_flush: Vec::new(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            accept_again: [false; 2],
+            timed_out: VecDeque::new(),
         })
     }
 
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.next_tick.saturating_duration_since(Instant::now());
+            let timeout = if self.accept_again.contains(&true) || !self.timed_out.is_empty() {
+                Duration::ZERO
+            } else {
+                self.next_tick.saturating_duration_since(Instant::now())
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!("relay poll failed: {e}");
@@ -175,10 +193,16 @@ impl Service {
                     }
                 }
             }
+            for (again, player) in [(self.accept_again[0], true), (self.accept_again[1], false)] {
+                if again {
+                    self.accept(player);
+                }
+            }
             if self.now >= self.next_tick {
                 self.check_timers();
                 self.next_tick = self.now + TICK;
             }
+            self.close_timed_out();
             self.flush_all();
             if let Some(deadline) = self.final_flush {
                 if self.peers.is_empty() || self.now >= deadline {
@@ -239,8 +263,26 @@ impl Service {
         self.final_flush = Some(self.now + FINAL_FLUSH);
     }
 
+    /// Closes up to [`TIMER_CLOSES_PER_TURN`] peers whose timer expired.
+    fn close_timed_out(&mut self) {
+        for _ in 0..TIMER_CLOSES_PER_TURN {
+            let Some((key, opened, why)) = self.timed_out.pop_front() else {
+                return;
+            };
+            let still_there = self
+                .peers
+                .get(key)
+                .is_some_and(|p| p.opened == opened && p.closing.is_none());
+            if still_there {
+                self.close(key, GoodbyeCode::Timeout, &why, "timeout");
+            }
+        }
+    }
+
+    /// Accepts up to [`ACCEPTS_PER_TURN`] connections on the players' or the hosts' listener.
     fn accept(&mut self, player: bool) {
-        loop {
+        self.accept_again[usize::from(!player)] = false;
+        for _ in 0..ACCEPTS_PER_TURN {
             let listener = if player {
                 &self.players_listener
             } else {
@@ -300,6 +342,7 @@ impl Service {
                         welcomed: false,
                         closing: None,
                         queued_for_flush: false,
+                        expiring: false,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -310,6 +353,8 @@ impl Service {
                 }
             }
         }
+        // Edge-triggered: the rest of the queue raises no new event.
+        self.accept_again[usize::from(!player)] = true;
     }
 
     /// Reads what a peer sent. `peer_closed`: the event also reported the end of the stream,
@@ -793,13 +838,17 @@ impl Service {
                 if now.saturating_duration_since(since) > Duration::from_secs(2) {
                     stuck.push(key);
                 }
+            } else if peer.expiring {
+                // Its close is already queued.
             } else if !peer.welcomed {
                 if now.saturating_duration_since(peer.opened) > handshake {
+                    peer.expiring = true;
                     expired.push((key, format!("handshake not completed within {handshake:?}")));
                 }
             } else if !idle.is_zero() {
                 let quiet = now.saturating_duration_since(peer.last_heard);
                 if quiet > idle {
+                    peer.expiring = true;
                     expired.push((key, format!("nothing heard for {idle:?}")));
                 } else if quiet > idle / 3 && !peer.pinged {
                     peer.pinged = true;
@@ -808,7 +857,8 @@ impl Service {
             }
         }
         for (key, why) in expired {
-            self.close(key, GoodbyeCode::Timeout, &why, "timeout");
+            let opened = self.peers[key].opened;
+            self.timed_out.push_back((key, opened, why));
         }
         for key in stuck {
             self.remove(key, "the peer did not read its goodbye");
