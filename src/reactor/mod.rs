@@ -396,19 +396,22 @@ impl Reactor {
             let served = !self.jobs.is_empty() || !self.to_flush.is_empty();
             self.submit_pending();
             self.flush_all();
-            let players_took = self.now.elapsed();
-            if served && self.housekeeping_left() {
-                // A backlog keeps this loop busy from turn to turn: the workers just handed
-                // jobs, and the players just sent output, would wait for this thread's time
-                // slice on a shared core. (Without player work, the backlog goes on at once.)
-                std::thread::yield_now();
+            if self.housekeeping_left() {
+                let players_took = self.now.elapsed();
+                if served {
+                    // A backlog keeps this loop busy from turn to turn: the workers just handed
+                    // jobs, and the players just sent output, would wait for this thread's time
+                    // slice on a shared core. (Without player work, the backlog goes on at
+                    // once.)
+                    std::thread::yield_now();
+                }
+                // Then everyone else, for as long as the budget allows: at least its floor,
+                // and half the time the players took, so a busy server still admits newcomers.
+                let budget = HOUSEKEEPING_PER_TURN.max(players_took / 2);
+                self.housekeeping(Instant::now() + budget);
+                self.submit_pending();
+                self.flush_all();
             }
-            // Then everyone else, for as long as the budget allows: at least its floor, and
-            // half the time the players took, so a busy server still admits new players.
-            let budget = HOUSEKEEPING_PER_TURN.max(players_took / 2);
-            self.housekeeping(Instant::now() + budget);
-            self.submit_pending();
-            self.flush_all();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || Instant::now() >= deadline {
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
