@@ -1026,10 +1026,10 @@ impl Reactor {
         let now = self.now;
         let limits = &self.ep.limits;
         let (handshake, idle) = (limits.handshake_timeout, limits.idle_timeout);
-        let mut expired: Vec<(usize, String)> = Vec::new();
         let mut stuck: Vec<usize> = Vec::new();
         let mut ping: Vec<usize> = Vec::new();
-        let mut deaf: Vec<usize> = Vec::new();
+        // Expired connections go straight to the queue that closes them, a few per turn.
+        let timed_out = &mut self.timed_out;
         for (key, conn) in self.conns.iter_mut() {
             if matches!(conn.kind, ConnKind::Relayed { .. }) {
                 // The relay watches its players' liveness.
@@ -1045,7 +1045,8 @@ impl Reactor {
             } else if !conn.welcomed {
                 if now.saturating_duration_since(conn.opened) > handshake {
                     conn.expiring = true;
-                    expired.push((key, format!("handshake not completed within {handshake:?}")));
+                    let why = format!("handshake not completed within {handshake:?}");
+                    timed_out.push_back((key, conn.id, GoodbyeCode::Timeout, why));
                 }
             } else if !idle.is_zero() {
                 let stalled = now.saturating_duration_since(conn.last_write);
@@ -1053,29 +1054,19 @@ impl Reactor {
                 if !conn.out.is_empty() && stalled > idle {
                     // Takes none of its output: the other half of the idle timeout.
                     conn.expiring = true;
-                    deaf.push(key);
+                    let why = format!("not reading: no output taken for {idle:?}");
+                    timed_out.push_back((key, conn.id, GoodbyeCode::Limit, why));
                 } else if conn.reading_paused {
                     // We are the ones not reading it: its silence is not its fault.
                 } else if quiet > idle {
                     conn.expiring = true;
-                    expired.push((key, format!("nothing heard for {idle:?}")));
+                    let why = format!("nothing heard for {idle:?}");
+                    timed_out.push_back((key, conn.id, GoodbyeCode::Timeout, why));
                 } else if quiet > idle / 3 && !conn.pinged {
                     conn.pinged = true;
                     ping.push(key);
                 }
             }
-        }
-        for (key, why) in expired {
-            let id = self.conns[key].id;
-            self.timed_out
-                .push_back((key, id, GoodbyeCode::Timeout, why));
-        }
-        for key in deaf {
-            let (id, why) = (
-                self.conns[key].id,
-                format!("not reading: no output taken for {idle:?}"),
-            );
-            self.timed_out.push_back((key, id, GoodbyeCode::Limit, why));
         }
         for key in stuck {
             self.finish_close(key, "the peer did not read its goodbye");

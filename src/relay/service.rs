@@ -830,9 +830,10 @@ impl Service {
             self.config.idle_timeout,
             self.now,
         );
-        let mut expired = Vec::new();
         let mut stuck = Vec::new();
         let mut ping = Vec::new();
+        // Expired peers go straight to the queue that closes them, a few per turn.
+        let timed_out = &mut self.timed_out;
         for (key, peer) in self.peers.iter_mut() {
             if let Some(since) = peer.closing {
                 if now.saturating_duration_since(since) > Duration::from_secs(2) {
@@ -843,22 +844,20 @@ impl Service {
             } else if !peer.welcomed {
                 if now.saturating_duration_since(peer.opened) > handshake {
                     peer.expiring = true;
-                    expired.push((key, format!("handshake not completed within {handshake:?}")));
+                    let why = format!("handshake not completed within {handshake:?}");
+                    timed_out.push_back((key, peer.opened, why));
                 }
             } else if !idle.is_zero() {
                 let quiet = now.saturating_duration_since(peer.last_heard);
                 if quiet > idle {
                     peer.expiring = true;
-                    expired.push((key, format!("nothing heard for {idle:?}")));
+                    let why = format!("nothing heard for {idle:?}");
+                    timed_out.push_back((key, peer.opened, why));
                 } else if quiet > idle / 3 && !peer.pinged {
                     peer.pinged = true;
                     ping.push(key);
                 }
             }
-        }
-        for (key, why) in expired {
-            let opened = self.peers[key].opened;
-            self.timed_out.push_back((key, opened, why));
         }
         for key in stuck {
             self.remove(key, "the peer did not read its goodbye");
