@@ -10,7 +10,7 @@ mod raw;
 use bytes::{BufMut, Bytes, BytesMut};
 use common::*;
 use raw::RawPlayer;
-use remotefn::proto::{self, Frame, GoodbyeCode};
+use remotefn::proto::{Frame, GoodbyeCode};
 use remotefn::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -210,13 +210,8 @@ fn a_hostile_crowd_cannot_hurt_a_well_behaved_player() {
     // stops reading its calls, and it is cut at the output bound or, taking nothing, at the
     // idle timeout.
     let (mut deaf, deaf_id) = RawPlayer::handshake(addr);
-    let mut calls = BytesMut::new();
     let big = [remotefn::Value::buffer(vec![7u8; 16 * 1024])];
-    for call in 1..=1500u64 {
-        proto::encode_invoke(&mut calls, call, "Echo", &big, 64).unwrap();
-    }
-    deaf.socket.set_write_timeout(Some(PATIENCE)).unwrap();
-    let _ = std::io::Write::write_all(&mut deaf.socket, &calls);
+    deaf.call_without_reading(1500, "Echo", &big, PATIENCE);
     wait_until("the deaf player is cut", || {
         server.player_info(deaf_id).is_none()
     });
@@ -282,11 +277,13 @@ fn soak_under_attack_for_20_seconds() {
         }
     };
     pin_to(&defenders);
-    let mut server = Command::new("taskset");
-    server.args(["-c", &defenders, env!("CARGO_BIN_EXE_remotefn")]);
-    if !pin {
-        server = Command::new(env!("CARGO_BIN_EXE_remotefn"));
-    }
+    let mut server = if pin {
+        let mut taskset = Command::new("taskset");
+        taskset.args(["-c", &defenders, env!("CARGO_BIN_EXE_remotefn")]);
+        taskset
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_remotefn"))
+    };
     let mut server = server
         .args([
             "serve",
@@ -422,14 +419,7 @@ fn soak_under_attack_for_20_seconds() {
             let payload = [Value::buffer(vec![1u8; 16 * 1024])];
             while !stop.load(Ordering::Relaxed) {
                 let (mut p, _) = raw::RawPlayer::handshake(addr);
-                let mut calls = BytesMut::new();
-                for call in 1..=1500u64 {
-                    proto::encode_invoke(&mut calls, call, "Echo", &payload, 64).unwrap();
-                }
-                p.socket
-                    .set_write_timeout(Some(Duration::from_secs(2)))
-                    .unwrap();
-                let _ = p.socket.write_all(&calls);
+                p.call_without_reading(1500, "Echo", &payload, Duration::from_secs(2));
                 // Only now read, to learn why it was cut. (It sees its goodbye only if it starts
                 // reading within the 2 s the server waits after cutting it.)
                 let mut got = Vec::new();

@@ -274,14 +274,7 @@ fn a_caller_that_never_reads_its_answers_gets_no_more_served_and_is_cut_after_th
     // kernel's buffers and a little of ours, the server leaves its calls unread instead of
     // serving them, so TCP stops the sender: it cannot make the server work for nothing.
     let big = [Value::buffer(vec![5u8; 64 * 1024])];
-    let mut calls = BytesMut::new();
-    for call in 1..=1600u64 {
-        proto::encode_invoke(&mut calls, call, "Count", &big, 64).unwrap();
-    }
-    deaf.socket
-        .set_write_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let _ = deaf.socket.write_all(&calls);
+    deaf.call_without_reading(1600, "Count", &big, Duration::from_millis(500));
     let after_pause = served.load(std::sync::atomic::Ordering::Relaxed);
     assert!(after_pause < 800, "{after_pause} calls served");
     // Still connected and costing nothing while the idle timeout runs...

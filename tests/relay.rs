@@ -15,12 +15,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn relay() -> Relay {
+    relay_with(RelayConfig {
+        drain_timeout: Duration::from_secs(2),
+        ..RelayConfig::default()
+    })
+}
+
+/// A relay on free loopback ports whose hosts present "s3cret", otherwise as `config`.
+fn relay_with(config: RelayConfig) -> Relay {
     Relay::start(RelayConfig {
         players: "127.0.0.1:0".into(),
         hosts: "127.0.0.1:0".into(),
         secret: Some("s3cret".into()),
-        drain_timeout: Duration::from_secs(2),
-        ..RelayConfig::default()
+        ..config
     })
     .expect("relay")
 }
@@ -169,14 +176,10 @@ fn calls_events_and_lifecycle_work_unchanged_through_the_relay() {
 /// each with its reason, and keeps serving its players meanwhile.
 #[test]
 fn hundreds_of_stalled_handshakes_at_the_relay_all_get_their_timeout() {
-    let relay = Relay::start(RelayConfig {
-        players: "127.0.0.1:0".into(),
-        hosts: "127.0.0.1:0".into(),
-        secret: Some("s3cret".into()),
+    let relay = relay_with(RelayConfig {
         handshake_timeout: Duration::from_millis(500),
         ..RelayConfig::default()
-    })
-    .expect("relay");
+    });
     let _host = host(&relay, "arena");
     let good = player(&relay, "arena");
     let mut stalled: Vec<raw::RawPlayer> = (0..300)
@@ -455,14 +458,10 @@ fn two_relays_in_front_of_one_host() {
 
 #[test]
 fn shutdown_lets_in_flight_calls_finish_within_the_drain_and_fails_the_rest() {
-    let relay = Relay::start(RelayConfig {
-        players: "127.0.0.1:0".into(),
-        hosts: "127.0.0.1:0".into(),
-        secret: Some("s3cret".into()),
+    let relay = relay_with(RelayConfig {
         drain_timeout: Duration::from_millis(800),
         ..RelayConfig::default()
-    })
-    .unwrap();
+    });
     let server = host(&relay, "lobby");
     let started_handlers = Arc::new(AtomicUsize::new(0));
     let count = started_handlers.clone();
@@ -557,15 +556,11 @@ fn no_player_can_answer_another_players_call_through_the_relay() {
 #[test]
 fn a_host_that_stops_reading_is_cut_at_its_output_bound_and_its_players_fail_fast() {
     use std::io::{Read, Write};
-    let relay = Relay::start(RelayConfig {
-        players: "127.0.0.1:0".into(),
-        hosts: "127.0.0.1:0".into(),
-        secret: Some("s3cret".into()),
+    let relay = relay_with(RelayConfig {
         max_host_output_buffer: 1024 * 1024,
         rate_per_sec: 0,
         ..RelayConfig::default()
-    })
-    .expect("relay");
+    });
     // A host by hand: it attaches, accepts one player, then never reads again.
     let mut stalled = std::net::TcpStream::connect(relay.hosts_addr()).unwrap();
     stalled

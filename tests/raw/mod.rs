@@ -4,6 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use remotefn::proto::{self, Connection, Frame, Role};
+use remotefn::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -55,6 +56,24 @@ impl RawPlayer {
 
     pub fn send(&mut self, bytes: &[u8]) {
         self.socket.write_all(bytes).unwrap();
+    }
+
+    /// Pipes `count` calls of `name(args)` (call ids 1 to `count`) without reading a single
+    /// answer, giving up on the write after `patience` (a server that stops reading us stalls
+    /// it; whether it did is for the caller to find out).
+    pub fn call_without_reading(
+        &mut self,
+        count: u64,
+        name: &str,
+        args: &[Value],
+        patience: Duration,
+    ) {
+        let mut calls = BytesMut::new();
+        for call in 1..=count {
+            proto::encode_invoke(&mut calls, call, name, args, 64).unwrap();
+        }
+        self.socket.set_write_timeout(Some(patience)).unwrap();
+        let _ = self.socket.write_all(&calls);
     }
 
     /// Reads frames until the server closes the connection; the goodbye it sent, if any.
