@@ -43,8 +43,10 @@ fn a_stalled_handshake_is_closed_with_a_timeout() {
     assert_eq!(stats.calls_in, 1);
 }
 
-/// Connections in the handshake wait behind players within each loop turn; they must still be
-/// admitted promptly while players keep the loop busy.
+/// Connections in the handshake wait behind players within each loop turn; a burst of them
+/// must all be admitted, in the handshake timeout, while a player keeps calling. (This shows
+/// admission under load, not its speed: housekeeping starved on every turn with player work
+/// would still pass here, more slowly, as the caller leaves idle turns.)
 #[test]
 fn a_connection_storm_while_a_player_keeps_calling_admits_every_newcomer() {
     let config = ServerConfig {
