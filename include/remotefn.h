@@ -282,8 +282,10 @@ enum rf_status rf_client_return(struct rf_client *c, rf_call_id call, struct rf_
 // Completes inbound call `call` with an error the server receives as `RF_ERR_REMOTE`.
 enum rf_status rf_client_error(struct rf_client *c, rf_call_id call, const char *message);
 
-// `RF_DISPATCH_MANUAL` only: runs up to `max_calls` queued callbacks (0: all queued) on this
-// thread, waiting up to `timeout_ms` for the first; `*out_dispatched` is how many ran.
+// `RF_DISPATCH_MANUAL` only: runs queued callbacks on this thread until `max_calls` have run
+// (0: all that are queued), waiting up to `timeout_ms` for the first; `*out_dispatched` is
+// how many of the game's callbacks (handlers, hooks) ran. Internal bookkeeping that calls
+// nothing is not counted.
 enum rf_status rf_client_dispatch(struct rf_client *c,
                                   uint32_t max_calls,
                                   uint32_t timeout_ms,
@@ -465,8 +467,10 @@ enum rf_status rf_server_fire_all_clients(struct rf_server *s,
                                           const char *event,
                                           const struct rf_tuple *args);
 
-// `RF_DISPATCH_MANUAL` only: runs up to `max_calls` queued callbacks (0: all that are queued)
-// on this thread, waiting up to `timeout_ms` for the first; `*out_dispatched` is how many ran.
+// `RF_DISPATCH_MANUAL` only: runs queued callbacks on this thread until `max_calls` have run
+// (0: all that are queued), waiting up to `timeout_ms` for the first; `*out_dispatched` is
+// how many of the game's callbacks (handlers, player hooks, the authenticator) ran. Internal
+// bookkeeping that calls nothing (a player joining with no hook registered) is not counted.
 // In worker mode: `RF_ERR_INVALID_ARGUMENT`.
 enum rf_status rf_server_dispatch(struct rf_server *s,
                                   uint32_t max_calls,
@@ -494,7 +498,7 @@ void rf_tuple_free(struct rf_tuple *t);
 size_t rf_tuple_len(const struct rf_tuple *t);
 
 // The value at top-level index `i`, or NULL when out of range (or `t` is NULL). Borrowed: valid
-// until the tuple is modified or freed.
+// while the tuple lives (values never move, even when more are pushed onto it).
 const struct rf_value *rf_tuple_get(const struct rf_tuple *t, size_t i);
 
 // Appends `nil`.
@@ -554,11 +558,11 @@ enum rf_status rf_value_boolean(const struct rf_value *v, bool *out);
 // Reads a number.
 enum rf_status rf_value_number(const struct rf_value *v, double *out);
 
-// Borrows a string's bytes (not NUL-terminated; may contain NULs). Valid while the tuple lives
-// unmodified.
+// Borrows a string's bytes (not NUL-terminated; may contain NULs). Valid while the tuple lives,
+// whatever is pushed onto it meanwhile.
 enum rf_status rf_value_string(const struct rf_value *v, const char **ptr, size_t *len);
 
-// Borrows a buffer's bytes. Valid while the tuple lives unmodified.
+// Borrows a buffer's bytes. Valid while the tuple lives, whatever is pushed onto it meanwhile.
 enum rf_status rf_value_buffer(const struct rf_value *v, const uint8_t **ptr, size_t *len);
 
 // Reads a `Vector2`.

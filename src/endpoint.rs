@@ -193,11 +193,8 @@ impl Endpoint {
             counters: Default::default(),
         });
         let weak = Arc::downgrade(&ep);
-        let runner: Arc<dyn Fn(Job) + Send + Sync> = Arc::new(move |job| {
-            if let Some(ep) = weak.upgrade() {
-                ep.run_job(job);
-            }
-        });
+        let runner: Arc<dyn Fn(Job) -> bool + Send + Sync> =
+            Arc::new(move |job| weak.upgrade().is_some_and(|ep| ep.run_job(job)));
         let name = match side {
             Side::Server => "rf-server",
             Side::Client => "rf-client",
@@ -432,8 +429,11 @@ impl Endpoint {
         Ok(self.pool().pump(max, timeout))
     }
 
-    /// Runs one job on the current (worker or dispatching) thread.
-    fn run_job(self: &Arc<Self>, job: Job) {
+    /// Runs one job on the current (worker or dispatching) thread. Returns whether it ran one
+    /// of the game's callbacks (a handler, a player hook, the authenticator): what manual
+    /// dispatch counts. A call queued for a handler not yet bound, or a player hook job with no
+    /// hook registered, ran nothing.
+    fn run_job(self: &Arc<Self>, job: Job) -> bool {
         match job {
             Job::Invoke {
                 conn,
@@ -448,7 +448,7 @@ impl Endpoint {
         }
     }
 
-    fn run_invoke(self: &Arc<Self>, conn: u64, call: u64, name: Bytes, args: Bytes) {
+    fn run_invoke(self: &Arc<Self>, conn: u64, call: u64, name: Bytes, args: Bytes) -> bool {
         let fname = dispatch::name_str(&name);
         let handler = match self.functions.lookup_or_queue(
             fname,
@@ -461,13 +461,14 @@ impl Endpoint {
         ) {
             Lookup::Run(h, Job::Invoke { args, .. }) => (h, args),
             Lookup::Run(..) => unreachable!("registry hands back the job it was given"),
-            Lookup::Queued => return,
+            Lookup::Queued => return false,
             Lookup::Full(_) => {
                 let msg = format!(
                     "no handler is bound to {fname:?} and its queue is full ({} calls)",
                     self.limits.queue_per_name
                 );
-                return self.send_error(conn, call, ErrorKind::Limit, &msg);
+                self.send_error(conn, call, ErrorKind::Limit, &msg);
+                return false;
             }
         };
         let (handler, args) = handler;
@@ -476,11 +477,12 @@ impl Endpoint {
             Err(e) => {
                 let reason = format!("malformed arguments to {fname:?}: {e}");
                 self.send_error(conn, call, ErrorKind::InvalidArgument, &reason);
-                return self.command(Command::Close {
+                self.command(Command::Close {
                     conn,
                     code: GoodbyeCode::ProtocolError,
                     reason,
                 });
+                return false;
             }
         };
         let Some(local) = self.replies.insert(Route { conn, call }) else {
@@ -488,7 +490,8 @@ impl Endpoint {
                 "{} calls already await a reply",
                 self.limits.max_pending_replies
             );
-            return self.send_error(conn, call, ErrorKind::Limit, &msg);
+            self.send_error(conn, call, ErrorKind::Limit, &msg);
+            return false;
         };
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(self, conn, args, local))) {
             let msg = format!("handler for {fname:?} panicked: {}", panic_message(&panic));
@@ -496,9 +499,10 @@ impl Endpoint {
             // Ignored when the handler replied before panicking.
             let _ = self.reply(local, Err(&msg));
         }
+        true
     }
 
-    fn run_event(self: &Arc<Self>, conn: u64, name: Bytes, args: Bytes) {
+    fn run_event(self: &Arc<Self>, conn: u64, name: Bytes, args: Bytes) -> bool {
         let ename = dispatch::name_str(&name);
         let (handler, args) = match self.events.lookup_or_queue(
             ename,
@@ -510,14 +514,14 @@ impl Endpoint {
         ) {
             Lookup::Run(h, Job::Event { args, .. }) => (h, args),
             Lookup::Run(..) => unreachable!("registry hands back the job it was given"),
-            Lookup::Queued => return,
+            Lookup::Queued => return false,
             Lookup::Full(_) => {
                 tracing::warn!(
                     player = conn,
                     event = ename,
                     "event dropped: no handler and its queue is full"
                 );
-                return;
+                return false;
             }
         };
         match codec::decode_tuple(&args, self.decode_limits()) {
@@ -530,17 +534,22 @@ impl Endpoint {
                         panic_message(&panic)
                     );
                 }
+                true
             }
-            Err(e) => self.command(Command::Close {
-                conn,
-                code: GoodbyeCode::ProtocolError,
-                reason: format!("malformed arguments to event {ename:?}: {e}"),
-            }),
+            Err(e) => {
+                self.command(Command::Close {
+                    conn,
+                    code: GoodbyeCode::ProtocolError,
+                    reason: format!("malformed arguments to event {ename:?}: {e}"),
+                });
+                false
+            }
         }
     }
 
-    fn run_hooks(self: &Arc<Self>, hooks: &RwLock<Vec<PlayerHook>>, player: u64) {
+    fn run_hooks(self: &Arc<Self>, hooks: &RwLock<Vec<PlayerHook>>, player: u64) -> bool {
         let hooks = hooks.read().clone();
+        let ran = !hooks.is_empty();
         for hook in hooks {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(self, player))) {
                 tracing::error!(
@@ -550,10 +559,12 @@ impl Endpoint {
                 );
             }
         }
+        ran
     }
 
-    fn run_authenticate(self: &Arc<Self>, conn: u64, place: String, token: Bytes) {
+    fn run_authenticate(self: &Arc<Self>, conn: u64, place: String, token: Bytes) -> bool {
         let auth = self.authenticator.read().clone();
+        let ran = auth.is_some();
         let peer = self.players.read().get(&conn).and_then(|p| p.peer);
         let request = AuthRequest { place, token, peer };
         let decision = match auth {
@@ -568,6 +579,7 @@ impl Endpoint {
             Ok(identity) => Command::Accept { conn, identity },
             Err(reason) => Command::Refuse { conn, reason },
         });
+        ran
     }
 
     /// Stops everything: fails pending calls with Closed, closes connections with a goodbye,

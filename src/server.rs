@@ -393,8 +393,10 @@ impl ServerHandle {
         self.ep.players.read().get(&player).cloned()
     }
 
-    /// Manual dispatch: runs up to `max` queued handlers on this thread, waiting up to
-    /// `timeout` for the first. Returns how many ran.
+    /// Manual dispatch: runs queued work on this thread until `max` of the game's callbacks
+    /// (handlers, player hooks, the authenticator) have run, waiting up to `timeout` for the
+    /// first. Returns how many callbacks ran; library bookkeeping that calls nothing of the
+    /// game's (a join with no `on_player_added` hook, say) is not counted.
     pub fn dispatch(&self, max: usize, timeout: Duration) -> Result<usize> {
         self.ep.dispatch(max, timeout)
     }

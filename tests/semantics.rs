@@ -364,13 +364,34 @@ fn manual_dispatch_runs_handlers_on_the_pumping_thread() {
         .unwrap();
     let addr = server.listen("127.0.0.1:0").unwrap();
     let client = connect(addr);
+    // The join is queued before the player is welcomed, but with no hook it calls nothing: a
+    // game loop pumping "until n callbacks ran" must not be told one did.
+    assert_eq!(server.dispatch(16, Duration::from_millis(200)).unwrap(), 0);
     let c = client.handle();
     let call = std::thread::spawn(move || c.invoke_server("Where", &[], patient()));
     let deadline = Instant::now() + PATIENCE;
+    let mut ran = 0;
     while !call.is_finished() && Instant::now() < deadline {
-        server.dispatch(16, Duration::from_millis(20)).unwrap();
+        ran += server.dispatch(16, Duration::from_millis(20)).unwrap();
     }
     assert_eq!(call.join().unwrap().unwrap(), tuple![true]);
+    assert_eq!(ran, 1, "exactly the one handler ran");
+    drop(client);
+    wait_until("the player to leave", || server.players().is_empty());
+    assert_eq!(server.dispatch(16, Duration::from_millis(200)).unwrap(), 0);
+    // With hooks registered, their runs are counted.
+    let joined = Arc::new(AtomicUsize::new(0));
+    let seen = joined.clone();
+    server.on_player_added(move |_, _| {
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    let _client = connect(addr);
+    let deadline = Instant::now() + PATIENCE;
+    let mut ran = 0;
+    while ran == 0 && Instant::now() < deadline {
+        ran += server.dispatch(16, Duration::from_millis(20)).unwrap();
+    }
+    assert_eq!((ran, joined.load(Ordering::SeqCst)), (1, 1));
     // Worker-mode servers refuse dispatch().
     let (workers, _) = echo_server(ServerConfig::default());
     assert!(matches!(

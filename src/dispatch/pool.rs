@@ -17,10 +17,11 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Runs one job; supplied by the endpoint that owns the pool.
-pub(crate) type Runner = Arc<dyn Fn(Job) + Send + Sync>;
+/// Runs one job; supplied by the endpoint that owns the pool. Returns whether a callback of
+/// the game's ran (what manual dispatch counts).
+pub(crate) type Runner = Arc<dyn Fn(Job) -> bool + Send + Sync>;
 
 /// Extra threads the pool may start for workers blocked in nested calls.
 const MAX_HELPERS: usize = 256;
@@ -92,21 +93,24 @@ impl Pool {
         let _ = tx.send(job);
     }
 
-    /// Manual mode: runs up to `max` queued jobs on this thread, waiting up to `timeout` for the
-    /// first. Returns how many ran.
+    /// Manual mode: runs queued jobs on this thread until `max` of the game's callbacks have
+    /// run, waiting up to `timeout` for the first. Returns how many callbacks ran: internal
+    /// jobs that call nothing (a player hook job with no hook, a call queued for a name not yet
+    /// bound) are run but not counted, and do not end the wait.
     pub(crate) fn pump(&self, max: usize, timeout: Duration) -> usize {
         let s = &self.shared;
-        let runner = &s.runner;
+        let deadline = Instant::now().checked_add(timeout);
         let mut ran = 0;
         while ran < max {
-            let job = if ran == 0 {
-                s.any.1.recv_timeout(timeout).ok()
-            } else {
-                s.any.1.try_recv().ok()
+            let job = match (ran, deadline) {
+                (0, Some(deadline)) => s.any.1.recv_deadline(deadline).ok(),
+                (0, None) => s.any.1.recv().ok(),
+                _ => s.any.1.try_recv().ok(),
             };
             let Some(job) = job else { break };
-            runner(job);
-            ran += 1;
+            if (s.runner)(job) {
+                ran += 1;
+            }
         }
         ran
     }
@@ -169,7 +173,7 @@ fn spawn(shared: &Arc<Shared>, lane: Option<usize>) {
 }
 
 fn run(s: &Shared, job: Job) {
-    (s.runner)(job);
+    let _ = (s.runner)(job);
 }
 
 fn run_worker(s: &Shared, lane: usize) {

@@ -241,7 +241,7 @@ pub unsafe extern "C" fn rf_client_invoke_server(
             let (cl, name, args) = unsafe { (client(c)?, c_str(function, "function")?, borrow_args(args)?) };
             // Hold the client's state for the whole wait: rf_client_free may run meanwhile.
             let cl = cl.handle();
-            let results = cl.invoke_server(name, args, to_timeout(timeout_ms))?;
+            let results = cl.invoke_server(name, &args, to_timeout(timeout_ms))?;
             *out = Box::into_raw(Box::new(rf_tuple::from_tuple(results)));
             Ok(())
         })
@@ -298,7 +298,7 @@ pub unsafe extern "C" fn rf_client_return(
         run(|| {
             // SAFETY: forwarded caller contract.
             let cl = unsafe { client(c) }?;
-            cl.reply(call, Ok(results.sendable()?))
+            cl.reply(call, Ok(&results.sendable()?))
         })
     }
 }
@@ -319,8 +319,10 @@ pub unsafe extern "C" fn rf_client_error(
     }
 }
 
-/// `RF_DISPATCH_MANUAL` only: runs up to `max_calls` queued callbacks (0: all queued) on this
-/// thread, waiting up to `timeout_ms` for the first; `*out_dispatched` is how many ran.
+/// `RF_DISPATCH_MANUAL` only: runs queued callbacks on this thread until `max_calls` have run
+/// (0: all that are queued), waiting up to `timeout_ms` for the first; `*out_dispatched` is
+/// how many of the game's callbacks (handlers, hooks) ran. Internal bookkeeping that calls
+/// nothing is not counted.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_dispatch(
     c: *mut rf_client,
@@ -373,7 +375,7 @@ pub unsafe extern "C" fn rf_client_fire_server(
         run(|| {
             // SAFETY: forwarded caller contract.
             let (cl, name, args) = unsafe { (client(c)?, c_str(event, "event")?, borrow_args(args)?) };
-            cl.fire_server(name, args)
+            cl.fire_server(name, &args)
         })
     }
 }

@@ -475,11 +475,13 @@ pub(crate) unsafe fn take_results(results: *mut rf_tuple) -> rf_tuple {
 ///
 /// # Safety
 /// `args` is NULL or a live tuple.
-pub(crate) unsafe fn borrow_args<'a>(args: *const rf_tuple) -> Result<&'a [crate::Value], Error> {
+pub(crate) unsafe fn borrow_args<'a>(
+    args: *const rf_tuple,
+) -> Result<std::borrow::Cow<'a, [crate::Value]>, Error> {
     // SAFETY: forwarded caller contract.
     match unsafe { args.as_ref() } {
         Some(t) => t.sendable(),
-        None => Ok(&[]),
+        None => Ok(std::borrow::Cow::Borrowed(&[])),
     }
 }
 
@@ -498,7 +500,7 @@ pub unsafe extern "C" fn rf_server_return(
         run(|| {
             // SAFETY: forwarded caller contract.
             let srv = unsafe { server(s) }?;
-            srv.reply(call, Ok(results.sendable()?))
+            srv.reply(call, Ok(&results.sendable()?))
         })
     }
 }
@@ -545,7 +547,7 @@ pub unsafe extern "C" fn rf_server_invoke_client(
             // Hold the server's state for the whole wait: rf_server_free may run meanwhile (it
             // fails this call with RF_ERR_CLOSED), and must not free it under this thread.
             let srv = srv.handle();
-            let results = srv.invoke_client(player, name, args, to_timeout(timeout_ms))?;
+            let results = srv.invoke_client(player, name, &args, to_timeout(timeout_ms))?;
             *out = Box::into_raw(Box::new(rf_tuple::from_tuple(results)));
             Ok(())
         })
@@ -774,7 +776,7 @@ pub unsafe extern "C" fn rf_server_fire_client(
         run(|| {
             // SAFETY: forwarded caller contract.
             let (srv, name, args) = unsafe { (server(s)?, c_str(event, "event")?, borrow_args(args)?) };
-            srv.fire_client(player, name, args)
+            srv.fire_client(player, name, &args)
         })
     }
 }
@@ -790,13 +792,15 @@ pub unsafe extern "C" fn rf_server_fire_all_clients(
         run(|| {
             // SAFETY: forwarded caller contract.
             let (srv, name, args) = unsafe { (server(s)?, c_str(event, "event")?, borrow_args(args)?) };
-            srv.fire_all_clients(name, args)
+            srv.fire_all_clients(name, &args)
         })
     }
 }
 
-/// `RF_DISPATCH_MANUAL` only: runs up to `max_calls` queued callbacks (0: all that are queued)
-/// on this thread, waiting up to `timeout_ms` for the first; `*out_dispatched` is how many ran.
+/// `RF_DISPATCH_MANUAL` only: runs queued callbacks on this thread until `max_calls` have run
+/// (0: all that are queued), waiting up to `timeout_ms` for the first; `*out_dispatched` is
+/// how many of the game's callbacks (handlers, player hooks, the authenticator) ran. Internal
+/// bookkeeping that calls nothing (a player joining with no hook registered) is not counted.
 /// In worker mode: `RF_ERR_INVALID_ARGUMENT`.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_dispatch(

@@ -5,6 +5,7 @@ use super::{boundary, byte_slice, handle, invalid, out_ptr, rf_status, run, with
 use crate::error::Error;
 use crate::value::ByteStr;
 use crate::value::{CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vector3};
+use std::borrow::Cow;
 use std::ffi::c_char;
 
 /// Nesting the tuple builder accepts; deeper tables are refused with `RF_ERR_LIMIT`. It bounds
@@ -99,8 +100,69 @@ struct OpenTable {
 /// one thread at a time; reading it from several threads at once is fine.
 #[derive(Clone, Debug, Default)]
 pub struct rf_tuple {
-    values: Tuple,
+    values: StableValues,
     open: Vec<OpenTable>,
+}
+
+/// Capacity of a tuple's first segment: enough for nearly every argument list and result.
+const FIRST_SEGMENT: usize = 8;
+
+/// A tuple's top-level values, in segments that are never reallocated: a value, and the bytes
+/// of a short string stored inside it, stay where they are for as long as the tuple lives, so
+/// the pointers `rf_tuple_get`, `rf_value_string` and the other accessors hand out survive
+/// later pushes (the ABI's "valid while the owner lives"). A tuple of up to [`FIRST_SEGMENT`]
+/// values (or one received from the network) is one segment and sends as a plain slice.
+#[derive(Clone, Debug, Default)]
+struct StableValues {
+    /// Each segment is filled up to its capacity and never beyond it; each new one is as large
+    /// as all before it, so there are O(log n) of them.
+    segments: Vec<Vec<Value>>,
+    len: usize,
+}
+
+impl StableValues {
+    fn from_vec(values: Tuple) -> StableValues {
+        StableValues {
+            len: values.len(),
+            segments: vec![values.0],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, value: Value) {
+        match self.segments.last_mut() {
+            Some(segment) if segment.len() < segment.capacity() => segment.push(value),
+            _ => {
+                let mut segment = Vec::with_capacity(self.len.max(FIRST_SEGMENT));
+                segment.push(value);
+                self.segments.push(segment);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn get(&self, mut i: usize) -> Option<&Value> {
+        for segment in &self.segments {
+            match segment.get(i) {
+                Some(value) => return Some(value),
+                None => i -= segment.len(),
+            }
+        }
+        None
+    }
+
+    /// The values as one slice: borrowed when they are one segment, else a copy (tuples of more
+    /// than [`FIRST_SEGMENT`] values built by pushes).
+    fn as_slice(&self) -> Cow<'_, [Value]> {
+        match self.segments.as_slice() {
+            [] => Cow::Borrowed(&[]),
+            [one] => Cow::Borrowed(one),
+            many => Cow::Owned(many.iter().flatten().cloned().collect()),
+        }
+    }
 }
 
 /// A borrowed view of one value inside a tuple. Never constructed: pointers to it point at a
@@ -113,15 +175,15 @@ impl rf_tuple {
     /// Wraps values received from the network.
     pub(crate) fn from_tuple(values: Tuple) -> rf_tuple {
         rf_tuple {
-            values,
+            values: StableValues::from_vec(values),
             open: Vec::new(),
         }
     }
 
     /// The values, refusing a tuple with a table still open.
-    pub(crate) fn sendable(&self) -> Result<&[Value], Error> {
+    pub(crate) fn sendable(&self) -> Result<Cow<'_, [Value]>, Error> {
         if self.open.is_empty() {
-            Ok(&self.values)
+            Ok(self.values.as_slice())
         } else {
             Err(invalid(format!(
                 "the tuple has {} table(s) still open (begin without end)",
@@ -265,7 +327,7 @@ pub unsafe extern "C" fn rf_tuple_len(t: *const rf_tuple) -> usize {
 }
 
 /// The value at top-level index `i`, or NULL when out of range (or `t` is NULL). Borrowed: valid
-/// until the tuple is modified or freed.
+/// while the tuple lives (values never move, even when more are pushed onto it).
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_get(t: *const rf_tuple, i: usize) -> *const rf_value {
     boundary! {
@@ -282,7 +344,7 @@ fn value_ptr(v: &Value) -> *const rf_value {
 
 /// # Safety
 /// `v` is NULL or was returned by `rf_tuple_get`, `rf_value_index` or `rf_value_entry` for a
-/// tuple that is still alive and unmodified.
+/// tuple that is still alive (values never move within a tuple, see [`StableValues`]).
 unsafe fn value<'a>(v: *const rf_value) -> Result<&'a Value, Error> {
     // SAFETY: every non-NULL `rf_value` pointer this library hands out is a `*const Value`
     // inside a live tuple (see `value_ptr`); the caller keeps the tuple alive.
@@ -499,8 +561,8 @@ pub unsafe extern "C" fn rf_value_number(v: *const rf_value, out: *mut f64) -> r
     boundary! { unsafe { read(v, out, Value::as_number) } }
 }
 
-/// Borrows a string's bytes (not NUL-terminated; may contain NULs). Valid while the tuple lives
-/// unmodified.
+/// Borrows a string's bytes (not NUL-terminated; may contain NULs). Valid while the tuple lives,
+/// whatever is pushed onto it meanwhile.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_string(
     v: *const rf_value,
@@ -518,7 +580,7 @@ pub unsafe extern "C" fn rf_value_string(
     }
 }
 
-/// Borrows a buffer's bytes. Valid while the tuple lives unmodified.
+/// Borrows a buffer's bytes. Valid while the tuple lives, whatever is pushed onto it meanwhile.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_buffer(
     v: *const rf_value,
