@@ -288,3 +288,54 @@ fn serve_stops_on_sigterm_and_tells_its_players() {
         .unwrap_err();
     assert!(err.to_string().contains("shutting down"), "{err}");
 }
+
+#[test]
+fn a_call_to_an_unbound_function_says_why_it_waited() {
+    let serve = Serve::start();
+    let out = Command::new(BIN)
+        .args([
+            "call",
+            &serve.addr,
+            "Nope",
+            "--timeout-ms",
+            "300",
+            "--log",
+            "warn",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("timed out after 300ms"), "{err}");
+    assert!(err.contains("no handler answered `Nope`"), "{err}");
+    assert!(err.contains("nobody has bound wait for one"), "{err}");
+    assert!(err.contains("--timeout-ms"), "{err}");
+}
+
+#[test]
+fn timeout_ms_bounds_the_connection_and_handshake_too() {
+    // Accepts, then never answers the handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let out = Command::new(BIN)
+        .args([
+            "call",
+            &addr,
+            "Echo",
+            "--timeout-ms",
+            "700",
+            "--log",
+            "warn",
+        ])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("timed out after 700ms connecting to"), "{err}");
+    assert!(err.contains("handshake"), "{err}");
+    // The default connect timeout is 10 s: finishing well before it shows the flag bounded it.
+    assert!(took < std::time::Duration::from_secs(6), "took {took:?}");
+    drop(silent);
+}

@@ -2,8 +2,12 @@
 
 use clap::Args;
 use remotefn::value::json::{from_json, to_json};
-use remotefn::{Client, ClientConfig, Tuple, Value};
-use std::time::Duration;
+use remotefn::{Client, ClientConfig, Error, Tuple, Value};
+use std::time::{Duration, Instant};
+
+/// How long connecting and the handshake may take when `--timeout-ms 0` lets the call itself
+/// wait forever.
+const CONNECT_TIMEOUT_WITHOUT_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Args, Debug)]
 pub struct CallArgs {
@@ -14,7 +18,8 @@ pub struct CallArgs {
     /// Arguments, each a JSON value (`42`, `"text"`, `[1,2]`, `{"$vector3":[1,2,3]}`); anything
     /// that is not valid JSON is taken as a string.
     args: Vec<String>,
-    /// Give up after this many milliseconds (0 waits forever).
+    /// Give up after this many milliseconds, connecting and the handshake included (0: the
+    /// call waits forever; connecting still gives up after 10 s).
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
     /// Handshake token for the server's authenticator.
@@ -25,33 +30,56 @@ pub struct CallArgs {
     place: String,
 }
 
-pub fn run(args: CallArgs) -> Result<(), remotefn::Error> {
+pub fn run(args: CallArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
     let values = args
         .args
         .iter()
         .map(|a| parse_arg(a))
         .collect::<Result<Vec<Value>, _>>()?;
+    let budget = (args.timeout_ms > 0).then(|| Duration::from_millis(args.timeout_ms));
     let config = ClientConfig {
         token: args.token.into_bytes().into(),
         place: args.place,
+        connect_timeout: budget.unwrap_or(CONNECT_TIMEOUT_WITHOUT_LIMIT),
         ..ClientConfig::default()
     };
-    let client = Client::connect(args.addr.as_str(), config)?;
+    let client = Client::connect(args.addr.as_str(), config).map_err(|e| match e {
+        Error::Timeout(after) => format!(
+            "timed out after {after:?} connecting to {}: nothing completed the handshake (is a \
+             remotefn server or relay listening there?); --timeout-ms bounds the whole command",
+            args.addr
+        )
+        .into(),
+        e => Box::<dyn std::error::Error>::from(e),
+    })?;
     // Answer the server if it calls back (`CallMeBack`): echo, and say so on stderr.
     client.bind("Echo", |_, values| {
         eprintln!("server called back Echo{}", render(&values));
         Ok::<_, String>(values)
     })?;
-    let timeout = (args.timeout_ms > 0).then(|| Duration::from_millis(args.timeout_ms));
-    let results = client.invoke_server(&args.function, &values, timeout)?;
+    let left = budget.map(|b| b.saturating_sub(started.elapsed()));
+    let results = client
+        .invoke_server(&args.function, &values, left)
+        .map_err(|e| match (e, budget) {
+            (Error::Timeout(_), Some(budget)) => format!(
+                "timed out after {budget:?}: no handler answered `{}` (calls to a function \
+                 nobody has bound wait for one, as in Roblox, so a misspelt name waits too); \
+                 --timeout-ms sets how long to wait, 0 forever",
+                args.function
+            )
+            .into(),
+            (e, _) => Box::<dyn std::error::Error>::from(e),
+        })?;
     println!("{}", render(&results));
     Ok(())
 }
 
-fn parse_arg(text: &str) -> Result<Value, remotefn::Error> {
+fn parse_arg(text: &str) -> Result<Value, Error> {
     match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(json) => from_json(&json)
-            .map_err(|e| remotefn::Error::InvalidArgument(format!("argument {text:?}: {e}"))),
+        Ok(json) => {
+            from_json(&json).map_err(|e| Error::InvalidArgument(format!("argument {text:?}: {e}")))
+        }
         Err(_) => Ok(Value::from(text)),
     }
 }

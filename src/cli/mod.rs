@@ -55,7 +55,7 @@ pub fn main() -> ExitCode {
         .init();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Call(args) => call::run(args).map_err(Into::into),
+        Command::Call(args) => call::run(args),
         Command::Bench(args) => bench::run(args).map_err(Into::into),
         Command::Relay(args) => relay::run(args),
         Command::BenchEchoServer { listen, workers } => {
