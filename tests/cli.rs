@@ -13,10 +13,15 @@ struct Serve {
 
 impl Serve {
     fn start() -> Serve {
+        Serve::start_with("warn", Stdio::null())
+    }
+
+    /// `serve` logging at `log` to `stderr`.
+    fn start_with(log: &str, stderr: Stdio) -> Serve {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log", "warn"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--log", log])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start remotefn serve");
         let mut line = String::new();
@@ -338,4 +343,49 @@ fn timeout_ms_bounds_the_connection_and_handshake_too() {
     // The default connect timeout is 10 s: finishing well before it shows the flag bounded it.
     assert!(took < std::time::Duration::from_secs(6), "took {took:?}");
     drop(silent);
+}
+
+/// `n` connections that each send a few bytes of garbage and close.
+fn garbage_storm(addr: &str, n: usize) {
+    use std::io::Write;
+    for _ in 0..n {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.write_all(b"\xff\xff\xff\xffGARBAGE");
+        }
+    }
+}
+
+#[test]
+fn a_log_sink_that_does_not_read_never_stalls_the_server() {
+    // Debug level: every connection of the storm is several lines, far more than a pipe holds.
+    let mut serve = Serve::start_with("debug", Stdio::piped());
+    let unread_stderr = serve.child.stderr.take();
+    garbage_storm(&serve.addr, 3000);
+    let out = serve.call(&["Echo", "ping"]);
+    drop(serve);
+    drop(unread_stderr);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), r#"["ping"]"#);
+}
+
+#[test]
+fn an_attack_decides_little_of_the_log_volume() {
+    let path = std::env::temp_dir().join(format!("remotefn-log-volume-{}.log", std::process::id()));
+    let file = std::fs::File::create(&path).unwrap();
+    let serve = Serve::start_with("info", Stdio::from(file));
+    garbage_storm(&serve.addr, 3000);
+    // The server has handled the storm once a call behind it is answered.
+    let out = serve.call(&["Echo", "after"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    drop(serve);
+    let log = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let cut_lines = log.lines().filter(|l| l.contains("connection cut")).count();
+    // The first few cuts of a window are logged one by one, the rest summarised every 10 s.
+    assert!(cut_lines >= 1, "the cuts are logged at all:\n{log}");
+    assert!(
+        log.lines().count() < 40,
+        "{} lines for 3,000 cut connections:\n{log}",
+        log.lines().count()
+    );
 }

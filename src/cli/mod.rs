@@ -7,6 +7,13 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use std::time::Duration;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+
+/// Log lines waiting for the log thread, at most; past them lines are dropped and counted.
+const LOG_LINES_BUFFERED: usize = 16 * 1024;
+/// How often dropped log lines are reported.
+const DROPPED_LINES_REPORT: Duration = Duration::from_secs(10);
 
 /// Synchronous two-way calls (Roblox RemoteFunction semantics) for C, C++ and Rust games.
 #[derive(Parser, Debug)]
@@ -46,13 +53,7 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let _log_flushed_at_exit = init_logging(&cli.log);
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Call(args) => call::run(args),
@@ -67,6 +68,48 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("remotefn: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr through a thread of its own: the threads that log (the event loops among
+/// them) only queue a line, and drop it when the queue is full, so a log sink that stops
+/// reading never stalls them. Dropped lines are counted and reported every
+/// [`DROPPED_LINES_REPORT`] (through the same queue, so a report dropped too is in the next).
+fn init_logging(level: &str) -> WorkerGuard {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_LINES_BUFFERED)
+        .thread_name("rf-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer)
+        .init();
+    let _ = std::thread::Builder::new()
+        .name("rf-log-drops".into())
+        .spawn(move || report_dropped_lines(&dropped));
+    guard
+}
+
+fn report_dropped_lines(dropped: &ErrorCounter) {
+    let mut reported = 0;
+    loop {
+        std::thread::sleep(DROPPED_LINES_REPORT);
+        let total = dropped.dropped_lines();
+        if total > reported {
+            tracing::warn!(
+                "{} log lines dropped in the last {} s ({total} since start): the log output \
+                 is not keeping up",
+                total - reported,
+                DROPPED_LINES_REPORT.as_secs()
+            );
+            reported = total;
         }
     }
 }

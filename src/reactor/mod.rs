@@ -21,7 +21,7 @@ use crate::dispatch::Job;
 use crate::endpoint::{Command, Endpoint, Identity, PlayerInfo, Side};
 use crate::error::Error;
 use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, ProtocolError, Role};
-use crate::stats::bump;
+use crate::stats::{bump, CutLog};
 use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -203,6 +203,8 @@ pub(crate) struct Reactor {
     jobs: Vec<Job>,
     /// Connections a timer expired, by key and id, waiting for their turn to be closed.
     timed_out: VecDeque<(usize, u64, GoodbyeCode, String)>,
+    /// Connections cut, logged with a bounded volume.
+    cuts: CutLog,
 }
 
 /// Readiness reported for a connection that waits for housekeeping.
@@ -257,6 +259,10 @@ impl Reactor {
     fn new(ep: Arc<Endpoint>) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
+        let who = match ep.side {
+            Side::Server => "server",
+            Side::Client => "client",
+        };
         if ep.waker.set(waker).is_err() {
             return Err(io::Error::other("this endpoint already has a reactor"));
         }
@@ -277,6 +283,7 @@ impl Reactor {
             accept_again: false,
             jobs: Vec::with_capacity(SUBMIT_BATCH),
             timed_out: VecDeque::new(),
+            cuts: CutLog::new(who, Instant::now()),
         })
     }
 
@@ -882,7 +889,7 @@ impl Reactor {
 
     fn on_protocol_error(&mut self, key: usize, e: ProtocolError) {
         let conn = &self.conns[key];
-        tracing::info!(conn = conn.id, peer = ?conn.peer, "protocol error: {e}");
+        tracing::debug!(conn = conn.id, peer = ?conn.peer, "protocol error: {e}");
         if conn.welcomed || self.ep.side == Side::Client {
             self.close(
                 key,
@@ -1071,6 +1078,7 @@ impl Reactor {
         for key in stuck {
             self.finish_close(key, "the peer did not read its goodbye");
         }
+        self.cuts.poll(now);
         if !ping.is_empty() {
             let mut frame = BytesMut::new();
             Frame::Ping(0).encode(&mut frame);
@@ -1138,7 +1146,7 @@ impl Reactor {
 
     fn refuse(&mut self, key: usize, reason: &str) {
         let conn = &mut self.conns[key];
-        tracing::info!(conn = conn.id, peer = ?conn.peer, "handshake refused: {reason}");
+        self.cuts.record("handshake refused", &conn.peer, reason);
         bump(&self.ep.counters.refused, 1);
         if let ConnKind::Relayed { link } = conn.kind {
             let mut out = BytesMut::new();
@@ -1168,7 +1176,15 @@ impl Reactor {
             return;
         };
         if let Some((code, text)) = &reason.goodbye {
-            tracing::info!(conn = conn.id, peer = ?conn.peer, "closing: {text}");
+            let cause = match code {
+                GoodbyeCode::ProtocolError => "protocol error",
+                GoodbyeCode::Limit => "limit",
+                GoodbyeCode::Timeout => "timeout",
+                GoodbyeCode::Kicked => "kicked",
+                _ => "closed",
+            };
+            self.cuts
+                .record(cause, &(conn.id, conn.peer), &format!("closing: {text}"));
             if let ConnKind::Relayed { link } = conn.kind {
                 // The relay closes the player's socket, with the reason.
                 let mut kick = BytesMut::new();

@@ -8,6 +8,7 @@ use super::RelayConfig;
 use crate::proto::{self, Connection, ErrorKind, Frame, GoodbyeCode, Role};
 use crate::reactor::socket::{read_step, write_step, Step};
 use crate::reactor::{TokenBucket, LINK_OVERHEAD};
+use crate::stats::CutLog;
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
@@ -101,6 +102,8 @@ pub(crate) struct Service {
     /// Peers a timer expired, by key and opening time (a key may be reused meanwhile), with
     /// the reason, waiting for their turn to be closed.
     timed_out: VecDeque<(usize, Instant, String)>,
+    /// Connections cut, logged with a bounded volume.
+    cuts: CutLog,
 }
 
 fn random_prefix() -> u64 {
@@ -160,6 +163,7 @@ impl Service {
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             accept_again: [false; 2],
             timed_out: VecDeque::new(),
+            cuts: CutLog::new("relay", Instant::now()),
         })
     }
 
@@ -425,7 +429,7 @@ impl Service {
     }
 
     fn protocol_error(&mut self, key: usize, why: &str) {
-        tracing::info!(peer = %self.peers[key].addr, "protocol error: {why}");
+        tracing::debug!(peer = %self.peers[key].addr, "protocol error: {why}");
         if self.peers[key].welcomed {
             self.close(key, GoodbyeCode::ProtocolError, why, "protocol");
         } else {
@@ -862,6 +866,7 @@ impl Service {
         for key in stuck {
             self.remove(key, "the peer did not read its goodbye");
         }
+        self.cuts.poll(now);
         for key in ping {
             self.send(key, &Frame::Ping(0));
         }
@@ -954,7 +959,8 @@ impl Service {
             .disconnects
             .with_label_values(&["refused"])
             .inc();
-        tracing::info!(peer = %self.peers[key].addr, "refused: {reason}");
+        self.cuts
+            .record("handshake refused", &self.peers[key].addr, reason);
         self.send(
             key,
             &Frame::Refused {
@@ -967,12 +973,13 @@ impl Service {
     }
 
     /// Closes a connection with a goodbye (written once, best effort), then removes it.
-    fn close(&mut self, key: usize, code: GoodbyeCode, reason: &str, counter: &str) {
+    fn close(&mut self, key: usize, code: GoodbyeCode, reason: &str, counter: &'static str) {
         let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
         self.metrics.disconnects.with_label_values(&[counter]).inc();
-        tracing::info!(peer = %peer.addr, "closing: {reason}");
+        self.cuts
+            .record(counter, &peer.addr, &format!("closing: {reason}"));
         proto::encode_goodbye(&mut peer.out, code, reason);
         let _ = peer.socket.write(&peer.out);
         self.remove(key, reason);
