@@ -30,6 +30,7 @@ static rf_server *start_server(uint32_t workers, rf_dispatch mode, uint32_t queu
   CHECK_OK(rf_server_config_set_idle_timeout(cfg, 60000));
   CHECK_OK(rf_server_config_set_max_inflight_per_player(cfg, 1024));
   CHECK_OK(rf_server_config_set_rate_limit(cfg, 100000, 100000));
+  CHECK_OK(rf_server_config_set_rate_cut_after(cfg, 30000));
   CHECK_OK(rf_server_config_set_max_players(cfg, 1000));
   CHECK_OK(rf_server_config_set_max_output_buffer(cfg, 8u << 20));
   rf_server *s = NULL;
@@ -866,6 +867,8 @@ static void test_misuse(rf_server *s, const char *addr) {
   CHECK_STATUS(rf_server_config_set_max_inflight_per_player(cfg, 0), RF_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(rf_server_config_set_max_players(cfg, 0), RF_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(rf_server_config_set_idle_timeout(NULL, 0), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_server_config_set_rate_cut_after(NULL, 0), RF_ERR_INVALID_ARGUMENT);
+  CHECK_OK(rf_server_config_set_rate_cut_after(cfg, 0)); /* never cut: only slowed */
   CHECK_OK(rf_server_new(cfg, &none));
   CHECK_STATUS(rf_server_local_port(none, &port), RF_ERR_INVALID_ARGUMENT); /* not listening */
   CHECK_STATUS(rf_server_dispatch(none, 1, 0, &ran), RF_ERR_INVALID_ARGUMENT); /* worker mode */

@@ -340,10 +340,17 @@ enum rf_status rf_server_config_set_max_inflight_per_player(struct rf_server_con
                                                             uint32_t calls);
 
 // Sets the per-player rate limit on calls and events: `per_sec` on average (0: unlimited),
-// `burst` at once (at least 1). Faster players are disconnected. Default 10,000 and 10,000.
+// `burst` at once (at least 1). A faster player is slowed down to the rate (its input is left
+// unread until tokens refill) and loses nothing; only one that stays over it for the time set
+// by `rf_server_config_set_rate_cut_after` is disconnected. Default 10,000 and 10,000.
 enum rf_status rf_server_config_set_rate_limit(struct rf_server_config *c,
                                                uint32_t per_sec,
                                                uint32_t burst);
+
+// Sets how long a player may stay over its rate without a break before it is disconnected
+// with reason "rate limit", in milliseconds; 0 never disconnects (the player is only slowed
+// down). Default 30,000.
+enum rf_status rf_server_config_set_rate_cut_after(struct rf_server_config *c, uint32_t ms);
 
 // Sets how many players may be connected at once (at least 1; default 100,000); the next
 // handshake is refused.

@@ -122,8 +122,7 @@ impl Client {
             idle_timeout: config.idle_timeout,
             // The server is trusted by its players: it is not rate limited.
             max_inflight_per_peer: u32::MAX,
-            rate_per_sec: 0,
-            rate_burst: 1,
+            rate: proto::RateLimit::UNLIMITED,
         };
         let ep = Endpoint::start(Side::Client, limits, config.dispatch, config.workers);
         let started = Reactor::client(ep.clone(), socket, proto).and_then(|(reactor, conn)| {

@@ -50,10 +50,8 @@ pub(crate) struct Limits {
     pub idle_timeout: Duration,
     /// Inbound calls a peer may have unanswered at once.
     pub max_inflight_per_peer: u32,
-    /// Calls and events a peer may send per second (token bucket); 0 is unlimited.
-    pub rate_per_sec: u32,
-    /// Bucket size: how many calls and events may come in one burst.
-    pub rate_burst: u32,
+    /// Calls and events a peer may send per second, and what happens past them.
+    pub rate: proto::RateLimit,
 }
 
 /// Who a player is, as decided by the authenticator.

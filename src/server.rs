@@ -4,7 +4,7 @@ use crate::calls::CallId;
 use crate::dispatch::DispatchMode;
 use crate::endpoint::{AuthRequest, Endpoint, Identity, Limits, PlayerInfo, Responder, Side};
 use crate::error::{Error, Result};
-use crate::proto::{GoodbyeCode, DEFAULT_MAX_FRAME};
+use crate::proto::{GoodbyeCode, RateLimit, DEFAULT_MAX_FRAME};
 use crate::reactor::Reactor;
 use crate::value::codec::DEFAULT_MAX_DEPTH;
 use crate::value::{Tuple, Value};
@@ -47,11 +47,15 @@ pub struct ServerConfig {
     /// (handlers serve calls in arrival order, so this also bounds how long one player can make
     /// everyone else wait).
     pub max_inflight_per_player: u32,
-    /// Calls and events one player may send per second, on average (token bucket); faster
-    /// disconnects it. 0 is unlimited. Default: 10,000.
+    /// Calls and events one player may send per second, on average (token bucket). A faster
+    /// player is slowed down, not cut: past the bucket its input is left unread until tokens
+    /// refill (TCP pushes back on it), so it loses nothing. 0 is unlimited. Default: 10,000.
     pub rate_per_sec: u32,
     /// The bucket: how many calls and events may arrive in one burst. Default: 10,000.
     pub rate_burst: u32,
+    /// A player that stays over its rate this long without a break is disconnected ("rate
+    /// limit"). Zero never disconnects. Default: 30 s.
+    pub rate_cut_after: Duration,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +75,7 @@ impl Default for ServerConfig {
             max_inflight_per_player: 64,
             rate_per_sec: 10_000,
             rate_burst: 10_000,
+            rate_cut_after: Duration::from_secs(30),
         }
     }
 }
@@ -110,8 +115,11 @@ impl Server {
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
             max_inflight_per_peer: config.max_inflight_per_player,
-            rate_per_sec: config.rate_per_sec,
-            rate_burst: config.rate_burst.max(1),
+            rate: RateLimit {
+                per_sec: config.rate_per_sec,
+                burst: config.rate_burst.max(1),
+                cut_after: config.rate_cut_after,
+            },
         };
         let ep = Endpoint::start(Side::Server, limits, config.dispatch, config.workers);
         Ok(Server {

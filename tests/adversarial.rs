@@ -54,6 +54,8 @@ fn a_hostile_crowd_cannot_hurt_a_well_behaved_player() {
         idle_timeout: Duration::from_secs(3),
         rate_per_sec: 1000,
         rate_burst: 2000,
+        // The flooder below is over its rate for 3 s: slowed down for 1 s, then cut.
+        rate_cut_after: Duration::from_secs(1),
         max_output_buffer: 1024 * 1024,
         ..ServerConfig::default()
     };

@@ -149,9 +149,11 @@ fn a_client_gives_up_on_a_silent_server() {
 
 #[test]
 fn a_flood_past_the_rate_limit_disconnects_only_the_flooder() {
+    // 500 events at 100 a second: over the rate for 4.5 s, past the 1 s it may stay over.
     let config = ServerConfig {
         rate_per_sec: 100,
         rate_burst: 50,
+        rate_cut_after: Duration::from_secs(1),
         ..ServerConfig::default()
     };
     let (server, addr) = echo_server(config);

@@ -39,6 +39,10 @@ pub struct RelayArgs {
     /// Burst size of the per-player rate limit [default: 10,000].
     #[arg(long)]
     rate_burst: Option<u32>,
+    /// Seconds a player may stay over its rate (slowed down meanwhile) before it is cut, 0 for
+    /// never [default: 30].
+    #[arg(long)]
+    rate_cut_after: Option<f64>,
     /// Calls a player may have unanswered at once [default: 64].
     #[arg(long)]
     max_inflight_per_player: Option<u32>,
@@ -93,6 +97,9 @@ fn config(args: RelayArgs) -> Result<RelayConfig, Box<dyn std::error::Error>> {
     }
     if let Some(v) = args.rate_burst {
         c.rate_burst = v.max(1);
+    }
+    if let Some(v) = args.rate_cut_after {
+        c.rate_cut_after = secs(v)?;
     }
     if let Some(v) = args.max_inflight_per_player {
         c.max_inflight_per_player = v;

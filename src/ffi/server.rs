@@ -262,7 +262,9 @@ pub unsafe extern "C" fn rf_server_config_set_max_inflight_per_player(
 }
 
 /// Sets the per-player rate limit on calls and events: `per_sec` on average (0: unlimited),
-/// `burst` at once (at least 1). Faster players are disconnected. Default 10,000 and 10,000.
+/// `burst` at once (at least 1). A faster player is slowed down to the rate (its input is left
+/// unread until tokens refill) and loses nothing; only one that stays over it for the time set
+/// by `rf_server_config_set_rate_cut_after` is disconnected. Default 10,000 and 10,000.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_rate_limit(
     c: *mut rf_server_config,
@@ -278,6 +280,25 @@ pub unsafe extern "C" fn rf_server_config_set_rate_limit(
                 }
                 c.rate_per_sec = per_sec;
                 c.rate_burst = burst;
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Sets how long a player may stay over its rate without a break before it is disconnected
+/// with reason "rate limit", in milliseconds; 0 never disconnects (the player is only slowed
+/// down). Default 30,000.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_set_rate_cut_after(
+    c: *mut rf_server_config,
+    ms: u32,
+) -> rf_status {
+    boundary! {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            with_config(c, |c| {
+                c.rate_cut_after = Duration::from_millis(u64::from(ms));
                 Ok(())
             })
         }

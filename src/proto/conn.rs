@@ -70,6 +70,26 @@ impl Connection {
         self.input.len()
     }
 
+    /// Whether the next frame [`poll_frame`](Self::poll_frame) would yield is a call or an
+    /// event, complete in the buffer (what a rate limit charges for).
+    pub fn next_frame_is_request(&self) -> bool {
+        if self.state != State::Open || self.input.len() < 5 {
+            return false;
+        }
+        let len = u32::from_le_bytes(self.input[..4].try_into().expect("4 bytes")) as usize;
+        self.input.len() >= 4 + len
+            && matches!(self.input[4], t if t == FrameType::Invoke as u8 || t == FrameType::Event as u8)
+    }
+
+    /// A connection whose handshake is done (tests drive it past the handshake at once).
+    #[cfg(test)]
+    pub(crate) fn open(role: Role, max_frame: u32) -> Connection {
+        Connection {
+            state: State::Open,
+            ..Connection::new(role, max_frame)
+        }
+    }
+
     /// Appends received bytes.
     pub fn handle_bytes(&mut self, data: &[u8]) {
         self.input.extend_from_slice(data);

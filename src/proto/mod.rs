@@ -13,12 +13,14 @@
 
 mod conn;
 mod frame;
+mod rate;
 
 pub use conn::{Connection, Role};
 pub use frame::{
     encode_error, encode_event, encode_goodbye, encode_invoke, encode_result, ErrorKind, Frame,
     FrameType, GoodbyeCode, ProtocolError,
 };
+pub use rate::{Admission, Deadlines, RateLimit, RateShaper};
 
 /// The stream preface a client sends before its first frame.
 pub const MAGIC: [u8; 4] = *b"RMFN";

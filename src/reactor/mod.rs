@@ -20,7 +20,9 @@ use crate::calls::CallId;
 use crate::dispatch::Job;
 use crate::endpoint::{Command, Endpoint, Identity, PlayerInfo, Side};
 use crate::error::Error;
-use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, ProtocolError, Role};
+use crate::proto::{
+    self, Admission, Deadlines, ErrorKind, Frame, GoodbyeCode, ProtocolError, RateShaper, Role,
+};
 use crate::stats::{bump, CutLog};
 use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
@@ -117,38 +119,9 @@ struct Conn {
     reading_paused: bool,
     /// Inbound calls from this peer not yet answered.
     inflight_in: u32,
-    bucket: TokenBucket,
-}
-
-/// A token bucket: `rate` tokens a second, at most `burst` saved up.
-pub(crate) struct TokenBucket {
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    pub(crate) fn full(burst: u32, now: Instant) -> TokenBucket {
-        TokenBucket {
-            tokens: f64::from(burst),
-            last: now,
-        }
-    }
-
-    /// Takes a token; false when the peer is over its rate. `rate` 0 is unlimited.
-    pub(crate) fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
-        if rate == 0 {
-            return true;
-        }
-        let refill = now.saturating_duration_since(self.last).as_secs_f64() * f64::from(rate);
-        self.tokens = (self.tokens + refill).min(f64::from(burst));
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+    rate: RateShaper,
+    /// Over its rate: its input is left unread until its resume deadline.
+    rate_paused: bool,
 }
 
 /// Why a connection is being closed.
@@ -205,6 +178,8 @@ pub(crate) struct Reactor {
     timed_out: VecDeque<(usize, u64, GoodbyeCode, String)>,
     /// Connections cut, logged with a bounded volume.
     cuts: CutLog,
+    /// When connections over their rate may be read again.
+    rate_resume: Deadlines,
 }
 
 /// Readiness reported for a connection that waits for housekeeping.
@@ -284,6 +259,7 @@ impl Reactor {
             jobs: Vec::with_capacity(SUBMIT_BATCH),
             timed_out: VecDeque::new(),
             cuts: CutLog::new(who, Instant::now()),
+            rate_resume: Deadlines::default(),
         })
     }
 
@@ -340,7 +316,8 @@ impl Reactor {
             last_write: now,
             reading_paused: false,
             inflight_in: 0,
-            bucket: TokenBucket::full(self.ep.limits.rate_burst, now),
+            rate: RateShaper::new(&self.ep.limits.rate, now),
+            rate_paused: false,
         });
         Ok((key, id))
     }
@@ -367,7 +344,13 @@ impl Reactor {
             let timeout = match self.shutdown_deadline {
                 _ if !self.read_again.is_empty() || self.housekeeping_left() => Duration::ZERO,
                 Some(_) => Duration::from_millis(10),
-                None => self.next_tick.saturating_duration_since(Instant::now()),
+                None => {
+                    let next = self.rate_resume.next().map_or(self.next_tick, |at| {
+                        // Rounded up: epoll waits whole milliseconds.
+                        (at + Duration::from_micros(999)).min(self.next_tick)
+                    });
+                    next.saturating_duration_since(Instant::now())
+                }
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -381,6 +364,7 @@ impl Reactor {
             }
             self.now = Instant::now();
             // Players first: their frames, the answers the workers sent back, their output.
+            self.resume_rate_paused();
             for key in std::mem::take(&mut self.read_again) {
                 self.ready(key, true, false, false);
             }
@@ -428,6 +412,25 @@ impl Reactor {
                     self.submit_pending();
                     return;
                 }
+            }
+        }
+    }
+
+    /// Reads again the connections whose rate allows it by now: first the frames they had
+    /// buffered, then their sockets.
+    fn resume_rate_paused(&mut self) {
+        while let Some((key, id)) = self.rate_resume.pop_due(self.now) {
+            let Some(conn) = self
+                .conns
+                .get_mut(key)
+                .filter(|c| c.id == id && c.rate_paused)
+            else {
+                continue;
+            };
+            conn.rate_paused = false;
+            self.process(key);
+            if self.conns.get(key).is_some_and(|c| !c.rate_paused) {
+                self.read(key, false);
             }
         }
     }
@@ -811,6 +814,10 @@ impl Reactor {
             if conn.closing {
                 return self.discard_input(key);
             }
+            if conn.rate_paused {
+                // Its resume deadline brings it back.
+                return;
+            }
             // Servers only: a client always reads its server (answers free its call slots), so
             // the two sides can never both wait for the other to read.
             if conn.out.len() > PAUSE_READING_ABOVE
@@ -839,6 +846,9 @@ impl Reactor {
                     conn.pinged = false;
                     conn.proto.handle_bytes(&self.scratch[..n]);
                     self.process(key);
+                    if self.conns.get(key).is_none_or(|c| c.rate_paused) {
+                        return;
+                    }
                     if !more {
                         drained = true;
                         break;
@@ -857,11 +867,13 @@ impl Reactor {
             return;
         }
         if let Some(conn) = self.conns.get_mut(key) {
+            // Everything it sent is handled: it keeps within its rate.
+            conn.rate.input_drained();
             conn.proto.release_idle_buffer();
         }
     }
 
-    /// Handles every complete frame buffered on a connection.
+    /// Handles every complete frame buffered on a connection, as far as its rate allows.
     fn process(&mut self, key: usize) {
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -869,6 +881,19 @@ impl Reactor {
             };
             if conn.closing {
                 return;
+            }
+            // Relayed players are shaped by their relay.
+            if matches!(conn.kind, ConnKind::Direct) {
+                match conn.rate.admit(&conn.proto, &self.ep.limits.rate, self.now) {
+                    Admission::Now => {}
+                    Admission::Wait(at) => {
+                        conn.rate_paused = true;
+                        return self.rate_resume.push(at, key, conn.id);
+                    }
+                    Admission::Cut(why) => {
+                        return self.close(key, CloseReason::goodbye(GoodbyeCode::Limit, why))
+                    }
+                }
             }
             match conn.proto.poll_frame() {
                 Ok(Some(frame)) => self.on_frame(key, frame),
@@ -1000,32 +1025,23 @@ impl Reactor {
         }
     }
 
-    /// Applies the per-peer rate limit (calls and events) and, for a call, the bound on calls
-    /// in flight; a peer over either is disconnected with the reason.
+    /// Applies, for a call, the bound on calls in flight; a peer over it is disconnected with
+    /// the reason. (The rate was applied before the frame was read: see `process`.)
     fn admit(&mut self, key: usize, is_call: bool) -> bool {
         let limits = &self.ep.limits;
         let conn = &mut self.conns[key];
-        let violation = if !conn
-            .bucket
-            .take(self.now, limits.rate_per_sec, limits.rate_burst)
-        {
-            format!(
-                "rate limit: more than {} calls and events per second (burst {})",
-                limits.rate_per_sec, limits.rate_burst
-            )
-        } else if is_call && conn.inflight_in >= limits.max_inflight_per_peer {
-            format!("more than {} calls in flight", limits.max_inflight_per_peer)
+        if is_call && conn.inflight_in >= limits.max_inflight_per_peer {
+            let violation = format!("more than {} calls in flight", limits.max_inflight_per_peer);
+            self.close(key, CloseReason::goodbye(GoodbyeCode::Limit, violation));
+            return false;
+        }
+        if is_call {
+            conn.inflight_in += 1;
+            bump(&self.ep.counters.calls_in, 1);
         } else {
-            if is_call {
-                conn.inflight_in += 1;
-                bump(&self.ep.counters.calls_in, 1);
-            } else {
-                bump(&self.ep.counters.events_in, 1);
-            }
-            return true;
-        };
-        self.close(key, CloseReason::goodbye(GoodbyeCode::Limit, violation));
-        false
+            bump(&self.ep.counters.events_in, 1);
+        }
+        true
     }
 
     /// Handshake and idle timeouts, heartbeats, and connections stuck while closing.
@@ -1063,7 +1079,7 @@ impl Reactor {
                     conn.expiring = true;
                     let why = format!("not reading: no output taken for {idle:?}");
                     timed_out.push_back((key, conn.id, GoodbyeCode::Limit, why));
-                } else if conn.reading_paused {
+                } else if conn.reading_paused || conn.rate_paused {
                     // We are the ones not reading it: its silence is not its fault.
                 } else if quiet > idle {
                     conn.expiring = true;

@@ -49,8 +49,13 @@ pub struct RelayConfig {
     pub max_players: usize,
     /// Calls and events per second per player (0: unlimited). Default: 10,000.
     pub rate_per_sec: u32,
-    /// Burst size of the rate limit. Default: 10,000.
+    /// Burst size of the rate limit. Default: 10,000. A player over its rate is slowed down
+    /// (its input left unread until tokens refill), not cut.
     pub rate_burst: u32,
+    /// A player that stays over its rate this long without a break is disconnected ("rate
+    /// limit"); zero never disconnects. Default: 30 s.
+    #[serde(with = "secs")]
+    pub rate_cut_after: Duration,
     /// Calls a player may have unanswered at once. Default: 64.
     pub max_inflight_per_player: u32,
     /// Bytes queued for one player before it is cut as not reading. Default: 8 MiB.
@@ -79,6 +84,7 @@ impl Default for RelayConfig {
             max_players: 100_000,
             rate_per_sec: 10_000,
             rate_burst: 10_000,
+            rate_cut_after: Duration::from_secs(30),
             max_inflight_per_player: 64,
             max_output_buffer: 8 * 1024 * 1024,
             max_host_output_buffer: 256 * 1024 * 1024,

@@ -5,9 +5,12 @@
 use super::metrics::Metrics;
 use super::routes::{Direction, Route, Routes};
 use super::RelayConfig;
-use crate::proto::{self, Connection, ErrorKind, Frame, GoodbyeCode, Role};
+use crate::proto::{
+    self, Admission, Connection, Deadlines, ErrorKind, Frame, GoodbyeCode, RateLimit, RateShaper,
+    Role,
+};
 use crate::reactor::socket::{read_step, write_step, Step};
-use crate::reactor::{TokenBucket, LINK_OVERHEAD};
+use crate::reactor::LINK_OVERHEAD;
 use crate::stats::CutLog;
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::Receiver;
@@ -50,7 +53,9 @@ struct PlayerState {
     /// Routes this player is part of.
     routes: Vec<u64>,
     inflight_in: u32,
-    bucket: TokenBucket,
+    rate: RateShaper,
+    /// Over its rate: its input is left unread until its resume deadline.
+    rate_paused: bool,
 }
 
 enum PeerRole {
@@ -104,6 +109,10 @@ pub(crate) struct Service {
     timed_out: VecDeque<(usize, Instant, String)>,
     /// Connections cut, logged with a bounded volume.
     cuts: CutLog,
+    /// Every player's allowance of calls and events.
+    rate: RateLimit,
+    /// When players over their rate may be read again.
+    rate_resume: Deadlines<Instant>,
 }
 
 fn random_prefix() -> u64 {
@@ -149,7 +158,6 @@ impl Service {
             places: HashMap::new(),
             players_by_id: HashMap::new(),
             routes: Routes::default(),
-            config,
             metrics,
             commands,
             wake_pending,
@@ -164,6 +172,13 @@ impl Service {
             accept_again: [false; 2],
             timed_out: VecDeque::new(),
             cuts: CutLog::new("relay", Instant::now()),
+            rate: RateLimit {
+                per_sec: config.rate_per_sec,
+                burst: config.rate_burst.max(1),
+                cut_after: config.rate_cut_after,
+            },
+            rate_resume: Deadlines::default(),
+            config,
         })
     }
 
@@ -173,7 +188,11 @@ impl Service {
             let timeout = if self.accept_again.contains(&true) || !self.timed_out.is_empty() {
                 Duration::ZERO
             } else {
-                self.next_tick.saturating_duration_since(Instant::now())
+                let next = self.rate_resume.next().map_or(self.next_tick, |at| {
+                    // Rounded up: epoll waits whole milliseconds.
+                    (at + Duration::from_micros(999)).min(self.next_tick)
+                });
+                next.saturating_duration_since(Instant::now())
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -182,6 +201,7 @@ impl Service {
                 }
             }
             self.now = Instant::now();
+            self.resume_rate_paused();
             for event in events.iter() {
                 match event.token() {
                     PLAYERS => self.accept(true),
@@ -325,7 +345,8 @@ impl Service {
                             announced: false,
                             routes: Vec::new(),
                             inflight_in: 0,
-                            bucket: TokenBucket::full(self.config.rate_burst, self.now),
+                            rate: RateShaper::new(&self.rate, self.now),
+                            rate_paused: false,
                         };
                         (PeerRole::Player(state), self.config.max_payload)
                     } else {
@@ -361,6 +382,28 @@ impl Service {
         self.accept_again[usize::from(!player)] = true;
     }
 
+    /// Reads again the players whose rate allows it by now: first the frames they had
+    /// buffered, then their sockets.
+    fn resume_rate_paused(&mut self) {
+        while let Some((key, opened)) = self.rate_resume.pop_due(self.now) {
+            if !self.is_rate_paused(key, opened) {
+                continue;
+            }
+            self.player(key).rate_paused = false;
+            self.process(key);
+            if !self.is_rate_paused(key, opened) && self.peers.contains(key) {
+                self.read(key, false);
+            }
+        }
+    }
+
+    /// Whether `key` is still the player opened at `opened` (keys are reused), over its rate.
+    fn is_rate_paused(&self, key: usize, opened: Instant) -> bool {
+        self.peers.get(key).is_some_and(|p| {
+            p.opened == opened && matches!(&p.role, PeerRole::Player(s) if s.rate_paused)
+        })
+    }
+
     /// Reads what a peer sent. `peer_closed`: the event also reported the end of the stream,
     /// which a short read must not be taken to have consumed (the peer's last bytes and its
     /// close often arrive as one event: a host killed mid-call, say).
@@ -369,7 +412,9 @@ impl Service {
             let Some(peer) = self.peers.get_mut(key) else {
                 return;
             };
-            if peer.closing.is_some() {
+            if peer.closing.is_some() || matches!(&peer.role, PeerRole::Player(p) if p.rate_paused)
+            {
+                // A player over its rate is read again at its resume deadline.
                 return;
             }
             match read_step(&mut peer.socket, &mut self.scratch, peer_closed) {
@@ -389,6 +434,13 @@ impl Service {
             }
         }
         if let Some(peer) = self.peers.get_mut(key) {
+            if let PeerRole::Player(p) = &mut peer.role {
+                if p.rate_paused {
+                    return;
+                }
+                // Everything it sent is handled: it keeps within its rate.
+                p.rate.input_drained();
+            }
             peer.proto.release_idle_buffer();
         }
     }
@@ -400,6 +452,18 @@ impl Service {
             };
             if peer.closing.is_some() {
                 return;
+            }
+            if let PeerRole::Player(p) = &mut peer.role {
+                match p.rate.admit(&peer.proto, &self.rate, self.now) {
+                    Admission::Now => {}
+                    Admission::Wait(at) => {
+                        p.rate_paused = true;
+                        return self.rate_resume.push(at, key, peer.opened);
+                    }
+                    Admission::Cut(why) => {
+                        return self.close(key, GoodbyeCode::Limit, &why, "limit")
+                    }
+                }
             }
             match peer.proto.poll_frame() {
                 Ok(Some(frame)) => {
@@ -803,24 +867,16 @@ impl Service {
         );
     }
 
-    /// Rate limit and in-flight bound of a player; a violation disconnects it.
+    /// In-flight bound of a player; a violation disconnects it. (The rate was applied before
+    /// the frame was read: see `process`.)
     fn admit(&mut self, key: usize, is_call: bool) -> bool {
-        let (rate, burst, max_inflight, now) = (
-            self.config.rate_per_sec,
-            self.config.rate_burst,
-            self.config.max_inflight_per_player,
-            self.now,
-        );
-        let p = self.player(key);
-        let why = if !p.bucket.take(now, rate, burst) {
-            format!("rate limit: more than {rate} calls and events per second (burst {burst})")
-        } else if is_call && p.inflight_in >= max_inflight {
-            format!("more than {max_inflight} calls in flight")
-        } else {
-            return true;
-        };
-        self.close(key, GoodbyeCode::Limit, &why, "limit");
-        false
+        let max_inflight = self.config.max_inflight_per_player;
+        if is_call && self.player(key).inflight_in >= max_inflight {
+            let why = format!("more than {max_inflight} calls in flight");
+            self.close(key, GoodbyeCode::Limit, &why, "limit");
+            return false;
+        }
+        true
     }
 
     fn check_timers(&mut self) {
@@ -853,7 +909,9 @@ impl Service {
                 }
             } else if !idle.is_zero() {
                 let quiet = now.saturating_duration_since(peer.last_heard);
-                if quiet > idle {
+                if matches!(&peer.role, PeerRole::Player(p) if p.rate_paused) {
+                    // We are the ones not reading it: its silence is not its fault.
+                } else if quiet > idle {
                     peer.expiring = true;
                     let why = format!("nothing heard for {idle:?}");
                     timed_out.push_back((key, peer.opened, why));

@@ -28,18 +28,28 @@ impl RawPlayer {
     }
 
     pub fn handshake(addr: SocketAddr) -> (RawPlayer, u64) {
+        RawPlayer::handshake_to(addr, "")
+    }
+
+    /// Completes the handshake asking for `place` (a relay's place; empty for a server).
+    pub fn handshake_to(addr: SocketAddr, place: &str) -> (RawPlayer, u64) {
         let mut p = RawPlayer::connect(addr);
-        p.hello();
+        p.hello_to(place);
         let player = p.welcome();
         (p, player)
     }
 
     /// Sends the preface and a HELLO with no place and no token.
     pub fn hello(&mut self) {
+        self.hello_to("");
+    }
+
+    /// Sends the preface and a HELLO for `place`, with no token.
+    pub fn hello_to(&mut self, place: &str) {
         let mut out = BytesMut::new();
         proto::encode_preface(&mut out);
         Frame::Hello {
-            place: String::new(),
+            place: place.to_owned(),
             token: Bytes::new(),
         }
         .encode(&mut out);
