@@ -1,4 +1,4 @@
-/* Proves the C ABI (ABI.md) from C11: every function, and every semantic listed at its end.
+/* Proves the C ABI (docs/ABI.md) from C11: every function, and every semantic listed at its end.
  * Built and run by `cargo test` (tests/ffi.rs) against the shared and the static library, and
  * under valgrind memcheck. Exit status 0 means every check passed. */
 #define _POSIX_C_SOURCE 200809L

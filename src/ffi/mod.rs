@@ -1,4 +1,4 @@
-//! The C ABI (`include/remotefn.h`, contract in `ABI.md`): a thin layer over the Rust API.
+//! The C ABI (`include/remotefn.h`, contract in `docs/ABI.md`): a thin layer over the Rust API.
 //!
 //! One file per C type (`tuple.rs`, `server.rs`, `client.rs`); here, what they share: the
 //! status enum, the thread-local error text, the panic boundary every exported function runs
@@ -255,18 +255,18 @@ impl<T> HandlePtr<T> {
         self.0
     }
 }
-// SAFETY: handles are thread-safe (ABI.md: every function is thread-safe unless stated), and the
+// SAFETY: handles are thread-safe (docs/ABI.md: every function is thread-safe unless stated), and the
 // pointer stays valid while callbacks can run: freeing a handle first stops its threads.
 unsafe impl<T> Send for HandlePtr<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for HandlePtr<T> {}
 
 /// A `void *user` pointer handed back to C callbacks. The library never dereferences it; the
-/// C side promises it may be used from the threads callbacks run on (ABI.md).
+/// C side promises it may be used from the threads callbacks run on (docs/ABI.md).
 #[derive(Clone, Copy)]
 pub(crate) struct UserData(pub *mut std::ffi::c_void);
 // SAFETY: the pointer is opaque to Rust and only passed back to the C callback that owns it;
-// ABI.md states that callbacks may run on library threads, so the C side makes it thread-safe.
+// docs/ABI.md states that callbacks may run on library threads, so the C side makes it thread-safe.
 unsafe impl Send for UserData {}
 // SAFETY: as above: never dereferenced by Rust.
 unsafe impl Sync for UserData {}
