@@ -1,5 +1,8 @@
 //! The `remotefn` binary: `serve` with its demo functions, driven by `call`.
 
+mod common;
+
+use common::RELAY_ON_EPHEMERAL_PORTS;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -7,7 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_remotefn");
 
 /// A `remotefn serve` process, killed when dropped.
 struct Serve {
-    child: Child,
+    process: Running,
     addr: String,
 }
 
@@ -18,23 +21,14 @@ impl Serve {
 
     /// `serve` logging at `log` to `stderr`.
     fn start_with(log: &str, stderr: Stdio) -> Serve {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log", log])
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("start remotefn serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (process, line) = start_logging(&["serve", "--listen", "127.0.0.1:0"], log, stderr);
         // "remotefn serving on 127.0.0.1:PORT (functions: ...)"
         let addr = line
             .split_whitespace()
             .nth(3)
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_owned();
-        Serve { child, addr }
+        Serve { process, addr }
     }
 
     fn call(&self, args: &[&str]) -> Output {
@@ -44,13 +38,6 @@ impl Serve {
             .args(["--timeout-ms", "10000", "--log", "warn"])
             .output()
             .expect("run remotefn call")
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -172,11 +159,17 @@ impl Drop for Running {
 
 /// Starts `remotefn ARGS` and returns it with its first line of output.
 fn start(args: &[&str]) -> (Running, String) {
+    start_logging(args, "warn", Stdio::null())
+}
+
+/// Starts `remotefn ARGS` logging at `log` to `stderr`; returns it with its first line of
+/// output.
+fn start_logging(args: &[&str], log: &str, stderr: Stdio) -> (Running, String) {
     let mut child = Command::new(BIN)
         .args(args)
-        .args(["--log", "warn"])
+        .args(["--log", log])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start remotefn");
     let mut line = String::new();
@@ -281,7 +274,7 @@ fn serve_stops_on_sigterm_and_tells_its_players() {
             .unwrap(),
         remotefn::tuple![1]
     );
-    let status = terminate(&mut serve.child);
+    let status = terminate(&mut serve.process.0);
     assert!(status.success(), "{status}");
     // The player was told (a goodbye), not left to find out from a dead socket.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -359,10 +352,33 @@ fn garbage_storm(addr: &str, n: usize) {
 fn a_log_sink_that_does_not_read_never_stalls_the_server() {
     // Debug level: every connection of the storm is several lines, far more than a pipe holds.
     let mut serve = Serve::start_with("debug", Stdio::piped());
-    let unread_stderr = serve.child.stderr.take();
+    let unread_stderr = serve.process.0.stderr.take();
     garbage_storm(&serve.addr, 3000);
     let out = serve.call(&["Echo", "ping"]);
     drop(serve);
+    drop(unread_stderr);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), r#"["ping"]"#);
+}
+
+#[test]
+fn a_log_sink_that_does_not_read_never_stalls_the_relay() {
+    let (mut relay, line) = start_logging(&RELAY_ON_EPHEMERAL_PORTS, "debug", Stdio::piped());
+    let unread_stderr = relay.0.stderr.take();
+    let addrs = addresses(&line);
+    let (players, hosts) = (&addrs[0], &addrs[1]);
+    let (_game, line) = start(&[
+        "serve", "--attach", hosts, "--place", "arena", "--secret", "s3",
+    ]);
+    assert!(line.contains("through the relay"), "{line}");
+    garbage_storm(players, 3000);
+    let out = Command::new(BIN)
+        .args([
+            "call", players, "Echo", "ping", "--place", "arena", "--log", "warn",
+        ])
+        .output()
+        .unwrap();
+    drop(relay);
     drop(unread_stderr);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), r#"["ping"]"#);

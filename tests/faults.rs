@@ -94,17 +94,8 @@ fn kill_9_of_100_clients_in_the_middle_of_invoke_client_fails_all_100_within_a_s
 
 fn start_relay(extra: &[&str]) -> (Child, Vec<String>) {
     let mut child = Command::new(BIN)
-        .args([
-            "relay",
-            "--players",
-            "127.0.0.1:0",
-            "--hosts",
-            "127.0.0.1:0",
-            "--secret",
-            "s3",
-            "--log",
-            "warn",
-        ])
+        .args(RELAY_ON_EPHEMERAL_PORTS)
+        .args(["--log", "warn"])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -5,6 +5,17 @@ use remotefn::*;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// `remotefn relay` on ephemeral loopback ports, with the hosts' secret "s3".
+pub const RELAY_ON_EPHEMERAL_PORTS: [&str; 7] = [
+    "relay",
+    "--players",
+    "127.0.0.1:0",
+    "--hosts",
+    "127.0.0.1:0",
+    "--secret",
+    "s3",
+];
+
 /// Generous bound on any wait in a test: proves "does not hang", never measures speed.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
