@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fills the table of docs/PERFORMANCE.md: medians of N interleaved rounds, side by side.
 
-Usage (from the repository root, after `cargo build --release` and
+Usage (from the repository root, after `cargo build --release --features cli` and
 `cargo build --release --manifest-path benches/compare/Cargo.toml`):
 
     python3 benches/perf_table.py [--rounds 5] [--duration 5]

@@ -14,7 +14,7 @@
 //! - `calls`: preallocated slots for calls in flight, where callers park;
 //! - `dispatch`: handler registries, worker pool and manual dispatch;
 //! - [`server`] and [`client`]: the two ends, built from the pieces above;
-//! - [`relay`]: the relay service between players and game servers;
+//! - `relay` (feature `relay`): the relay service between players and game servers;
 //! - [`ffi`]: the C ABI (`include/remotefn.h`).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -41,6 +41,7 @@ pub mod ffi;
 /// cbindgen:ignore
 mod reactor;
 /// cbindgen:ignore
+#[cfg(feature = "relay")]
 pub mod relay;
 /// cbindgen:ignore
 pub mod server;
@@ -52,6 +53,7 @@ pub use client::{Client, ClientConfig, ClientHandle};
 pub use dispatch::DispatchMode;
 pub use endpoint::{AuthRequest, Identity, PlayerInfo, Responder};
 pub use error::{Error, Result};
+#[cfg(feature = "relay")]
 pub use relay::{Relay, RelayConfig};
 pub use server::{PlayerId, Server, ServerConfig, ServerHandle};
 pub use stats::Stats;

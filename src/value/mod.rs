@@ -11,6 +11,7 @@
 
 mod bytestr;
 pub mod codec;
+#[cfg(feature = "json")]
 pub mod json;
 
 pub use bytestr::ByteStr;
