@@ -222,28 +222,52 @@ uint32_t rf_abi_version(void);
 struct rf_client_config *rf_client_config_new(void);
 
 // Frees a config. NULL is a no-op.
+//
+// # Safety
+// `c` is NULL or a config from `rf_client_config_new`, not used afterwards.
 void rf_client_config_free(struct rf_client_config *c);
 
 // Sets the handshake token (binary-safe, copied) for the server's authenticator.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time; `ptr` is NULL or points to `len`
+// readable bytes.
 enum rf_status rf_client_config_set_token(struct rf_client_config *c, const char *ptr, size_t len);
 
 // Sets the place to join (relay deployments; an embedded server ignores it).
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time; `place` is NULL or a
+// NUL-terminated string.
 enum rf_status rf_client_config_set_place(struct rf_client_config *c, const char *place);
 
 // Sets where `OnClientInvoke` handlers run: a library worker, or only in `rf_client_dispatch`.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_client_config_set_dispatch(struct rf_client_config *c, rf_dispatch mode);
 
 // Sets how long connecting and the handshake may take, in milliseconds (at least 1).
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_client_config_set_connect_timeout(struct rf_client_config *c, uint32_t ms);
 
 // Sets how long the server may stay silent before the client disconnects, in milliseconds
 // (pending calls fail with `RF_ERR_DISCONNECTED`); it pings after a third of it. 0 disables.
 // Default 60,000.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_client_config_set_idle_timeout(struct rf_client_config *c, uint32_t ms);
 
 // Connects to `addr` and completes the handshake before returning: `RF_OK` with `*out` a new
 // client (free it with `rf_client_free`), or `RF_ERR_REJECTED` (the server's reason in
 // `rf_last_error()`), `RF_ERR_IO` or `RF_ERR_TIMEOUT`, with `*out` set to NULL.
+//
+// # Safety
+// `addr` is NULL or a NUL-terminated string; `c` is NULL or a live config; `out` is NULL or
+// valid for writes.
 enum rf_status rf_client_connect(const char *addr,
                                  const struct rf_client_config *c,
                                  struct rf_client **out);
@@ -251,9 +275,15 @@ enum rf_status rf_client_connect(const char *addr,
 // Disconnects and frees the client: pending `rf_client_invoke_server` calls fail with
 // `RF_ERR_CLOSED` and the library's threads are joined before this returns. NULL is a no-op.
 // Do not call it from a callback of this client.
+//
+// # Safety
+// `c` is NULL or a client from `rf_client_connect`, not used afterwards.
 void rf_client_free(struct rf_client *c);
 
 // The player id the server gave this client.
+//
+// # Safety
+// `c` is NULL or a live client; `out` is NULL or valid for writes.
 enum rf_status rf_client_player_id(const struct rf_client *c, rf_player_id *out);
 
 // `InvokeServer`: calls `function` on the server and blocks until its handler returns (`RF_OK`,
@@ -261,6 +291,10 @@ enum rf_status rf_client_player_id(const struct rf_client *c, rf_player_id *out)
 // (`RF_ERR_DISCONNECTED`), `timeout_ms` passes (`RF_ERR_TIMEOUT`; 0 waits forever), or the
 // client is freed (`RF_ERR_CLOSED`). `args` is borrowed (NULL: none). On any error
 // `*out_results` is NULL. Any thread.
+//
+// # Safety
+// `c` is NULL or a live client; `function` is NULL or a NUL-terminated string; `args` is
+// NULL or a live tuple; `out_results` is NULL or valid for writes.
 enum rf_status rf_client_invoke_server(struct rf_client *c,
                                        const char *function,
                                        const struct rf_tuple *args,
@@ -268,31 +302,52 @@ enum rf_status rf_client_invoke_server(struct rf_client *c,
                                        struct rf_tuple **out_results);
 
 // Binds the `OnClientInvoke` handler of `function` (replacing any previous one).
+//
+// # Safety
+// `c` is NULL or a live client; `function` is NULL or a NUL-terminated string; `cb`, if not
+// NULL, may be called with `user` from library threads until the client is freed.
 enum rf_status rf_client_bind(struct rf_client *c,
                               const char *function,
                               rf_on_client_invoke cb,
                               void *user);
 
 // Removes the handler of `function`. Not bound: `RF_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `c` is NULL or a live client; `function` is NULL or a NUL-terminated string.
 enum rf_status rf_client_unbind(struct rf_client *c, const char *function);
 
 // Completes inbound call `call` with `results`, consumed in every case (NULL: no values).
 // Unknown or completed id, or an open table: `RF_ERR_INVALID_ARGUMENT`. Any thread.
+//
+// # Safety
+// `c` is NULL or a live client; `results` is NULL or a tuple of this library, which the
+// caller does not use afterwards.
 enum rf_status rf_client_return(struct rf_client *c, rf_call_id call, struct rf_tuple *results);
 
 // Completes inbound call `call` with an error the server receives as `RF_ERR_REMOTE`.
+//
+// # Safety
+// `c` is NULL or a live client; `message` is NULL or a NUL-terminated string.
 enum rf_status rf_client_error(struct rf_client *c, rf_call_id call, const char *message);
 
 // `RF_DISPATCH_MANUAL` only: runs queued callbacks on this thread until `max_calls` have run
 // (0: all that are queued), waiting up to `timeout_ms` for the first; `*out_dispatched` is
 // how many of the game's callbacks (handlers, hooks) ran. Internal bookkeeping that calls
 // nothing is not counted.
+//
+// # Safety
+// `c` is NULL or a live client; `out_dispatched` is NULL or valid for writes.
 enum rf_status rf_client_dispatch(struct rf_client *c,
                                   uint32_t max_calls,
                                   uint32_t timeout_ms,
                                   uint32_t *out_dispatched);
 
 // Binds the handler of RemoteEvent `event` fired by the server (in order).
+//
+// # Safety
+// `c` is NULL or a live client; `event` is NULL or a NUL-terminated string; `cb`, if not
+// NULL, may be called with `user` from library threads until the client is freed.
 enum rf_status rf_client_bind_event(struct rf_client *c,
                                     const char *event,
                                     rf_on_client_event cb,
@@ -300,6 +355,10 @@ enum rf_status rf_client_bind_event(struct rf_client *c,
 
 // FireServer: sends RemoteEvent `event` to the server (fire-and-forget, in order). `args` is
 // borrowed (NULL: none).
+//
+// # Safety
+// `c` is NULL or a live client; `event` is NULL or a NUL-terminated string; `args` is NULL
+// or a live tuple.
 enum rf_status rf_client_fire_server(struct rf_client *c,
                                      const char *event,
                                      const struct rf_tuple *args);
@@ -309,34 +368,61 @@ enum rf_status rf_client_fire_server(struct rf_client *c,
 struct rf_server_config *rf_server_config_new(void);
 
 // Frees a config. NULL is a no-op.
+//
+// # Safety
+// `c` is NULL or a config of this library, not used afterwards.
 void rf_server_config_free(struct rf_server_config *c);
 
 // Sets the number of handler worker threads (at least 1).
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_server_config_set_workers(struct rf_server_config *c, uint32_t n);
 
 // Sets where handlers run: library workers, or only inside `rf_server_dispatch`.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_server_config_set_dispatch(struct rf_server_config *c, rf_dispatch mode);
 
 // Sets the largest frame (in bytes, at least 64) a player may send and the server will send.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_server_config_set_max_payload(struct rf_server_config *c, uint32_t bytes);
 
 // Sets the deepest table nesting accepted in values (at least 1; default 64).
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_server_config_set_max_depth(struct rf_server_config *c, uint32_t depth);
 
 // Sets how many calls (and events) may wait per function name while no handler is bound
 // (default 256; 0 fails such calls at once with `RF_ERR_LIMIT`).
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_server_config_set_queue_limit(struct rf_server_config *c, uint32_t calls);
 
 // Sets how long a connection may take to complete the handshake, in milliseconds (at least
 // 1; default 10,000).
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_server_config_set_handshake_timeout(struct rf_server_config *c, uint32_t ms);
 
 // Sets how long a player may stay silent before it is disconnected, in milliseconds; it is
 // pinged after a third of it (its client answers by itself). 0 disables. Default 60,000.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_server_config_set_idle_timeout(struct rf_server_config *c, uint32_t ms);
 
 // Sets how many calls one player may have unanswered at once (at least 1; default 64);
 // one more disconnects the player.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_server_config_set_max_inflight_per_player(struct rf_server_config *c,
                                                             uint32_t calls);
 
@@ -344,6 +430,9 @@ enum rf_status rf_server_config_set_max_inflight_per_player(struct rf_server_con
 // `burst` at once (at least 1). A faster player is slowed down to the rate (its input is left
 // unread until tokens refill) and loses nothing; only one that stays over it for the time set
 // by `rf_server_config_set_rate_cut_after` is disconnected. Default 10,000 and 10,000.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_server_config_set_rate_limit(struct rf_server_config *c,
                                                uint32_t per_sec,
                                                uint32_t burst);
@@ -351,25 +440,43 @@ enum rf_status rf_server_config_set_rate_limit(struct rf_server_config *c,
 // Sets how long a player may stay over its rate without a break before it is disconnected
 // with reason "rate limit", in milliseconds; 0 never disconnects (the player is only slowed
 // down). Default 30,000.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_server_config_set_rate_cut_after(struct rf_server_config *c, uint32_t ms);
 
 // Sets how many players may be connected at once (at least 1; default 100,000); the next
 // handshake is refused.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_server_config_set_max_players(struct rf_server_config *c, uint32_t players);
 
 // Sets how many bytes may wait to be sent to one player (at least 64 KiB; default 8 MiB); a
 // player that stops reading past it is disconnected.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_server_config_set_max_output_buffer(struct rf_server_config *c, uint32_t bytes);
 
 // Creates a server (`c` NULL: defaults; the config is copied and may be freed after). It does
 // not listen yet. The caller frees it with `rf_server_free`.
+//
+// # Safety
+// `c` is NULL or a live config; `out` is NULL or valid for writes.
 enum rf_status rf_server_new(const struct rf_server_config *c, struct rf_server **out);
 
 // Listens for players on `addr` ("127.0.0.1:0" picks a free port; see
 // `rf_server_local_port`). A server listens once.
+//
+// # Safety
+// `s` is NULL or a live server; `addr` is NULL or a NUL-terminated string.
 enum rf_status rf_server_listen(struct rf_server *s, const char *addr);
 
 // The port the server listens on; `RF_ERR_INVALID_ARGUMENT` before `rf_server_listen`.
+//
+// # Safety
+// `s` is NULL or a live server; `out` is NULL or valid for writes.
 enum rf_status rf_server_local_port(const struct rf_server *s, uint16_t *out);
 
 // Serves the players of place `place` through a relay (`remotefn relay`) whose host address
@@ -381,6 +488,10 @@ enum rf_status rf_server_local_port(const struct rf_server *s, uint16_t *out);
 // Once attached, relayed players are served exactly like direct ones (handlers, invoke,
 // events, kick, the authenticator decides their handshakes). If the link drops later, its
 // players are removed and the server reattaches in the background with exponential backoff.
+//
+// # Safety
+// `s` is NULL or a live server; `relay_addr` is NULL or a NUL-terminated string; `place` is
+// NULL or a NUL-terminated string; `secret` is NULL or a NUL-terminated string.
 enum rf_status rf_server_attach(struct rf_server *s,
                                 const char *relay_addr,
                                 const char *place,
@@ -389,10 +500,18 @@ enum rf_status rf_server_attach(struct rf_server *s,
 // Stops and frees the server: players get a goodbye, pending `rf_server_invoke_client` calls
 // fail with `RF_ERR_CLOSED`, and the library's threads are joined before this returns (so no
 // callback runs afterwards). NULL is a no-op. Do not call it from a callback of this server.
+//
+// # Safety
+// `s` is NULL or a server of this library, not used afterwards.
 void rf_server_free(struct rf_server *s);
 
 // Binds the `OnServerInvoke` handler of `function` (replacing any previous one). Calls that
 // waited for a handler are dispatched now. `user` is passed back to `cb` untouched.
+//
+// # Safety
+// `s` is NULL or a live server; `function` is NULL or a NUL-terminated string; `cb`, if not
+// NULL, may be called with `user` from library threads until the server is freed; `user` is
+// NULL or valid for writes.
 enum rf_status rf_server_bind(struct rf_server *s,
                               const char *function,
                               rf_on_server_invoke cb,
@@ -400,15 +519,25 @@ enum rf_status rf_server_bind(struct rf_server *s,
 
 // Removes the handler of `function`; later calls wait for a new one. Not bound:
 // `RF_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `s` is NULL or a live server; `function` is NULL or a NUL-terminated string.
 enum rf_status rf_server_unbind(struct rf_server *s, const char *function);
 
 // Completes inbound call `call` with `results`, which is consumed in every case (NULL: no
 // values). An unknown or already completed id, or a tuple with a table still open, is
 // `RF_ERR_INVALID_ARGUMENT` and completes nothing. Any thread.
+//
+// # Safety
+// `s` is NULL or a live server; `results` is NULL or a tuple of this library, which the caller
+// does not use afterwards.
 enum rf_status rf_server_return(struct rf_server *s, rf_call_id call, struct rf_tuple *results);
 
 // Completes inbound call `call` with an error: the caller's invoke fails with `RF_ERR_REMOTE`
 // and `message` as its `rf_last_error()`. Unknown or completed id: `RF_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `s` is NULL or a live server; `message` is NULL or a NUL-terminated string.
 enum rf_status rf_server_error(struct rf_server *s, rf_call_id call, const char *message);
 
 // `InvokeClient`: calls `function` on `player`'s client and blocks until it returns
@@ -417,6 +546,10 @@ enum rf_status rf_server_error(struct rf_server *s, rf_call_id call, const char 
 // forever), or the server is freed (`RF_ERR_CLOSED`). Unknown player: `RF_ERR_NOT_FOUND`.
 // `args` is borrowed (NULL: no arguments). On any error `*out_results` is set to NULL. Any
 // thread, including a handler's (nested calls do not starve the workers).
+//
+// # Safety
+// `s` is NULL or a live server; `function` is NULL or a NUL-terminated string; `args` is NULL
+// or a live tuple; `out_results` is NULL or valid for writes.
 enum rf_status rf_server_invoke_client(struct rf_server *s,
                                        rf_player_id player,
                                        const char *function,
@@ -426,38 +559,72 @@ enum rf_status rf_server_invoke_client(struct rf_server *s,
 
 // Adds a callback run when a player completes the handshake (PlayerAdded). Callbacks for one
 // player run in order: added, then its events, then removing.
+//
+// # Safety
+// `s` is NULL or a live server; `cb`, if not NULL, may be called with `user` from library
+// threads until the server is freed; `user` is NULL or valid for writes.
 enum rf_status rf_server_on_player_added(struct rf_server *s, rf_on_player cb, void *user);
 
 // Adds a callback run when a player leaves for any reason (PlayerRemoving).
+//
+// # Safety
+// `s` is NULL or a live server; `cb`, if not NULL, may be called with `user` from library
+// threads until the server is freed; `user` is NULL or valid for writes.
 enum rf_status rf_server_on_player_removing(struct rf_server *s, rf_on_player cb, void *user);
 
 // Disconnects `player`; its client sees `reason` (NULL: "kicked"). Unknown player:
 // `RF_ERR_NOT_FOUND`.
+//
+// # Safety
+// `s` is NULL or a live server; `reason` is NULL or a NUL-terminated string.
 enum rf_status rf_server_kick(struct rf_server *s, rf_player_id player, const char *reason);
 
 // The number of connected players (handshake completed).
+//
+// # Safety
+// `s` is NULL or a live server; `out` is NULL or valid for writes.
 enum rf_status rf_server_player_count(const struct rf_server *s, size_t *out);
 
 // The user id the authenticator gave `player` (0 without an authenticator). Unknown player:
 // `RF_ERR_NOT_FOUND`.
+//
+// # Safety
+// `s` is NULL or a live server; `out` is NULL or valid for writes.
 enum rf_status rf_server_player_user_id(const struct rf_server *s,
                                         rf_player_id player,
                                         uint64_t *out);
 
 // Sets the authenticator: each handshake's place and token go to `cb` on a worker thread
 // (never the reactor), which decides with `rf_auth_accept` / `rf_auth_reject`.
+//
+// # Safety
+// `s` is NULL or a live server; `cb`, if not NULL, may be called with `user` from library
+// threads until the server is freed; `user` is NULL or valid for writes.
 enum rf_status rf_server_set_authenticator(struct rf_server *s, rf_on_authenticate cb, void *user);
 
 // Accepts the handshake as `user_id` with display `name` (NULL: empty). Only inside the
 // callback; deciding twice is `RF_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `a` is NULL or the `rf_auth` of the authenticator callback now running; `name` is NULL or a
+// NUL-terminated string.
 enum rf_status rf_auth_accept(struct rf_auth *a, uint64_t user_id, const char *name);
 
 // Refuses the handshake; the client's `rf_client_connect` fails with `RF_ERR_REJECTED` and
 // `reason` (NULL: "rejected"). Only inside the callback.
+//
+// # Safety
+// `a` is NULL or the `rf_auth` of the authenticator callback now running; `reason` is NULL or
+// a NUL-terminated string.
 enum rf_status rf_auth_reject(struct rf_auth *a, const char *reason);
 
 // Binds the handler of RemoteEvent `event` fired by clients. Events from one player run in
 // the order they were fired; events for an unbound name wait (up to the queue limit).
+//
+// # Safety
+// `s` is NULL or a live server; `event` is NULL or a NUL-terminated string; `cb`, if not NULL,
+// may be called with `user` from library threads until the server is freed; `user` is NULL or
+// valid for writes.
 enum rf_status rf_server_bind_event(struct rf_server *s,
                                     const char *event,
                                     rf_on_server_event cb,
@@ -465,12 +632,20 @@ enum rf_status rf_server_bind_event(struct rf_server *s,
 
 // FireClient: sends RemoteEvent `event` to one player (fire-and-forget, in order). `args` is
 // borrowed (NULL: none). Unknown player: `RF_ERR_NOT_FOUND`.
+//
+// # Safety
+// `s` is NULL or a live server; `event` is NULL or a NUL-terminated string; `args` is NULL or
+// a live tuple.
 enum rf_status rf_server_fire_client(struct rf_server *s,
                                      rf_player_id player,
                                      const char *event,
                                      const struct rf_tuple *args);
 
 // FireAllClients: sends RemoteEvent `event` to every connected player. `args` is borrowed.
+//
+// # Safety
+// `s` is NULL or a live server; `event` is NULL or a NUL-terminated string; `args` is NULL or
+// a live tuple.
 enum rf_status rf_server_fire_all_clients(struct rf_server *s,
                                           const char *event,
                                           const struct rf_tuple *args);
@@ -480,15 +655,24 @@ enum rf_status rf_server_fire_all_clients(struct rf_server *s,
 // how many of the game's callbacks (handlers, player hooks, the authenticator) ran. Internal
 // bookkeeping that calls nothing (a player joining with no hook registered) is not counted.
 // In worker mode: `RF_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `s` is NULL or a live server; `out_dispatched` is NULL or valid for writes.
 enum rf_status rf_server_dispatch(struct rf_server *s,
                                   uint32_t max_calls,
                                   uint32_t timeout_ms,
                                   uint32_t *out_dispatched);
 
 // Inbound calls waiting for a handler to be bound to their function name (observability).
+//
+// # Safety
+// `s` is NULL or a live server; `out` is NULL or valid for writes.
 enum rf_status rf_server_queued_calls(const struct rf_server *s, size_t *out);
 
 // `rf_server_invoke_client` calls currently waiting for an answer (observability).
+//
+// # Safety
+// `s` is NULL or a live server; `out` is NULL or valid for writes.
 enum rf_status rf_server_calls_in_flight(const struct rf_server *s, size_t *out);
 
 // Creates an empty tuple. The caller owns it and frees it with `rf_tuple_free` (or gives it to
@@ -497,107 +681,207 @@ struct rf_tuple *rf_tuple_new(void);
 
 // Deep-copies a tuple, open tables included: the copy is independent of the original. NULL in,
 // NULL out. The caller owns the copy.
+//
+// # Safety
+// `t` is NULL or a live tuple.
 struct rf_tuple *rf_tuple_clone(const struct rf_tuple *t);
 
 // Frees a tuple. NULL is a no-op. Values borrowed from it become invalid.
+//
+// # Safety
+// `t` is NULL or a tuple of this library, not used afterwards.
 void rf_tuple_free(struct rf_tuple *t);
 
 // The number of top-level values (tables still open are not counted). 0 for NULL.
+//
+// # Safety
+// `t` is NULL or a live tuple.
 size_t rf_tuple_len(const struct rf_tuple *t);
 
 // The value at top-level index `i`, or NULL when out of range (or `t` is NULL). Borrowed: valid
 // while the tuple lives (values never move, even when more are pushed onto it).
+//
+// # Safety
+// `t` is NULL or a live tuple.
 const struct rf_value *rf_tuple_get(const struct rf_tuple *t, size_t i);
 
 // Appends `nil`.
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time.
 enum rf_status rf_tuple_push_nil(struct rf_tuple *t);
 
 // Appends a boolean.
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time.
 enum rf_status rf_tuple_push_boolean(struct rf_tuple *t, bool v);
 
 // Appends a number (any double, NaN and infinities included, bit pattern preserved).
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time.
 enum rf_status rf_tuple_push_number(struct rf_tuple *t, double v);
 
 // Appends a string of `len` bytes, copied (binary-safe: NUL bytes allowed; `ptr` may be NULL
 // when `len` is 0).
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time; `ptr` is NULL or points to `len`
+// readable bytes.
 enum rf_status rf_tuple_push_string(struct rf_tuple *t, const char *ptr, size_t len);
 
 // Appends a buffer of `len` bytes, copied.
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time; `ptr` is NULL or points to `len`
+// readable bytes.
 enum rf_status rf_tuple_push_buffer(struct rf_tuple *t, const uint8_t *ptr, size_t len);
 
 // Appends a `Vector2`.
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time.
 enum rf_status rf_tuple_push_vector2(struct rf_tuple *t, struct rf_vector2 v);
 
 // Appends a `Vector3`.
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time.
 enum rf_status rf_tuple_push_vector3(struct rf_tuple *t, struct rf_vector3 v);
 
 // Appends a `CFrame` (copied from `*v`).
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time; `v` is NULL or points to a
+// readable `rf_cframe`.
 enum rf_status rf_tuple_push_cframe(struct rf_tuple *t, const struct rf_cframe *v);
 
 // Appends a `Color3`.
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time.
 enum rf_status rf_tuple_push_color3(struct rf_tuple *t, struct rf_color3 v);
 
 // Appends an instance reference (an engine-defined 64-bit id, opaque to the library).
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time.
 enum rf_status rf_tuple_push_instance(struct rf_tuple *t, uint64_t ref);
 
 // Opens an array: values pushed until the matching `rf_tuple_end` go inside it. Inside a
 // dictionary, call `rf_tuple_push_key` first. Nesting deeper than `RF_MAX_BUILD_DEPTH` is
 // `RF_ERR_LIMIT`; a misplaced call is `RF_ERR_INVALID_ARGUMENT` and changes nothing.
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time.
 enum rf_status rf_tuple_begin_array(struct rf_tuple *t);
 
 // Opens a dictionary: each value pushed inside it must be preceded by `rf_tuple_push_key`.
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time.
 enum rf_status rf_tuple_begin_dictionary(struct rf_tuple *t);
 
 // Sets the key (a binary-safe string, copied) of the next value in the open dictionary.
 // Outside a dictionary, or twice in a row, it is `RF_ERR_INVALID_ARGUMENT`. Keys must be
 // unique within a dictionary: a repeated key is refused when the tuple is sent.
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time; `ptr` is NULL or points to `len`
+// readable bytes.
 enum rf_status rf_tuple_push_key(struct rf_tuple *t, const char *ptr, size_t len);
 
 // Closes the innermost open table. Without an open table, or right after a key with no value,
 // it is `RF_ERR_INVALID_ARGUMENT` and changes nothing.
+//
+// # Safety
+// `t` is NULL or a live tuple used by one thread at a time.
 enum rf_status rf_tuple_end(struct rf_tuple *t);
 
 // The type of a value; `RF_NIL` for NULL.
+//
+// # Safety
+// `v` is NULL or a value handed out by a live tuple.
 enum rf_type rf_value_type(const struct rf_value *v);
 
 // Reads a boolean. Another type is `RF_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 enum rf_status rf_value_boolean(const struct rf_value *v, bool *out);
 
 // Reads a number.
+//
+// # Safety
+// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 enum rf_status rf_value_number(const struct rf_value *v, double *out);
 
 // Borrows a string's bytes (not NUL-terminated; may contain NULs). Valid while the tuple lives,
 // whatever is pushed onto it meanwhile.
+//
+// # Safety
+// `v` is NULL or a value handed out by a live tuple; `ptr` is NULL or valid for writes; `len`
+// is NULL or valid for writes.
 enum rf_status rf_value_string(const struct rf_value *v, const char **ptr, size_t *len);
 
 // Borrows a buffer's bytes. Valid while the tuple lives, whatever is pushed onto it meanwhile.
+//
+// # Safety
+// `v` is NULL or a value handed out by a live tuple; `ptr` is NULL or valid for writes; `len`
+// is NULL or valid for writes.
 enum rf_status rf_value_buffer(const struct rf_value *v, const uint8_t **ptr, size_t *len);
 
 // Reads a `Vector2`.
+//
+// # Safety
+// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 enum rf_status rf_value_vector2(const struct rf_value *v, struct rf_vector2 *out);
 
 // Reads a `Vector3`.
+//
+// # Safety
+// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 enum rf_status rf_value_vector3(const struct rf_value *v, struct rf_vector3 *out);
 
 // Reads a `CFrame`.
+//
+// # Safety
+// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 enum rf_status rf_value_cframe(const struct rf_value *v, struct rf_cframe *out);
 
 // Reads a `Color3`.
+//
+// # Safety
+// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 enum rf_status rf_value_color3(const struct rf_value *v, struct rf_color3 *out);
 
 // Reads an instance reference.
+//
+// # Safety
+// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 enum rf_status rf_value_instance(const struct rf_value *v, uint64_t *out);
 
 // The number of entries of an array or dictionary; 0 for any other value or NULL.
+//
+// # Safety
+// `v` is NULL or a value handed out by a live tuple.
 size_t rf_value_len(const struct rf_value *v);
 
 // Element `i` of an array; NULL when `v` is not an array or `i` is out of range. Borrowed like
 // `v`.
+//
+// # Safety
+// `v` is NULL or a value handed out by a live tuple.
 const struct rf_value *rf_value_index(const struct rf_value *v, size_t i);
 
 // Entry `i` of a dictionary (in the order the sender built it): its key bytes (not
 // NUL-terminated) and its value, both borrowed like `v`. Not a dictionary, or `i` out of range,
 // is `RF_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `v` is NULL or a value handed out by a live tuple; `key` is NULL or valid for writes;
+// `key_len` is NULL or valid for writes; `value_out` is NULL or valid for writes.
 enum rf_status rf_value_entry(const struct rf_value *v,
                               size_t i,
                               const char **key,

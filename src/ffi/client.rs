@@ -3,8 +3,8 @@
 use super::server::{borrow_args, pump, rf_call_id, rf_player_id, take_results};
 use super::tuple::rf_tuple;
 use super::{
-    boundary, byte_slice, c_str, handle, invalid, out_ptr, positive_millis, rf_dispatch, rf_status,
-    run, to_timeout, with_mut, HandlePtr, UserData,
+    boundary, byte_slice, c_str, entry, handle, handle_mut, invalid, out_handle, out_ptr,
+    positive_millis, rf_dispatch, rf_status, setter, to_timeout, HandlePtr, UserData,
 };
 use crate::client::{Client, ClientConfig};
 use crate::error::Error;
@@ -40,21 +40,31 @@ pub type rf_on_client_invoke = Option<
 pub type rf_on_client_event =
     Option<unsafe extern "C" fn(user: *mut c_void, client: *mut rf_client, args: *const rf_tuple)>;
 
+/// The settings of a live config.
+///
 /// # Safety
 /// `c` is NULL or a live config used by one thread at a time.
-unsafe fn with_config(
-    c: *mut rf_client_config,
-    f: impl FnOnce(&mut ClientConfig) -> Result<(), Error>,
-) -> rf_status {
+unsafe fn config<'a>(c: *mut rf_client_config, _: &str) -> Result<&'a mut ClientConfig, Error> {
     // SAFETY: forwarded caller contract.
-    unsafe { with_mut(c, "config", |c| f(&mut c.config)) }
+    Ok(&mut unsafe { handle_mut(c, "config") }?.config)
 }
 
+/// Shared access to a live client.
+///
 /// # Safety
 /// `c` is NULL or a live client.
-unsafe fn client<'a>(c: *const rf_client) -> Result<&'a Client, Error> {
+unsafe fn client<'a>(c: *const rf_client, _: &str) -> Result<&'a Client, Error> {
     // SAFETY: forwarded caller contract.
     Ok(&unsafe { handle(c, "client") }?.client)
+}
+
+/// A config to connect with: NULL is the defaults.
+///
+/// # Safety
+/// `c` is NULL or a live config.
+unsafe fn config_or_default(c: *const rf_client_config, _: &str) -> Result<ClientConfig, Error> {
+    // SAFETY: forwarded caller contract.
+    Ok(unsafe { c.as_ref() }.map_or_else(ClientConfig::default, |c| c.config.clone()))
 }
 
 /// Creates a config with the defaults: no token, no place, worker dispatch (1 worker), 10 s
@@ -65,6 +75,9 @@ pub extern "C" fn rf_client_config_new() -> *mut rf_client_config {
 }
 
 /// Frees a config. NULL is a no-op.
+///
+/// # Safety
+/// `c` is NULL or a config from `rf_client_config_new`, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_config_free(c: *mut rf_client_config) {
     boundary! {
@@ -76,121 +89,109 @@ pub unsafe extern "C" fn rf_client_config_free(c: *mut rf_client_config) {
 }
 
 /// Sets the handshake token (binary-safe, copied) for the server's authenticator.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time; `ptr` is NULL or points to `len`
+/// readable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_config_set_token(
     c: *mut rf_client_config,
     ptr: *const c_char,
     len: usize,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract (`len` readable bytes at `ptr`).
-        unsafe {
-            with_config(c, |c| {
-                c.token = Bytes::copy_from_slice(byte_slice(ptr.cast(), len, "token")?);
-                Ok(())
-            })
-        }
-    }
+    entry!(c = config(c) => {
+        // SAFETY: `ptr` points to `len` readable bytes (the `# Safety` section above).
+        c.token = Bytes::copy_from_slice(unsafe { byte_slice(ptr.cast(), len, "token") }?);
+        Ok(())
+    })
 }
 
 /// Sets the place to join (relay deployments; an embedded server ignores it).
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time; `place` is NULL or a
+/// NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_config_set_place(
     c: *mut rf_client_config,
     place: *const c_char,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                c.place = c_str(place, "place")?.to_owned();
-                Ok(())
-            })
-        }
-    }
+    entry!(c = config(c), place = c_str(place) => {
+        c.place = place.to_owned();
+        Ok(())
+    })
 }
 
 /// Sets where `OnClientInvoke` handlers run: a library worker, or only in `rf_client_dispatch`.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_config_set_dispatch(
     c: *mut rf_client_config,
     mode: rf_dispatch,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                c.dispatch = mode.mode()?;
-                Ok(())
-            })
-        }
-    }
+    setter!(config(c), dispatch = mode.mode()?)
 }
 
 /// Sets how long connecting and the handshake may take, in milliseconds (at least 1).
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_config_set_connect_timeout(
     c: *mut rf_client_config,
     ms: u32,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                c.connect_timeout = positive_millis(ms, "connect timeout")?;
-                Ok(())
-            })
-        }
-    }
+    setter!(
+        config(c),
+        connect_timeout = positive_millis(ms, "connect timeout")?
+    )
 }
 
 /// Sets how long the server may stay silent before the client disconnects, in milliseconds
 /// (pending calls fail with `RF_ERR_DISCONNECTED`); it pings after a third of it. 0 disables.
 /// Default 60,000.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_config_set_idle_timeout(
     c: *mut rf_client_config,
     ms: u32,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                c.idle_timeout = Duration::from_millis(u64::from(ms));
-                Ok(())
-            })
-        }
-    }
+    setter!(
+        config(c),
+        idle_timeout = Duration::from_millis(u64::from(ms))
+    )
 }
 
 /// Connects to `addr` and completes the handshake before returning: `RF_OK` with `*out` a new
 /// client (free it with `rf_client_free`), or `RF_ERR_REJECTED` (the server's reason in
 /// `rf_last_error()`), `RF_ERR_IO` or `RF_ERR_TIMEOUT`, with `*out` set to NULL.
+///
+/// # Safety
+/// `addr` is NULL or a NUL-terminated string; `c` is NULL or a live config; `out` is NULL or
+/// valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_connect(
     addr: *const c_char,
     c: *const rf_client_config,
     out: *mut *mut rf_client,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let out = unsafe { out_ptr(out, "out") }?;
-            *out = std::ptr::null_mut();
-            // SAFETY: forwarded caller contract.
-            let addr = unsafe { c_str(addr, "addr") }?;
-            // SAFETY: NULL or a live config.
-            let config = unsafe { c.as_ref() }.map_or_else(ClientConfig::default, |c| c.config.clone());
-            let client = Client::connect(addr, config)?;
-            *out = Box::into_raw(Box::new(rf_client { client }));
-            Ok(())
-        })
-    }
+    entry!(out = out_handle(out), addr = c_str(addr), config = config_or_default(c) => {
+        let client = Client::connect(addr, config)?;
+        *out = Box::into_raw(Box::new(rf_client { client }));
+        Ok(())
+    })
 }
 
 /// Disconnects and frees the client: pending `rf_client_invoke_server` calls fail with
 /// `RF_ERR_CLOSED` and the library's threads are joined before this returns. NULL is a no-op.
 /// Do not call it from a callback of this client.
+///
+/// # Safety
+/// `c` is NULL or a client from `rf_client_connect`, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_free(c: *mut rf_client) {
     boundary! {
@@ -204,19 +205,18 @@ pub unsafe extern "C" fn rf_client_free(c: *mut rf_client) {
 }
 
 /// The player id the server gave this client.
+///
+/// # Safety
+/// `c` is NULL or a live client; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_player_id(
     c: *const rf_client,
     out: *mut rf_player_id,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (cl, out) = unsafe { (client(c)?, out_ptr(out, "out")?) };
-            *out = cl.player_id();
-            Ok(())
-        })
-    }
+    entry!(cl = client(c), out = out_ptr(out) => {
+        *out = cl.player_id();
+        Ok(())
+    })
 }
 
 /// `InvokeServer`: calls `function` on the server and blocks until its handler returns (`RF_OK`,
@@ -224,6 +224,10 @@ pub unsafe extern "C" fn rf_client_player_id(
 /// (`RF_ERR_DISCONNECTED`), `timeout_ms` passes (`RF_ERR_TIMEOUT`; 0 waits forever), or the
 /// client is freed (`RF_ERR_CLOSED`). `args` is borrowed (NULL: none). On any error
 /// `*out_results` is NULL. Any thread.
+///
+/// # Safety
+/// `c` is NULL or a live client; `function` is NULL or a NUL-terminated string; `args` is
+/// NULL or a live tuple; `out_results` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_invoke_server(
     c: *mut rf_client,
@@ -232,23 +236,24 @@ pub unsafe extern "C" fn rf_client_invoke_server(
     timeout_ms: u32,
     out_results: *mut *mut rf_tuple,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let out = unsafe { out_ptr(out_results, "out_results") }?;
-            *out = std::ptr::null_mut();
-            // SAFETY: forwarded caller contract.
-            let (cl, name, args) = unsafe { (client(c)?, c_str(function, "function")?, borrow_args(args)?) };
-            // Hold the client's state for the whole wait: rf_client_free may run meanwhile.
-            let cl = cl.handle();
-            let results = cl.invoke_server(name, &args, to_timeout(timeout_ms))?;
-            *out = Box::into_raw(Box::new(rf_tuple::from_tuple(results)));
-            Ok(())
-        })
-    }
+    entry!(
+        out = out_handle(out_results),
+        cl = client(c),
+        name = c_str(function),
+        args = borrow_args(args) => {
+        // Hold the client's state for the whole wait: rf_client_free may run meanwhile.
+        let cl = cl.handle();
+        let results = cl.invoke_server(name, &args, to_timeout(timeout_ms))?;
+        *out = Box::into_raw(Box::new(rf_tuple::from_tuple(results)));
+        Ok(())
+    })
 }
 
 /// Binds the `OnClientInvoke` handler of `function` (replacing any previous one).
+///
+/// # Safety
+/// `c` is NULL or a live client; `function` is NULL or a NUL-terminated string; `cb`, if not
+/// NULL, may be called with `user` from library threads until the client is freed.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_bind(
     c: *mut rf_client,
@@ -256,73 +261,64 @@ pub unsafe extern "C" fn rf_client_bind(
     cb: rf_on_client_invoke,
     user: *mut c_void,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (cl, name) = unsafe { (client(c)?, c_str(function, "function")?) };
-            let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
-            let (me, user) = (HandlePtr(c), UserData(user));
-            cl.bind_with_call_id(name, move |_, args, call| {
-                let args = rf_tuple::from_tuple(args);
-                // SAFETY: `cb` is the C function given; `me` outlives callbacks (rf_client_free
-                // joins the workers first); `args` outlives the call.
-                unsafe { cb(user.get(), me.get(), &args, call) }
-            })
+    entry!(cl = client(c), name = c_str(function) => {
+        let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
+        let (me, user) = (HandlePtr(c), UserData(user));
+        cl.bind_with_call_id(name, move |_, args, call| {
+            let args = rf_tuple::from_tuple(args);
+            // SAFETY: `cb` is the C function given; `me` outlives callbacks (rf_client_free
+            // joins the workers first); `args` outlives the call.
+            unsafe { cb(user.get(), me.get(), &args, call) }
         })
-    }
+    })
 }
 
 /// Removes the handler of `function`. Not bound: `RF_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `function` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_unbind(c: *mut rf_client, function: *const c_char) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (cl, name) = unsafe { (client(c)?, c_str(function, "function")?) };
-            cl.unbind(name)
-        })
-    }
+    entry!(cl = client(c), name = c_str(function) => cl.unbind(name))
 }
 
 /// Completes inbound call `call` with `results`, consumed in every case (NULL: no values).
 /// Unknown or completed id, or an open table: `RF_ERR_INVALID_ARGUMENT`. Any thread.
+///
+/// # Safety
+/// `c` is NULL or a live client; `results` is NULL or a tuple of this library, which the
+/// caller does not use afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_return(
     c: *mut rf_client,
     call: rf_call_id,
     results: *mut rf_tuple,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: `results` is handed over by the caller, whatever happens next.
-        let results = unsafe { take_results(results) };
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let cl = unsafe { client(c) }?;
-            cl.reply(call, Ok(&results.sendable()?))
-        })
-    }
+    entry!(results = take_results(results), cl = client(c) => {
+        cl.reply(call, Ok(&results.sendable()?))
+    })
 }
 
 /// Completes inbound call `call` with an error the server receives as `RF_ERR_REMOTE`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `message` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_error(
     c: *mut rf_client,
     call: rf_call_id,
     message: *const c_char,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (cl, message) = unsafe { (client(c)?, c_str(message, "message")?) };
-            cl.reply(call, Err(message))
-        })
-    }
+    entry!(cl = client(c), message = c_str(message) => cl.reply(call, Err(message)))
 }
 
 /// `RF_DISPATCH_MANUAL` only: runs queued callbacks on this thread until `max_calls` have run
 /// (0: all that are queued), waiting up to `timeout_ms` for the first; `*out_dispatched` is
 /// how many of the game's callbacks (handlers, hooks) ran. Internal bookkeeping that calls
 /// nothing is not counted.
+///
+/// # Safety
+/// `c` is NULL or a live client; `out_dispatched` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_dispatch(
     c: *mut rf_client,
@@ -330,17 +326,17 @@ pub unsafe extern "C" fn rf_client_dispatch(
     timeout_ms: u32,
     out_dispatched: *mut u32,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let cl = unsafe { client(c) }?.handle();
-            // SAFETY: forwarded caller contract.
-            unsafe { pump(out_dispatched, max_calls, timeout_ms, |max, timeout| cl.dispatch(max, timeout)) }
-        })
-    }
+    entry!(cl = client(c), out = out_ptr(out_dispatched) => {
+        let cl = cl.handle();
+        pump(out, max_calls, timeout_ms, |max, timeout| cl.dispatch(max, timeout))
+    })
 }
 
 /// Binds the handler of RemoteEvent `event` fired by the server (in order).
+///
+/// # Safety
+/// `c` is NULL or a live client; `event` is NULL or a NUL-terminated string; `cb`, if not
+/// NULL, may be called with `user` from library threads until the client is freed.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_bind_event(
     c: *mut rf_client,
@@ -348,34 +344,28 @@ pub unsafe extern "C" fn rf_client_bind_event(
     cb: rf_on_client_event,
     user: *mut c_void,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (cl, name) = unsafe { (client(c)?, c_str(event, "event")?) };
-            let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
-            let (me, user) = (HandlePtr(c), UserData(user));
-            cl.bind_event(name, move |_, args: Tuple| {
-                let args = rf_tuple::from_tuple(args);
-                // SAFETY: as for rf_client_bind.
-                unsafe { cb(user.get(), me.get(), &args) }
-            })
+    entry!(cl = client(c), name = c_str(event) => {
+        let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
+        let (me, user) = (HandlePtr(c), UserData(user));
+        cl.bind_event(name, move |_, args: Tuple| {
+            let args = rf_tuple::from_tuple(args);
+            // SAFETY: as for rf_client_bind.
+            unsafe { cb(user.get(), me.get(), &args) }
         })
-    }
+    })
 }
 
 /// FireServer: sends RemoteEvent `event` to the server (fire-and-forget, in order). `args` is
 /// borrowed (NULL: none).
+///
+/// # Safety
+/// `c` is NULL or a live client; `event` is NULL or a NUL-terminated string; `args` is NULL
+/// or a live tuple.
 #[no_mangle]
 pub unsafe extern "C" fn rf_client_fire_server(
     c: *mut rf_client,
     event: *const c_char,
     args: *const rf_tuple,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (cl, name, args) = unsafe { (client(c)?, c_str(event, "event")?, borrow_args(args)?) };
-            cl.fire_server(name, &args)
-        })
-    }
+    entry!(cl = client(c), name = c_str(event), args = borrow_args(args) => cl.fire_server(name, &args))
 }

@@ -9,10 +9,6 @@
 //! handle or out-pointer is `RF_ERR_INVALID_ARGUMENT`, never a dereference; freeing NULL is a
 //! no-op; strings handed out are borrowed from the object that owns them.
 #![allow(non_camel_case_types)]
-// SAFETY (crate-wide for this module): exported functions take raw pointers from C. They are
-// `unsafe extern "C"`-style entry points by nature; each dereference is preceded by a NULL check
-// and documented with the caller's obligation stated in the header.
-#![allow(clippy::missing_safety_doc)]
 
 pub mod client;
 pub mod server;
@@ -156,6 +152,47 @@ macro_rules! boundary {
 }
 pub(crate) use boundary;
 
+/// The body of an exported function that returns a status: resolves its pointer arguments,
+/// runs `body` (a `Result<(), Error>`), and turns the outcome into the status, with any panic
+/// caught by [`boundary!`].
+///
+/// ```ignore
+/// entry!(srv = server(s), name = c_str(function) => srv.unbind(name))
+/// ```
+///
+/// Each `name = resolve(ptr)` calls `resolve(ptr, "ptr")`: an `unsafe fn` of this module or of
+/// the handle's file that turns a C pointer into a reference (a handle, a string, an
+/// out-parameter), NULL being `RF_ERR_INVALID_ARGUMENT` before anything is dereferenced.
+macro_rules! entry {
+    ($($name:ident = $resolve:ident($ptr:ident)),* $(,)? => $body:expr) => {
+        $crate::ffi::boundary! {
+            $crate::ffi::run(|| {
+                $(
+                    // SAFETY: every exported function's `# Safety` section requires each
+                    // pointer argument to be NULL or what its resolver takes (a live handle of
+                    // its type, a NUL-terminated string, memory valid for writes), for the
+                    // duration of the call; the resolver checks NULL before dereferencing.
+                    let $name = unsafe { $resolve($ptr, stringify!($ptr)) }?;
+                )*
+                $body
+            })
+        }
+    };
+}
+pub(crate) use entry;
+
+/// The body of a config setter: `setter!(config(c), field = value)` resolves the config and
+/// sets one field (`value` may use `?`).
+macro_rules! setter {
+    ($resolve:ident($ptr:ident), $field:ident = $value:expr) => {
+        $crate::ffi::entry!($ptr = $resolve($ptr) => {
+            $ptr.$field = $value;
+            Ok(())
+        })
+    };
+}
+pub(crate) use setter;
+
 /// A borrowed NUL-terminated UTF-8 string argument.
 ///
 /// # Safety
@@ -168,6 +205,21 @@ pub(crate) unsafe fn c_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str
     let s = unsafe { CStr::from_ptr(ptr) };
     s.to_str()
         .map_err(|_| invalid(format!("{what} is not valid UTF-8")))
+}
+
+/// A borrowed NUL-terminated UTF-8 string argument that may be NULL (then `None`).
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string that outlives `'a`.
+pub(crate) unsafe fn optional_str<'a>(
+    ptr: *const c_char,
+    what: &str,
+) -> Result<Option<&'a str>, Error> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: forwarded caller contract.
+    unsafe { c_str(ptr, what) }.map(Some)
 }
 
 /// A borrowed `(ptr, len)` byte string argument; NULL is allowed when `len` is 0.
@@ -198,21 +250,23 @@ pub(crate) unsafe fn handle<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, E
     unsafe { ptr.as_ref() }.ok_or_else(|| invalid(format!("{what} is NULL")))
 }
 
-/// Runs `f` on a handle that one thread at a time may modify (a tuple or a config), turning
-/// its result into a status; NULL is `RF_ERR_INVALID_ARGUMENT`.
+/// An exclusive reference to a handle that one thread at a time may modify (a tuple or a
+/// config).
 ///
 /// # Safety
 /// `ptr` is NULL or a live handle of type `T` that no other thread uses during the call.
-pub(crate) unsafe fn with_mut<T>(
-    ptr: *mut T,
-    what: &str,
-    f: impl FnOnce(&mut T) -> Result<(), Error>,
-) -> rf_status {
-    run(|| {
-        // SAFETY: forwarded caller contract.
-        let t = unsafe { ptr.as_mut() }.ok_or_else(|| invalid(format!("{what} is NULL")))?;
-        f(t)
-    })
+pub(crate) unsafe fn handle_mut<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Error> {
+    // SAFETY: the caller guarantees that a non-NULL pointer is a live handle used by this
+    // thread alone.
+    unsafe { ptr.as_mut() }.ok_or_else(|| invalid(format!("{what} is NULL")))
+}
+
+/// `value`, refused with a message naming `what` when it is below `min`.
+pub(crate) fn at_least(value: u32, min: u32, what: &str) -> Result<u32, Error> {
+    if value < min {
+        return Err(invalid(format!("{what} must be at least {min}")));
+    }
+    Ok(value)
 }
 
 /// An out-parameter.
@@ -222,6 +276,20 @@ pub(crate) unsafe fn with_mut<T>(
 pub(crate) unsafe fn out_ptr<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Error> {
     // SAFETY: the caller guarantees that a non-NULL pointer is valid for writes.
     unsafe { ptr.as_mut() }.ok_or_else(|| invalid(format!("{what} is NULL")))
+}
+
+/// An out-parameter for a new handle, set to NULL at once so that it is NULL on any error.
+///
+/// # Safety
+/// `ptr` is NULL or valid for writes of a pointer.
+pub(crate) unsafe fn out_handle<'a, T>(
+    ptr: *mut *mut T,
+    what: &str,
+) -> Result<&'a mut *mut T, Error> {
+    // SAFETY: forwarded caller contract.
+    let out = unsafe { out_ptr(ptr, what) }?;
+    *out = std::ptr::null_mut();
+    Ok(out)
 }
 
 /// How handlers run: `RF_DISPATCH_WORKERS` (0) or `RF_DISPATCH_MANUAL` (1). In the header

@@ -2,8 +2,8 @@
 
 use super::tuple::rf_tuple;
 use super::{
-    boundary, c_str, handle, invalid, out_ptr, positive_millis, rf_dispatch, rf_status, run,
-    to_timeout, with_mut, HandlePtr, UserData,
+    at_least, boundary, c_str, entry, handle, handle_mut, invalid, optional_str, out_handle,
+    out_ptr, positive_millis, rf_dispatch, rf_status, setter, to_timeout, HandlePtr, UserData,
 };
 use crate::endpoint::Identity;
 use crate::error::Error;
@@ -70,23 +70,29 @@ pub type rf_on_authenticate = Option<
     ),
 >;
 
-/// Applies `f` to a live config.
+/// The settings of a live config.
 ///
 /// # Safety
 /// `c` is NULL or a live config used by one thread at a time.
-unsafe fn with_config(
-    c: *mut rf_server_config,
-    f: impl FnOnce(&mut ServerConfig) -> Result<(), Error>,
-) -> rf_status {
+unsafe fn config<'a>(c: *mut rf_server_config, _: &str) -> Result<&'a mut ServerConfig, Error> {
     // SAFETY: forwarded caller contract.
-    unsafe { with_mut(c, "config", |c| f(&mut c.config)) }
+    Ok(&mut unsafe { handle_mut(c, "config") }?.config)
+}
+
+/// A config to create a server with: NULL is the defaults.
+///
+/// # Safety
+/// `c` is NULL or a live config.
+unsafe fn config_or_default(c: *const rf_server_config, _: &str) -> Result<ServerConfig, Error> {
+    // SAFETY: forwarded caller contract.
+    Ok(unsafe { c.as_ref() }.map_or_else(ServerConfig::default, |c| c.config.clone()))
 }
 
 /// Shared access to a live server.
 ///
 /// # Safety
 /// `s` is NULL or a live server.
-unsafe fn server<'a>(s: *const rf_server) -> Result<&'a Server, Error> {
+pub(crate) unsafe fn server<'a>(s: *const rf_server, _: &str) -> Result<&'a Server, Error> {
     // SAFETY: forwarded caller contract.
     Ok(&unsafe { handle(s, "server") }?.server)
 }
@@ -99,6 +105,9 @@ pub extern "C" fn rf_server_config_new() -> *mut rf_server_config {
 }
 
 /// Frees a config. NULL is a no-op.
+///
+/// # Safety
+/// `c` is NULL or a config of this library, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_free(c: *mut rf_server_config) {
     boundary! {
@@ -110,288 +119,226 @@ pub unsafe extern "C" fn rf_server_config_free(c: *mut rf_server_config) {
 }
 
 /// Sets the number of handler worker threads (at least 1).
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_workers(
     c: *mut rf_server_config,
     n: u32,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                if n == 0 {
-                    return Err(invalid("workers must be at least 1"));
-                }
-                c.workers = n as usize;
-                Ok(())
-            })
-        }
-    }
+    setter!(config(c), workers = at_least(n, 1, "workers")? as usize)
 }
 
 /// Sets where handlers run: library workers, or only inside `rf_server_dispatch`.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_dispatch(
     c: *mut rf_server_config,
     mode: rf_dispatch,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                c.dispatch = mode.mode()?;
-                Ok(())
-            })
-        }
-    }
+    setter!(config(c), dispatch = mode.mode()?)
 }
 
 /// Sets the largest frame (in bytes, at least 64) a player may send and the server will send.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_max_payload(
     c: *mut rf_server_config,
     bytes: u32,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                if bytes < 64 {
-                    return Err(invalid("max_payload must be at least 64 bytes"));
-                }
-                c.max_payload = bytes;
-                Ok(())
-            })
-        }
-    }
+    setter!(
+        config(c),
+        max_payload = at_least(bytes, 64, "max_payload (bytes)")?
+    )
 }
 
 /// Sets the deepest table nesting accepted in values (at least 1; default 64).
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_max_depth(
     c: *mut rf_server_config,
     depth: u32,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                if depth == 0 {
-                    return Err(invalid("max_depth must be at least 1"));
-                }
-                c.max_depth = depth as usize;
-                Ok(())
-            })
-        }
-    }
+    setter!(
+        config(c),
+        max_depth = at_least(depth, 1, "max_depth")? as usize
+    )
 }
 
 /// Sets how many calls (and events) may wait per function name while no handler is bound
 /// (default 256; 0 fails such calls at once with `RF_ERR_LIMIT`).
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_queue_limit(
     c: *mut rf_server_config,
     calls: u32,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                c.queue_per_function = calls as usize;
-                Ok(())
-            })
-        }
-    }
+    setter!(config(c), queue_per_function = calls as usize)
 }
 
 /// Sets how long a connection may take to complete the handshake, in milliseconds (at least
 /// 1; default 10,000).
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_handshake_timeout(
     c: *mut rf_server_config,
     ms: u32,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                c.handshake_timeout = positive_millis(ms, "handshake timeout")?;
-                Ok(())
-            })
-        }
-    }
+    setter!(
+        config(c),
+        handshake_timeout = positive_millis(ms, "handshake timeout")?
+    )
 }
 
 /// Sets how long a player may stay silent before it is disconnected, in milliseconds; it is
 /// pinged after a third of it (its client answers by itself). 0 disables. Default 60,000.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_idle_timeout(
     c: *mut rf_server_config,
     ms: u32,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                c.idle_timeout = Duration::from_millis(u64::from(ms));
-                Ok(())
-            })
-        }
-    }
+    setter!(
+        config(c),
+        idle_timeout = Duration::from_millis(u64::from(ms))
+    )
 }
 
 /// Sets how many calls one player may have unanswered at once (at least 1; default 64);
 /// one more disconnects the player.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_max_inflight_per_player(
     c: *mut rf_server_config,
     calls: u32,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                if calls == 0 {
-                    return Err(invalid("max_inflight_per_player must be at least 1"));
-                }
-                c.max_inflight_per_player = calls;
-                Ok(())
-            })
-        }
-    }
+    setter!(
+        config(c),
+        max_inflight_per_player = at_least(calls, 1, "max_inflight_per_player")?
+    )
 }
 
 /// Sets the per-player rate limit on calls and events: `per_sec` on average (0: unlimited),
 /// `burst` at once (at least 1). A faster player is slowed down to the rate (its input is left
 /// unread until tokens refill) and loses nothing; only one that stays over it for the time set
 /// by `rf_server_config_set_rate_cut_after` is disconnected. Default 10,000 and 10,000.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_rate_limit(
     c: *mut rf_server_config,
     per_sec: u32,
     burst: u32,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                if burst == 0 {
-                    return Err(invalid("burst must be at least 1"));
-                }
-                c.rate_per_sec = per_sec;
-                c.rate_burst = burst;
-                Ok(())
-            })
-        }
-    }
+    entry!(c = config(c) => {
+        c.rate_burst = at_least(burst, 1, "burst")?;
+        c.rate_per_sec = per_sec;
+        Ok(())
+    })
 }
 
 /// Sets how long a player may stay over its rate without a break before it is disconnected
 /// with reason "rate limit", in milliseconds; 0 never disconnects (the player is only slowed
 /// down). Default 30,000.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_rate_cut_after(
     c: *mut rf_server_config,
     ms: u32,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                c.rate_cut_after = Duration::from_millis(u64::from(ms));
-                Ok(())
-            })
-        }
-    }
+    setter!(
+        config(c),
+        rate_cut_after = Duration::from_millis(u64::from(ms))
+    )
 }
 
 /// Sets how many players may be connected at once (at least 1; default 100,000); the next
 /// handshake is refused.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_max_players(
     c: *mut rf_server_config,
     players: u32,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                if players == 0 {
-                    return Err(invalid("max_players must be at least 1"));
-                }
-                c.max_players = players as usize;
-                Ok(())
-            })
-        }
-    }
+    setter!(
+        config(c),
+        max_players = at_least(players, 1, "max_players")? as usize
+    )
 }
 
 /// Sets how many bytes may wait to be sent to one player (at least 64 KiB; default 8 MiB); a
 /// player that stops reading past it is disconnected.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_config_set_max_output_buffer(
     c: *mut rf_server_config,
     bytes: u32,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            with_config(c, |c| {
-                if bytes < 64 * 1024 {
-                    return Err(invalid("max_output_buffer must be at least 64 KiB"));
-                }
-                c.max_output_buffer = bytes as usize;
-                Ok(())
-            })
-        }
-    }
+    setter!(
+        config(c),
+        max_output_buffer = at_least(bytes, 64 * 1024, "max_output_buffer (bytes)")? as usize
+    )
 }
 
 /// Creates a server (`c` NULL: defaults; the config is copied and may be freed after). It does
 /// not listen yet. The caller frees it with `rf_server_free`.
+///
+/// # Safety
+/// `c` is NULL or a live config; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_new(
     c: *const rf_server_config,
     out: *mut *mut rf_server,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: the caller passes NULL or a writable pointer.
-            let out = unsafe { out_ptr(out, "out") }?;
-            *out = std::ptr::null_mut();
-            // SAFETY: the caller passes NULL or a live config.
-            let config = unsafe { c.as_ref() }.map_or_else(ServerConfig::default, |c| c.config.clone());
-            let server = Server::new(config)?;
-            *out = Box::into_raw(Box::new(rf_server { server }));
-            Ok(())
-        })
-    }
+    entry!(out = out_handle(out), config = config_or_default(c) => {
+        let server = Server::new(config)?;
+        *out = Box::into_raw(Box::new(rf_server { server }));
+        Ok(())
+    })
 }
 
 /// Listens for players on `addr` ("127.0.0.1:0" picks a free port; see
 /// `rf_server_local_port`). A server listens once.
+///
+/// # Safety
+/// `s` is NULL or a live server; `addr` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_listen(s: *mut rf_server, addr: *const c_char) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract (live server, NUL-terminated address).
-            let (srv, addr) = unsafe { (server(s)?, c_str(addr, "addr")?) };
-            srv.listen(addr).map(drop)
-        })
-    }
+    entry!(srv = server(s), addr = c_str(addr) => srv.listen(addr).map(drop))
 }
 
 /// The port the server listens on; `RF_ERR_INVALID_ARGUMENT` before `rf_server_listen`.
+///
+/// # Safety
+/// `s` is NULL or a live server; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_local_port(s: *const rf_server, out: *mut u16) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (srv, out) = unsafe { (server(s)?, out_ptr(out, "out")?) };
-            *out = srv.local_addr().ok_or_else(|| invalid("the server is not listening"))?.port();
-            Ok(())
-        })
-    }
+    entry!(srv = server(s), out = out_ptr(out) => {
+        *out = srv.local_addr().ok_or_else(|| invalid("the server is not listening"))?.port();
+        Ok(())
+    })
 }
 
 /// Serves the players of place `place` through a relay (`remotefn relay`) whose host address
@@ -403,6 +350,10 @@ pub unsafe extern "C" fn rf_server_local_port(s: *const rf_server, out: *mut u16
 /// Once attached, relayed players are served exactly like direct ones (handlers, invoke,
 /// events, kick, the authenticator decides their handshakes). If the link drops later, its
 /// players are removed and the server reattaches in the background with exponential backoff.
+///
+/// # Safety
+/// `s` is NULL or a live server; `relay_addr` is NULL or a NUL-terminated string; `place` is
+/// NULL or a NUL-terminated string; `secret` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_attach(
     s: *mut rf_server,
@@ -410,24 +361,20 @@ pub unsafe extern "C" fn rf_server_attach(
     place: *const c_char,
     secret: *const c_char,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (srv, addr, place) = unsafe { (server(s)?, c_str(relay_addr, "relay_addr")?, c_str(place, "place")?) };
-            let secret = if secret.is_null() {
-                None
-            } else {
-                // SAFETY: non-NULL secret is a NUL-terminated string.
-                Some(unsafe { c_str(secret, "secret") }?)
-            };
-            srv.attach(addr, place, secret)
-        })
-    }
+    entry!(
+        srv = server(s),
+        addr = c_str(relay_addr),
+        place = c_str(place),
+        secret = optional_str(secret) => srv.attach(addr, place, secret)
+    )
 }
 
 /// Stops and frees the server: players get a goodbye, pending `rf_server_invoke_client` calls
 /// fail with `RF_ERR_CLOSED`, and the library's threads are joined before this returns (so no
 /// callback runs afterwards). NULL is a no-op. Do not call it from a callback of this server.
+///
+/// # Safety
+/// `s` is NULL or a server of this library, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_free(s: *mut rf_server) {
     boundary! {
@@ -443,6 +390,11 @@ pub unsafe extern "C" fn rf_server_free(s: *mut rf_server) {
 
 /// Binds the `OnServerInvoke` handler of `function` (replacing any previous one). Calls that
 /// waited for a handler are dispatched now. `user` is passed back to `cb` untouched.
+///
+/// # Safety
+/// `s` is NULL or a live server; `function` is NULL or a NUL-terminated string; `cb`, if not
+/// NULL, may be called with `user` from library threads until the server is freed; `user` is
+/// NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_bind(
     s: *mut rf_server,
@@ -450,45 +402,40 @@ pub unsafe extern "C" fn rf_server_bind(
     cb: rf_on_server_invoke,
     user: *mut c_void,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (srv, name) = unsafe { (server(s)?, c_str(function, "function")?) };
-            let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
-            let (me, user) = (HandlePtr(s), UserData(user));
-            srv.bind_with_call_id(name, move |_, player, args, call| {
-                let args = rf_tuple::from_tuple(args);
-                // SAFETY: `cb` is the C function given at bind time; `me` stays valid while
-                // callbacks run (rf_server_free joins the workers first); `args` outlives the call.
-                unsafe { cb(user.get(), me.get(), player, &args, call) }
-            })
+    entry!(srv = server(s), name = c_str(function) => {
+        let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
+        let (me, user) = (HandlePtr(s), UserData(user));
+        srv.bind_with_call_id(name, move |_, player, args, call| {
+            let args = rf_tuple::from_tuple(args);
+            // SAFETY: `cb` is the C function given at bind time; `me` stays valid while
+            // callbacks run (rf_server_free joins the workers first); `args` outlives the call.
+            unsafe { cb(user.get(), me.get(), player, &args, call) }
         })
-    }
+    })
 }
 
 /// Removes the handler of `function`; later calls wait for a new one. Not bound:
 /// `RF_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `s` is NULL or a live server; `function` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_unbind(s: *mut rf_server, function: *const c_char) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (srv, name) = unsafe { (server(s)?, c_str(function, "function")?) };
-            srv.unbind(name)
-        })
-    }
+    entry!(srv = server(s), name = c_str(function) => {
+        srv.unbind(name)
+    })
 }
 
 /// Takes ownership of a results tuple (NULL: no values).
 ///
 /// # Safety
 /// `results` is NULL or a tuple created by this library and not used after this call.
-pub(crate) unsafe fn take_results(results: *mut rf_tuple) -> rf_tuple {
+pub(crate) unsafe fn take_results(results: *mut rf_tuple, _: &str) -> Result<rf_tuple, Error> {
     if results.is_null() {
-        rf_tuple::default()
+        Ok(rf_tuple::default())
     } else {
         // SAFETY: the caller hands over a live tuple it no longer uses.
-        *unsafe { Box::from_raw(results) }
+        Ok(*unsafe { Box::from_raw(results) })
     }
 }
 
@@ -498,6 +445,7 @@ pub(crate) unsafe fn take_results(results: *mut rf_tuple) -> rf_tuple {
 /// `args` is NULL or a live tuple.
 pub(crate) unsafe fn borrow_args<'a>(
     args: *const rf_tuple,
+    _: &str,
 ) -> Result<std::borrow::Cow<'a, [crate::Value]>, Error> {
     // SAFETY: forwarded caller contract.
     match unsafe { args.as_ref() } {
@@ -509,38 +457,36 @@ pub(crate) unsafe fn borrow_args<'a>(
 /// Completes inbound call `call` with `results`, which is consumed in every case (NULL: no
 /// values). An unknown or already completed id, or a tuple with a table still open, is
 /// `RF_ERR_INVALID_ARGUMENT` and completes nothing. Any thread.
+///
+/// # Safety
+/// `s` is NULL or a live server; `results` is NULL or a tuple of this library, which the caller
+/// does not use afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_return(
     s: *mut rf_server,
     call: rf_call_id,
     results: *mut rf_tuple,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: `results` is handed over by the caller, whatever happens next.
-        let results = unsafe { take_results(results) };
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let srv = unsafe { server(s) }?;
-            srv.reply(call, Ok(&results.sendable()?))
-        })
-    }
+    // `results` first: it is consumed whatever happens next.
+    entry!(results = take_results(results), srv = server(s) => {
+        srv.reply(call, Ok(&results.sendable()?))
+    })
 }
 
 /// Completes inbound call `call` with an error: the caller's invoke fails with `RF_ERR_REMOTE`
 /// and `message` as its `rf_last_error()`. Unknown or completed id: `RF_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `s` is NULL or a live server; `message` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_error(
     s: *mut rf_server,
     call: rf_call_id,
     message: *const c_char,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (srv, message) = unsafe { (server(s)?, c_str(message, "message")?) };
-            srv.reply(call, Err(message))
-        })
-    }
+    entry!(srv = server(s), message = c_str(message) => {
+        srv.reply(call, Err(message))
+    })
 }
 
 /// `InvokeClient`: calls `function` on `player`'s client and blocks until it returns
@@ -549,6 +495,10 @@ pub unsafe extern "C" fn rf_server_error(
 /// forever), or the server is freed (`RF_ERR_CLOSED`). Unknown player: `RF_ERR_NOT_FOUND`.
 /// `args` is borrowed (NULL: no arguments). On any error `*out_results` is set to NULL. Any
 /// thread, including a handler's (nested calls do not starve the workers).
+///
+/// # Safety
+/// `s` is NULL or a live server; `function` is NULL or a NUL-terminated string; `args` is NULL
+/// or a live tuple; `out_results` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_invoke_client(
     s: *mut rf_server,
@@ -558,21 +508,18 @@ pub unsafe extern "C" fn rf_server_invoke_client(
     timeout_ms: u32,
     out_results: *mut *mut rf_tuple,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let out = unsafe { out_ptr(out_results, "out_results") }?;
-            *out = std::ptr::null_mut();
-            // SAFETY: forwarded caller contract.
-            let (srv, name, args) = unsafe { (server(s)?, c_str(function, "function")?, borrow_args(args)?) };
-            // Hold the server's state for the whole wait: rf_server_free may run meanwhile (it
-            // fails this call with RF_ERR_CLOSED), and must not free it under this thread.
-            let srv = srv.handle();
-            let results = srv.invoke_client(player, name, &args, to_timeout(timeout_ms))?;
-            *out = Box::into_raw(Box::new(rf_tuple::from_tuple(results)));
-            Ok(())
-        })
-    }
+    entry!(
+        out = out_handle(out_results),
+        srv = server(s),
+        name = c_str(function),
+        args = borrow_args(args) => {
+        // Hold the server's state for the whole wait: rf_server_free may run meanwhile (it
+        // fails this call with RF_ERR_CLOSED), and must not free it under this thread.
+        let srv = srv.handle();
+        let results = srv.invoke_client(player, name, &args, to_timeout(timeout_ms))?;
+        *out = Box::into_raw(Box::new(rf_tuple::from_tuple(results)));
+        Ok(())
+    })
 }
 
 /// Registers a hook, shared by PlayerAdded and PlayerRemoving.
@@ -585,9 +532,7 @@ unsafe fn on_player(
     user: *mut c_void,
     added: bool,
 ) -> rf_status {
-    run(|| {
-        // SAFETY: forwarded caller contract.
-        let srv = unsafe { server(s) }?;
+    entry!(srv = server(s) => {
         let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
         let (me, user) = (HandlePtr(s), UserData(user));
         let hook = move |_: &crate::ServerHandle, player| {
@@ -605,163 +550,154 @@ unsafe fn on_player(
 
 /// Adds a callback run when a player completes the handshake (PlayerAdded). Callbacks for one
 /// player run in order: added, then its events, then removing.
+///
+/// # Safety
+/// `s` is NULL or a live server; `cb`, if not NULL, may be called with `user` from library
+/// threads until the server is freed; `user` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_on_player_added(
     s: *mut rf_server,
     cb: rf_on_player,
     user: *mut c_void,
 ) -> rf_status {
-    // SAFETY: forwarded caller contract.
-    boundary! { unsafe { on_player(s, cb, user, true) } }
+    // SAFETY: the caller's obligations (above) are `on_player`'s.
+    unsafe { on_player(s, cb, user, true) }
 }
 
 /// Adds a callback run when a player leaves for any reason (PlayerRemoving).
+///
+/// # Safety
+/// `s` is NULL or a live server; `cb`, if not NULL, may be called with `user` from library
+/// threads until the server is freed; `user` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_on_player_removing(
     s: *mut rf_server,
     cb: rf_on_player,
     user: *mut c_void,
 ) -> rf_status {
-    // SAFETY: forwarded caller contract.
-    boundary! { unsafe { on_player(s, cb, user, false) } }
+    // SAFETY: the caller's obligations (above) are `on_player`'s.
+    unsafe { on_player(s, cb, user, false) }
 }
 
 /// Disconnects `player`; its client sees `reason` (NULL: "kicked"). Unknown player:
 /// `RF_ERR_NOT_FOUND`.
+///
+/// # Safety
+/// `s` is NULL or a live server; `reason` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_kick(
     s: *mut rf_server,
     player: rf_player_id,
     reason: *const c_char,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let srv = unsafe { server(s) }?;
-            let reason = if reason.is_null() {
-                "kicked"
-            } else {
-                // SAFETY: non-NULL reason is NUL-terminated.
-                unsafe { c_str(reason, "reason") }?
-            };
-            srv.kick(player, reason)
-        })
-    }
+    entry!(srv = server(s), reason = optional_str(reason) => {
+        srv.kick(player, reason.unwrap_or("kicked"))
+    })
 }
 
 /// The number of connected players (handshake completed).
+///
+/// # Safety
+/// `s` is NULL or a live server; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_player_count(s: *const rf_server, out: *mut usize) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (srv, out) = unsafe { (server(s)?, out_ptr(out, "out")?) };
-            *out = srv.player_count();
-            Ok(())
-        })
-    }
+    entry!(srv = server(s), out = out_ptr(out) => {
+        *out = srv.player_count();
+        Ok(())
+    })
 }
 
 /// The user id the authenticator gave `player` (0 without an authenticator). Unknown player:
 /// `RF_ERR_NOT_FOUND`.
+///
+/// # Safety
+/// `s` is NULL or a live server; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_player_user_id(
     s: *const rf_server,
     player: rf_player_id,
     out: *mut u64,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (srv, out) = unsafe { (server(s)?, out_ptr(out, "out")?) };
-            *out = srv.player_info(player).ok_or(Error::NotFound(player))?.identity.user_id;
-            Ok(())
-        })
-    }
+    entry!(srv = server(s), out = out_ptr(out) => {
+        *out = srv.player_info(player).ok_or(Error::NotFound(player))?.identity.user_id;
+        Ok(())
+    })
 }
 
 /// Sets the authenticator: each handshake's place and token go to `cb` on a worker thread
 /// (never the reactor), which decides with `rf_auth_accept` / `rf_auth_reject`.
+///
+/// # Safety
+/// `s` is NULL or a live server; `cb`, if not NULL, may be called with `user` from library
+/// threads until the server is freed; `user` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_set_authenticator(
     s: *mut rf_server,
     cb: rf_on_authenticate,
     user: *mut c_void,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let srv = unsafe { server(s) }?;
-            let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
-            let (me, user) = (HandlePtr(s), UserData(user));
-            srv.set_authenticator(move |req| {
-                let place = CString::new(req.place.as_bytes()).map_err(|_| "place contains a NUL byte".to_owned())?;
-                let mut auth = rf_auth { decision: None };
-                // SAFETY: `cb` is the C function given; `me` outlives callbacks; `place`,
-                // `token` and `auth` outlive the call.
-                unsafe { cb(user.get(), me.get(), place.as_ptr(), req.token.as_ptr(), req.token.len(), &mut auth) };
-                auth.decision.unwrap_or_else(|| Err("the authenticator did not decide".to_owned()))
-            });
-            Ok(())
-        })
-    }
-}
-
-/// Records a decision once.
-///
-/// # Safety
-/// `a` is NULL or the `rf_auth` of a running `rf_on_authenticate` callback.
-unsafe fn decide(
-    a: *mut rf_auth,
-    decision: impl FnOnce() -> Result<Result<Identity, String>, Error>,
-) -> rf_status {
-    run(|| {
-        // SAFETY: forwarded caller contract.
-        let auth = unsafe { a.as_mut() }.ok_or_else(|| invalid("auth is NULL"))?;
-        if auth.decision.is_some() {
-            return Err(invalid("this handshake is already decided"));
-        }
-        auth.decision = Some(decision()?);
+    entry!(srv = server(s) => {
+        let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
+        let (me, user) = (HandlePtr(s), UserData(user));
+        srv.set_authenticator(move |req| {
+            let place = CString::new(req.place.as_bytes()).map_err(|_| "place contains a NUL byte".to_owned())?;
+            let mut auth = rf_auth { decision: None };
+            // SAFETY: `cb` is the C function given; `me` outlives callbacks; `place`,
+            // `token` and `auth` outlive the call.
+            unsafe { cb(user.get(), me.get(), place.as_ptr(), req.token.as_ptr(), req.token.len(), &mut auth) };
+            auth.decision.unwrap_or_else(|| Err("the authenticator did not decide".to_owned()))
+        });
         Ok(())
     })
 }
 
+/// Records a decision once.
+fn decide(auth: &mut rf_auth, decision: Result<Identity, String>) -> Result<(), Error> {
+    if auth.decision.is_some() {
+        return Err(invalid("this handshake is already decided"));
+    }
+    auth.decision = Some(decision);
+    Ok(())
+}
+
 /// Accepts the handshake as `user_id` with display `name` (NULL: empty). Only inside the
 /// callback; deciding twice is `RF_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `a` is NULL or the `rf_auth` of the authenticator callback now running; `name` is NULL or a
+/// NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn rf_auth_accept(
     a: *mut rf_auth,
     user_id: u64,
     name: *const c_char,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            decide(a, || {
-                let name = if name.is_null() { "" } else { c_str(name, "name")? };
-                Ok(Ok(Identity { user_id, name: name.to_owned() }))
-            })
-        }
-    }
+    entry!(auth = handle_mut(a), name = optional_str(name) => {
+        let name = name.unwrap_or("").to_owned();
+        decide(auth, Ok(Identity { user_id, name }))
+    })
 }
 
 /// Refuses the handshake; the client's `rf_client_connect` fails with `RF_ERR_REJECTED` and
 /// `reason` (NULL: "rejected"). Only inside the callback.
+///
+/// # Safety
+/// `a` is NULL or the `rf_auth` of the authenticator callback now running; `reason` is NULL or
+/// a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn rf_auth_reject(a: *mut rf_auth, reason: *const c_char) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            decide(a, || {
-                let reason = if reason.is_null() { "rejected" } else { c_str(reason, "reason")? };
-                Ok(Err(reason.to_owned()))
-            })
-        }
-    }
+    entry!(auth = handle_mut(a), reason = optional_str(reason) => {
+        decide(auth, Err(reason.unwrap_or("rejected").to_owned()))
+    })
 }
 
 /// Binds the handler of RemoteEvent `event` fired by clients. Events from one player run in
 /// the order they were fired; events for an unbound name wait (up to the queue limit).
+///
+/// # Safety
+/// `s` is NULL or a live server; `event` is NULL or a NUL-terminated string; `cb`, if not NULL,
+/// may be called with `user` from library threads until the server is freed; `user` is NULL or
+/// valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_bind_event(
     s: *mut rf_server,
@@ -769,23 +705,23 @@ pub unsafe extern "C" fn rf_server_bind_event(
     cb: rf_on_server_event,
     user: *mut c_void,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (srv, name) = unsafe { (server(s)?, c_str(event, "event")?) };
-            let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
-            let (me, user) = (HandlePtr(s), UserData(user));
-            srv.bind_event(name, move |_, player, args: Tuple| {
-                let args = rf_tuple::from_tuple(args);
-                // SAFETY: as for rf_server_bind.
-                unsafe { cb(user.get(), me.get(), player, &args) }
-            })
+    entry!(srv = server(s), name = c_str(event) => {
+        let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
+        let (me, user) = (HandlePtr(s), UserData(user));
+        srv.bind_event(name, move |_, player, args: Tuple| {
+            let args = rf_tuple::from_tuple(args);
+            // SAFETY: as for rf_server_bind.
+            unsafe { cb(user.get(), me.get(), player, &args) }
         })
-    }
+    })
 }
 
 /// FireClient: sends RemoteEvent `event` to one player (fire-and-forget, in order). `args` is
 /// borrowed (NULL: none). Unknown player: `RF_ERR_NOT_FOUND`.
+///
+/// # Safety
+/// `s` is NULL or a live server; `event` is NULL or a NUL-terminated string; `args` is NULL or
+/// a live tuple.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_fire_client(
     s: *mut rf_server,
@@ -793,29 +729,25 @@ pub unsafe extern "C" fn rf_server_fire_client(
     event: *const c_char,
     args: *const rf_tuple,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (srv, name, args) = unsafe { (server(s)?, c_str(event, "event")?, borrow_args(args)?) };
-            srv.fire_client(player, name, &args)
-        })
-    }
+    entry!(srv = server(s), name = c_str(event), args = borrow_args(args) => {
+        srv.fire_client(player, name, &args)
+    })
 }
 
 /// FireAllClients: sends RemoteEvent `event` to every connected player. `args` is borrowed.
+///
+/// # Safety
+/// `s` is NULL or a live server; `event` is NULL or a NUL-terminated string; `args` is NULL or
+/// a live tuple.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_fire_all_clients(
     s: *mut rf_server,
     event: *const c_char,
     args: *const rf_tuple,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (srv, name, args) = unsafe { (server(s)?, c_str(event, "event")?, borrow_args(args)?) };
-            srv.fire_all_clients(name, &args)
-        })
-    }
+    entry!(srv = server(s), name = c_str(event), args = borrow_args(args) => {
+        srv.fire_all_clients(name, &args)
+    })
 }
 
 /// `RF_DISPATCH_MANUAL` only: runs queued callbacks on this thread until `max_calls` have run
@@ -823,6 +755,9 @@ pub unsafe extern "C" fn rf_server_fire_all_clients(
 /// how many of the game's callbacks (handlers, player hooks, the authenticator) ran. Internal
 /// bookkeeping that calls nothing (a player joining with no hook registered) is not counted.
 /// In worker mode: `RF_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `s` is NULL or a live server; `out_dispatched` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_dispatch(
     s: *mut rf_server,
@@ -830,28 +765,19 @@ pub unsafe extern "C" fn rf_server_dispatch(
     timeout_ms: u32,
     out_dispatched: *mut u32,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let srv = unsafe { server(s) }?.handle();
-            // SAFETY: forwarded caller contract.
-            unsafe { pump(out_dispatched, max_calls, timeout_ms, |max, timeout| srv.dispatch(max, timeout)) }
-        })
-    }
+    entry!(srv = server(s), out = out_ptr(out_dispatched) => {
+        let srv = srv.handle();
+        pump(out, max_calls, timeout_ms, |max, timeout| srv.dispatch(max, timeout))
+    })
 }
 
 /// Manual dispatch shared by servers and clients: runs `dispatch` and reports the count.
-///
-/// # Safety
-/// `out` is NULL or valid for writes.
-pub(crate) unsafe fn pump(
-    out: *mut u32,
+pub(crate) fn pump(
+    out: &mut u32,
     max_calls: u32,
     timeout_ms: u32,
     dispatch: impl FnOnce(usize, Duration) -> Result<usize, Error>,
 ) -> Result<(), Error> {
-    // SAFETY: forwarded caller contract.
-    let out = unsafe { out_ptr(out, "out_dispatched") }?;
     *out = 0;
     let max = if max_calls == 0 {
         usize::MAX
@@ -864,30 +790,28 @@ pub(crate) unsafe fn pump(
 }
 
 /// Inbound calls waiting for a handler to be bound to their function name (observability).
+///
+/// # Safety
+/// `s` is NULL or a live server; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_queued_calls(s: *const rf_server, out: *mut usize) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (srv, out) = unsafe { (server(s)?, out_ptr(out, "out")?) };
-            *out = srv.calls_waiting_for_handler();
-            Ok(())
-        })
-    }
+    entry!(srv = server(s), out = out_ptr(out) => {
+        *out = srv.calls_waiting_for_handler();
+        Ok(())
+    })
 }
 
 /// `rf_server_invoke_client` calls currently waiting for an answer (observability).
+///
+/// # Safety
+/// `s` is NULL or a live server; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_server_calls_in_flight(
     s: *const rf_server,
     out: *mut usize,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (srv, out) = unsafe { (server(s)?, out_ptr(out, "out")?) };
-            *out = srv.calls_in_flight();
-            Ok(())
-        })
-    }
+    entry!(srv = server(s), out = out_ptr(out) => {
+        *out = srv.calls_in_flight();
+        Ok(())
+    })
 }

@@ -1,7 +1,7 @@
 //! `rf_tuple` (an owned list of values, with a builder for nested tables) and `rf_value` (a
 //! borrowed view of one value inside a tuple).
 
-use super::{boundary, byte_slice, handle, invalid, out_ptr, rf_status, run, with_mut};
+use super::{boundary, byte_slice, entry, handle, handle_mut, invalid, out_ptr, rf_status};
 use crate::error::Error;
 use crate::value::ByteStr;
 use crate::value::{CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vector3};
@@ -295,6 +295,9 @@ pub extern "C" fn rf_tuple_new() -> *mut rf_tuple {
 
 /// Deep-copies a tuple, open tables included: the copy is independent of the original. NULL in,
 /// NULL out. The caller owns the copy.
+///
+/// # Safety
+/// `t` is NULL or a live tuple.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_clone(t: *const rf_tuple) -> *mut rf_tuple {
     boundary! {
@@ -307,6 +310,9 @@ pub unsafe extern "C" fn rf_tuple_clone(t: *const rf_tuple) -> *mut rf_tuple {
 }
 
 /// Frees a tuple. NULL is a no-op. Values borrowed from it become invalid.
+///
+/// # Safety
+/// `t` is NULL or a tuple of this library, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_free(t: *mut rf_tuple) {
     boundary! {
@@ -318,6 +324,9 @@ pub unsafe extern "C" fn rf_tuple_free(t: *mut rf_tuple) {
 }
 
 /// The number of top-level values (tables still open are not counted). 0 for NULL.
+///
+/// # Safety
+/// `t` is NULL or a live tuple.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_len(t: *const rf_tuple) -> usize {
     boundary! {
@@ -328,6 +337,9 @@ pub unsafe extern "C" fn rf_tuple_len(t: *const rf_tuple) -> usize {
 
 /// The value at top-level index `i`, or NULL when out of range (or `t` is NULL). Borrowed: valid
 /// while the tuple lives (values never move, even when more are pushed onto it).
+///
+/// # Safety
+/// `t` is NULL or a live tuple.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_get(t: *const rf_tuple, i: usize) -> *const rf_value {
     boundary! {
@@ -345,169 +357,191 @@ fn value_ptr(v: &Value) -> *const rf_value {
 /// # Safety
 /// `v` is NULL or was returned by `rf_tuple_get`, `rf_value_index` or `rf_value_entry` for a
 /// tuple that is still alive (values never move within a tuple, see [`StableValues`]).
-unsafe fn value<'a>(v: *const rf_value) -> Result<&'a Value, Error> {
+unsafe fn value<'a>(v: *const rf_value, _: &str) -> Result<&'a Value, Error> {
     // SAFETY: every non-NULL `rf_value` pointer this library hands out is a `*const Value`
     // inside a live tuple (see `value_ptr`); the caller keeps the tuple alive.
     unsafe { v.cast::<Value>().as_ref() }.ok_or_else(|| invalid("value is NULL"))
 }
 
-/// Applies `f` to a live tuple.
+/// A tuple being built.
 ///
 /// # Safety
 /// `t` is NULL or a live tuple not used concurrently from another thread.
-unsafe fn with_tuple(
-    t: *mut rf_tuple,
-    f: impl FnOnce(&mut rf_tuple) -> Result<(), Error>,
-) -> rf_status {
+unsafe fn tuple_mut<'a>(t: *mut rf_tuple, _: &str) -> Result<&'a mut rf_tuple, Error> {
     // SAFETY: forwarded caller contract.
-    unsafe { with_mut(t, "tuple", f) }
+    unsafe { handle_mut(t, "tuple") }
 }
 
 /// Appends `nil`.
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_push_nil(t: *mut rf_tuple) -> rf_status {
-    // SAFETY: forwarded caller contract (NULL or a live tuple).
-    boundary! { unsafe { with_tuple(t, |t| t.push(Value::Nil)) } }
+    entry!(t = tuple_mut(t) => t.push(Value::Nil))
 }
 
 /// Appends a boolean.
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_push_boolean(t: *mut rf_tuple, v: bool) -> rf_status {
-    // SAFETY: forwarded caller contract.
-    boundary! { unsafe { with_tuple(t, |t| t.push(Value::Boolean(v))) } }
+    entry!(t = tuple_mut(t) => t.push(Value::Boolean(v)))
 }
 
 /// Appends a number (any double, NaN and infinities included, bit pattern preserved).
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_push_number(t: *mut rf_tuple, v: f64) -> rf_status {
-    // SAFETY: forwarded caller contract.
-    boundary! { unsafe { with_tuple(t, |t| t.push(Value::Number(v))) } }
+    entry!(t = tuple_mut(t) => t.push(Value::Number(v)))
 }
 
 /// Appends a string of `len` bytes, copied (binary-safe: NUL bytes allowed; `ptr` may be NULL
 /// when `len` is 0).
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time; `ptr` is NULL or points to `len`
+/// readable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_push_string(
     t: *mut rf_tuple,
     ptr: *const c_char,
     len: usize,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: the caller guarantees `len` readable bytes at `ptr` and a live tuple.
-        unsafe {
-            with_tuple(t, |t| {
-                let bytes = byte_slice(ptr.cast(), len, "string")?;
-                t.push(Value::String(ByteStr::copy_from_slice(bytes)))
-            })
-        }
-    }
+    entry!(t = tuple_mut(t) => {
+        // SAFETY: `ptr` points to `len` readable bytes (the `# Safety` section above).
+        let bytes = unsafe { byte_slice(ptr.cast(), len, "string") }?;
+        t.push(Value::String(ByteStr::copy_from_slice(bytes)))
+    })
 }
 
 /// Appends a buffer of `len` bytes, copied.
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time; `ptr` is NULL or points to `len`
+/// readable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_push_buffer(
     t: *mut rf_tuple,
     ptr: *const u8,
     len: usize,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: the caller guarantees `len` readable bytes at `ptr` and a live tuple.
-        unsafe {
-            with_tuple(t, |t| {
-                let bytes = byte_slice(ptr, len, "buffer")?;
-                t.push(Value::Buffer(ByteStr::copy_from_slice(bytes)))
-            })
-        }
-    }
+    entry!(t = tuple_mut(t) => {
+        // SAFETY: `ptr` points to `len` readable bytes (the `# Safety` section above).
+        let bytes = unsafe { byte_slice(ptr, len, "buffer") }?;
+        t.push(Value::Buffer(ByteStr::copy_from_slice(bytes)))
+    })
 }
 
 /// Appends a `Vector2`.
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_push_vector2(t: *mut rf_tuple, v: rf_vector2) -> rf_status {
-    // SAFETY: forwarded caller contract.
-    boundary! { unsafe { with_tuple(t, |t| t.push(Value::Vector2(Vector2 { x: v.x, y: v.y }))) } }
+    entry!(t = tuple_mut(t) => t.push(Value::Vector2(Vector2 { x: v.x, y: v.y })))
 }
 
 /// Appends a `Vector3`.
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_push_vector3(t: *mut rf_tuple, v: rf_vector3) -> rf_status {
-    // SAFETY: forwarded caller contract.
-    boundary! { unsafe { with_tuple(t, |t| t.push(Value::Vector3(Vector3 { x: v.x, y: v.y, z: v.z }))) } }
+    entry!(t = tuple_mut(t) => t.push(Value::Vector3(Vector3 { x: v.x, y: v.y, z: v.z })))
 }
 
 /// Appends a `CFrame` (copied from `*v`).
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time; `v` is NULL or points to a
+/// readable `rf_cframe`.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_push_cframe(t: *mut rf_tuple, v: *const rf_cframe) -> rf_status {
-    boundary! {
-        // SAFETY: the caller passes NULL or a readable cframe, and NULL or a live tuple.
-        unsafe {
-            with_tuple(t, |t| {
-                let c = handle(v, "cframe")?;
-                t.push(Value::from(CFrame { position: c.position, rotation: c.rotation }))
-            })
-        }
-    }
+    entry!(t = tuple_mut(t), c = handle(v) => {
+        t.push(Value::from(CFrame { position: c.position, rotation: c.rotation }))
+    })
 }
 
 /// Appends a `Color3`.
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_push_color3(t: *mut rf_tuple, v: rf_color3) -> rf_status {
-    // SAFETY: forwarded caller contract.
-    boundary! { unsafe { with_tuple(t, |t| t.push(Value::Color3(Color3 { r: v.r, g: v.g, b: v.b }))) } }
+    entry!(t = tuple_mut(t) => t.push(Value::Color3(Color3 { r: v.r, g: v.g, b: v.b })))
 }
 
 /// Appends an instance reference (an engine-defined 64-bit id, opaque to the library).
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_push_instance(t: *mut rf_tuple, r#ref: u64) -> rf_status {
-    // SAFETY: forwarded caller contract.
-    boundary! { unsafe { with_tuple(t, |t| t.push(Value::Instance(InstanceRef(r#ref)))) } }
+    entry!(t = tuple_mut(t) => t.push(Value::Instance(InstanceRef(r#ref))))
 }
 
 /// Opens an array: values pushed until the matching `rf_tuple_end` go inside it. Inside a
 /// dictionary, call `rf_tuple_push_key` first. Nesting deeper than `RF_MAX_BUILD_DEPTH` is
 /// `RF_ERR_LIMIT`; a misplaced call is `RF_ERR_INVALID_ARGUMENT` and changes nothing.
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_begin_array(t: *mut rf_tuple) -> rf_status {
-    // SAFETY: forwarded caller contract.
-    boundary! { unsafe { with_tuple(t, |t| t.begin(Value::Array(Vec::new()))) } }
+    entry!(t = tuple_mut(t) => t.begin(Value::Array(Vec::new())))
 }
 
 /// Opens a dictionary: each value pushed inside it must be preceded by `rf_tuple_push_key`.
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_begin_dictionary(t: *mut rf_tuple) -> rf_status {
-    // SAFETY: forwarded caller contract.
-    boundary! { unsafe { with_tuple(t, |t| t.begin(Value::Dictionary(Vec::new()))) } }
+    entry!(t = tuple_mut(t) => t.begin(Value::Dictionary(Vec::new())))
 }
 
 /// Sets the key (a binary-safe string, copied) of the next value in the open dictionary.
 /// Outside a dictionary, or twice in a row, it is `RF_ERR_INVALID_ARGUMENT`. Keys must be
 /// unique within a dictionary: a repeated key is refused when the tuple is sent.
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time; `ptr` is NULL or points to `len`
+/// readable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_push_key(
     t: *mut rf_tuple,
     ptr: *const c_char,
     len: usize,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: the caller guarantees `len` readable bytes at `ptr` and a live tuple.
-        unsafe { with_tuple(t, |t| t.push_key(byte_slice(ptr.cast(), len, "key")?)) }
-    }
+    entry!(t = tuple_mut(t) => {
+        // SAFETY: `ptr` points to `len` readable bytes (the `# Safety` section above).
+        t.push_key(unsafe { byte_slice(ptr.cast(), len, "key") }?)
+    })
 }
 
 /// Closes the innermost open table. Without an open table, or right after a key with no value,
 /// it is `RF_ERR_INVALID_ARGUMENT` and changes nothing.
+///
+/// # Safety
+/// `t` is NULL or a live tuple used by one thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_end(t: *mut rf_tuple) -> rf_status {
-    // SAFETY: forwarded caller contract.
-    boundary! { unsafe { with_tuple(t, |t| t.end()) } }
+    entry!(t = tuple_mut(t) => t.end())
 }
 
 /// The type of a value; `RF_NIL` for NULL.
+///
+/// # Safety
+/// `v` is NULL or a value handed out by a live tuple.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_type(v: *const rf_value) -> rf_type {
     boundary! {
         // SAFETY: the caller passes NULL or a value pointer from this library whose tuple lives.
-        match unsafe { value(v) } {
+        match unsafe { value(v, "value") } {
             Err(_) | Ok(Value::Nil) => rf_type::RF_NIL,
             Ok(Value::Boolean(_)) => rf_type::RF_BOOLEAN,
             Ok(Value::Number(_)) => rf_type::RF_NUMBER,
@@ -531,167 +565,161 @@ impl super::PanicValue for rf_type {
 }
 
 /// Reads a value of one expected type into an out-parameter.
-///
-/// # Safety
-/// `v` as for [`value`]; `out` is NULL or valid for writes.
-unsafe fn read<T>(
-    v: *const rf_value,
-    out: *mut T,
-    f: impl FnOnce(&Value) -> Option<T>,
-) -> rf_status {
-    run(|| {
-        // SAFETY: forwarded caller contract.
-        let (v, out) = unsafe { (value(v)?, out_ptr(out, "out")?) };
-        *out = f(v).ok_or_else(|| invalid(format!("the value is a {}", v.type_name())))?;
-        Ok(())
-    })
+fn read<T>(v: &Value, out: &mut T, f: impl FnOnce(&Value) -> Option<T>) -> Result<(), Error> {
+    *out = f(v).ok_or_else(|| invalid(format!("the value is a {}", v.type_name())))?;
+    Ok(())
 }
 
 /// Reads a boolean. Another type is `RF_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_boolean(v: *const rf_value, out: *mut bool) -> rf_status {
-    // SAFETY: forwarded caller contract.
-    boundary! { unsafe { read(v, out, Value::as_bool) } }
+    entry!(v = value(v), out = out_ptr(out) => read(v, out, Value::as_bool))
 }
 
 /// Reads a number.
+///
+/// # Safety
+/// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_number(v: *const rf_value, out: *mut f64) -> rf_status {
-    // SAFETY: forwarded caller contract.
-    boundary! { unsafe { read(v, out, Value::as_number) } }
+    entry!(v = value(v), out = out_ptr(out) => read(v, out, Value::as_number))
 }
 
 /// Borrows a string's bytes (not NUL-terminated; may contain NULs). Valid while the tuple lives,
 /// whatever is pushed onto it meanwhile.
+///
+/// # Safety
+/// `v` is NULL or a value handed out by a live tuple; `ptr` is NULL or valid for writes; `len`
+/// is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_string(
     v: *const rf_value,
     ptr: *mut *const c_char,
     len: *mut usize,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            bytes_out(v, ptr.cast(), len, |v| match v {
-                Value::String(s) => Some(s),
-                _ => None,
-            })
-        }
-    }
+    let ptr = ptr.cast::<*const u8>();
+    entry!(v = value(v), ptr = out_ptr(ptr), len = out_ptr(len) => {
+        bytes_out(v, ptr, len, |v| match v {
+            Value::String(s) => Some(s),
+            _ => None,
+        })
+    })
 }
 
 /// Borrows a buffer's bytes. Valid while the tuple lives, whatever is pushed onto it meanwhile.
+///
+/// # Safety
+/// `v` is NULL or a value handed out by a live tuple; `ptr` is NULL or valid for writes; `len`
+/// is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_buffer(
     v: *const rf_value,
     ptr: *mut *const u8,
     len: *mut usize,
 ) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            bytes_out(v, ptr, len, |v| match v {
-                Value::Buffer(b) => Some(b),
-                _ => None,
-            })
-        }
-    }
-}
-
-/// # Safety
-/// `v` as for [`value`]; `ptr` and `len` NULL or valid for writes.
-unsafe fn bytes_out(
-    v: *const rf_value,
-    ptr: *mut *const u8,
-    len: *mut usize,
-    f: impl FnOnce(&Value) -> Option<&ByteStr>,
-) -> rf_status {
-    run(|| {
-        // SAFETY: forwarded caller contract.
-        let (v, ptr, len) = unsafe { (value(v)?, out_ptr(ptr, "ptr")?, out_ptr(len, "len")?) };
-        let bytes = f(v).ok_or_else(|| invalid(format!("the value is a {}", v.type_name())))?;
-        *ptr = bytes.as_ptr();
-        *len = bytes.len();
-        Ok(())
+    entry!(v = value(v), ptr = out_ptr(ptr), len = out_ptr(len) => {
+        bytes_out(v, ptr, len, |v| match v {
+            Value::Buffer(b) => Some(b),
+            _ => None,
+        })
     })
 }
 
+/// Hands out the bytes of a string or buffer value.
+fn bytes_out(
+    v: &Value,
+    ptr: &mut *const u8,
+    len: &mut usize,
+    f: impl FnOnce(&Value) -> Option<&ByteStr>,
+) -> Result<(), Error> {
+    let bytes = f(v).ok_or_else(|| invalid(format!("the value is a {}", v.type_name())))?;
+    *ptr = bytes.as_ptr();
+    *len = bytes.len();
+    Ok(())
+}
+
 /// Reads a `Vector2`.
+///
+/// # Safety
+/// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_vector2(v: *const rf_value, out: *mut rf_vector2) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            read(v, out, |v| match v {
-                Value::Vector2(v) => Some(rf_vector2 { x: v.x, y: v.y }),
-                _ => None,
-            })
-        }
-    }
+    entry!(v = value(v), out = out_ptr(out) => {
+        read(v, out, |v| match v {
+            Value::Vector2(v) => Some(rf_vector2 { x: v.x, y: v.y }),
+            _ => None,
+        })
+    })
 }
 
 /// Reads a `Vector3`.
+///
+/// # Safety
+/// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_vector3(v: *const rf_value, out: *mut rf_vector3) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            read(v, out, |v| match v {
-                Value::Vector3(v) => Some(rf_vector3 { x: v.x, y: v.y, z: v.z }),
-                _ => None,
-            })
-        }
-    }
+    entry!(v = value(v), out = out_ptr(out) => {
+        read(v, out, |v| match v {
+            Value::Vector3(v) => Some(rf_vector3 { x: v.x, y: v.y, z: v.z }),
+            _ => None,
+        })
+    })
 }
 
 /// Reads a `CFrame`.
+///
+/// # Safety
+/// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_cframe(v: *const rf_value, out: *mut rf_cframe) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            read(v, out, |v| match v {
-                Value::CFrame(c) => Some(rf_cframe { position: c.position, rotation: c.rotation }),
-                _ => None,
-            })
-        }
-    }
+    entry!(v = value(v), out = out_ptr(out) => {
+        read(v, out, |v| match v {
+            Value::CFrame(c) => Some(rf_cframe { position: c.position, rotation: c.rotation }),
+            _ => None,
+        })
+    })
 }
 
 /// Reads a `Color3`.
+///
+/// # Safety
+/// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_color3(v: *const rf_value, out: *mut rf_color3) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            read(v, out, |v| match v {
-                Value::Color3(c) => Some(rf_color3 { r: c.r, g: c.g, b: c.b }),
-                _ => None,
-            })
-        }
-    }
+    entry!(v = value(v), out = out_ptr(out) => {
+        read(v, out, |v| match v {
+            Value::Color3(c) => Some(rf_color3 { r: c.r, g: c.g, b: c.b }),
+            _ => None,
+        })
+    })
 }
 
 /// Reads an instance reference.
+///
+/// # Safety
+/// `v` is NULL or a value handed out by a live tuple; `out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_instance(v: *const rf_value, out: *mut u64) -> rf_status {
-    boundary! {
-        // SAFETY: forwarded caller contract.
-        unsafe {
-            read(v, out, |v| match v {
-                Value::Instance(r) => Some(r.0),
-                _ => None,
-            })
-        }
-    }
+    entry!(v = value(v), out = out_ptr(out) => {
+        read(v, out, |v| match v {
+            Value::Instance(r) => Some(r.0),
+            _ => None,
+        })
+    })
 }
 
 /// The number of entries of an array or dictionary; 0 for any other value or NULL.
+///
+/// # Safety
+/// `v` is NULL or a value handed out by a live tuple.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_len(v: *const rf_value) -> usize {
     boundary! {
         // SAFETY: forwarded caller contract.
-        match unsafe { value(v) } {
+        match unsafe { value(v, "value") } {
             Ok(Value::Array(items)) => items.len(),
             Ok(Value::Dictionary(entries)) => entries.len(),
             _ => 0,
@@ -701,11 +729,14 @@ pub unsafe extern "C" fn rf_value_len(v: *const rf_value) -> usize {
 
 /// Element `i` of an array; NULL when `v` is not an array or `i` is out of range. Borrowed like
 /// `v`.
+///
+/// # Safety
+/// `v` is NULL or a value handed out by a live tuple.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_index(v: *const rf_value, i: usize) -> *const rf_value {
     boundary! {
         // SAFETY: forwarded caller contract.
-        match unsafe { value(v) } {
+        match unsafe { value(v, "value") } {
             Ok(Value::Array(items)) => items.get(i).map_or(std::ptr::null(), value_ptr),
             _ => std::ptr::null(),
         }
@@ -715,6 +746,10 @@ pub unsafe extern "C" fn rf_value_index(v: *const rf_value, i: usize) -> *const 
 /// Entry `i` of a dictionary (in the order the sender built it): its key bytes (not
 /// NUL-terminated) and its value, both borrowed like `v`. Not a dictionary, or `i` out of range,
 /// is `RF_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `v` is NULL or a value handed out by a live tuple; `key` is NULL or valid for writes;
+/// `key_len` is NULL or valid for writes; `value_out` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn rf_value_entry(
     v: *const rf_value,
@@ -723,22 +758,20 @@ pub unsafe extern "C" fn rf_value_entry(
     key_len: *mut usize,
     value_out: *mut *const rf_value,
 ) -> rf_status {
-    boundary! {
-        run(|| {
-            // SAFETY: forwarded caller contract.
-            let (v, key, key_len, value_out) = unsafe {
-                (value(v)?, out_ptr(key, "key")?, out_ptr(key_len, "key_len")?, out_ptr(value_out, "value")?)
-            };
-            let Value::Dictionary(entries) = v else {
-                return Err(invalid(format!("the value is a {}, not a dictionary", v.type_name())));
-            };
-            let (k, item) = entries
-                .get(i)
-                .ok_or_else(|| invalid(format!("entry {i} of a dictionary of {}", entries.len())))?;
-            *key = k.as_ptr().cast();
-            *key_len = k.len();
-            *value_out = value_ptr(item);
-            Ok(())
-        })
-    }
+    entry!(
+        v = value(v),
+        key = out_ptr(key),
+        key_len = out_ptr(key_len),
+        value_out = out_ptr(value_out) => {
+        let Value::Dictionary(entries) = v else {
+            return Err(invalid(format!("the value is a {}, not a dictionary", v.type_name())));
+        };
+        let (k, item) = entries
+            .get(i)
+            .ok_or_else(|| invalid(format!("entry {i} of a dictionary of {}", entries.len())))?;
+        *key = k.as_ptr().cast();
+        *key_len = k.len();
+        *value_out = value_ptr(item);
+        Ok(())
+    })
 }
