@@ -14,6 +14,7 @@
 mod conn;
 mod frame;
 mod rate;
+pub(crate) mod session;
 
 pub use conn::{Connection, Role};
 pub use frame::{
@@ -21,6 +22,7 @@ pub use frame::{
     FrameType, GoodbyeCode, ProtocolError,
 };
 pub use rate::{Admission, Deadlines, RateLimit, RateShaper};
+pub use session::{Event, Session, SessionConfig, Violation, CLOSING_GRACE, READ_CHUNK};
 
 /// The stream preface a client sends before its first frame.
 pub const MAGIC: [u8; 4] = *b"RMFN";

@@ -20,8 +20,10 @@ use crate::calls::CallId;
 use crate::dispatch::Job;
 use crate::endpoint::{Command, Endpoint, Identity, PlayerInfo, Side};
 use crate::error::Error;
+use crate::proto::session::{partial_after_write, CLOSING_READ_BUDGET};
 use crate::proto::{
     self, Admission, Deadlines, ErrorKind, Frame, GoodbyeCode, ProtocolError, RateShaper, Role,
+    CLOSING_GRACE, READ_CHUNK,
 };
 use crate::stats::{bump, CutLog};
 use bytes::BytesMut;
@@ -42,9 +44,6 @@ const WAKER: Token = Token(usize::MAX);
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 /// How often timers (handshake and idle timeouts, heartbeats) are checked.
 const TICK: Duration = Duration::from_millis(100);
-/// How long a connection may linger while its goodbye or refusal is written and the peer
-/// closes its side.
-const CLOSING_GRACE: Duration = Duration::from_secs(2);
 /// Time a loop turn may spend on connection housekeeping (accepting, handshakes, refusals,
 /// timeouts, goodbyes and closes) once its players are served, at least (it also gets half as
 /// long as serving the players took, so a busy loop keeps a third of its time for newcomers);
@@ -59,11 +58,6 @@ const SUBMIT_BATCH: usize = 32;
 /// peer that does not read its answers gets no more requests served (TCP pushes back on it)
 /// rather than costing the server work whose results pile up.
 const PAUSE_READING_ABOVE: usize = 256 * 1024;
-/// Input a closing connection may still send (and have discarded); past it, its input is left
-/// unread. (It covers what a sender that was paused can have queued in the kernel's buffers.)
-const CLOSING_READ_BUDGET: usize = 16 << 20;
-/// Bytes read per `read` call.
-const READ_CHUNK: usize = 64 * 1024;
 /// Full reads one connection gets per loop turn before the others have their turn: a peer
 /// that sends without pause cannot hold the reactor.
 const READS_PER_TURN: usize = 4;
@@ -1292,56 +1286,6 @@ fn release(ep: &Endpoint, conn: &mut Conn, jobs: &mut Vec<Job>, error: &Error) {
     }
 }
 
-/// How much of a partly written frame is left at the front of `out` once its first `written`
-/// bytes are gone, given `partial` bytes of one were left before. `out` holds whole
-/// length-prefixed frames past `partial`.
-fn partial_after_write(out: &[u8], partial: usize, written: usize) -> usize {
-    if written < partial {
-        return partial - written;
-    }
-    let mut at = partial;
-    while at < written {
-        let len = u32::from_le_bytes(out[at..at + 4].try_into().expect("4 bytes")) as usize;
-        at += 4 + len;
-    }
-    at - written
-}
-
 fn key_of(id: u64) -> usize {
     (id & 0xffff_ffff) as usize
-}
-
-#[cfg(test)]
-mod tests {
-    use super::partial_after_write;
-
-    fn frame(body_len: usize) -> Vec<u8> {
-        let mut f = (body_len as u32).to_le_bytes().to_vec();
-        f.resize(4 + body_len, 0xab);
-        f
-    }
-
-    #[test]
-    fn the_partly_written_frame_is_tracked_across_writes() {
-        // Frames of 4 + 10, 4 + 0 and 4 + 6 bytes: boundaries at 14, 18 and 28.
-        let out: Vec<u8> = [frame(10), frame(0), frame(6)].concat();
-        assert_eq!(partial_after_write(&out, 0, 0), 0);
-        assert_eq!(
-            partial_after_write(&out, 0, 3),
-            11,
-            "inside the first header"
-        );
-        assert_eq!(partial_after_write(&out, 0, 14), 0, "exactly one frame");
-        assert_eq!(
-            partial_after_write(&out, 0, 15),
-            3,
-            "one byte into the empty frame"
-        );
-        assert_eq!(partial_after_write(&out, 0, 20), 8);
-        assert_eq!(partial_after_write(&out, 0, 28), 0, "everything");
-        // Resuming: 11 bytes of the first frame were left, and 5 more are written.
-        assert_eq!(partial_after_write(&out[3..], 11, 5), 6);
-        assert_eq!(partial_after_write(&out[3..], 11, 11), 0);
-        assert_eq!(partial_after_write(&out[3..], 11, 12), 3);
-    }
 }

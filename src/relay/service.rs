@@ -7,7 +7,7 @@ use super::routes::{Direction, Route, Routes};
 use super::RelayConfig;
 use crate::proto::{
     self, Admission, Connection, Deadlines, ErrorKind, Frame, GoodbyeCode, RateLimit, RateShaper,
-    Role,
+    Role, READ_CHUNK,
 };
 use crate::reactor::socket::{read_step, write_step, Step};
 use crate::reactor::LINK_OVERHEAD;
@@ -33,7 +33,6 @@ const TICK: Duration = Duration::from_millis(100);
 /// with the frames of the players and hosts already connected served in between.
 const ACCEPTS_PER_TURN: usize = 64;
 const TIMER_CLOSES_PER_TURN: usize = 64;
-const READ_CHUNK: usize = 64 * 1024;
 /// After the drain, how long goodbyes may take to be written.
 const FINAL_FLUSH: Duration = Duration::from_secs(1);
 
