@@ -34,6 +34,8 @@ pub mod client;
 /// cbindgen:ignore
 mod dispatch;
 /// cbindgen:ignore
+mod driver;
+/// cbindgen:ignore
 mod endpoint;
 /// cbindgen:ignore
 mod error;

@@ -624,3 +624,14 @@ pub fn encode_goodbye(out: &mut BytesMut, code: GoodbyeCode, reason: &str) {
     out.put_slice(reason.as_bytes());
     finish(out, start);
 }
+
+/// Appends a `ROUTED` frame carrying `frame` (one whole encoded frame, length prefix included)
+/// for `player`: how a relay and a host wrap a player's frames on the link between them.
+pub fn encode_routed(out: &mut BytesMut, player: u64, frame: &[u8]) {
+    let inner = &frame[4..];
+    out.reserve(13 + inner.len());
+    out.put_u32_le((1 + 8 + inner.len()) as u32);
+    out.put_u8(FrameType::Routed as u8);
+    out.put_u64_le(player);
+    out.put_slice(inner);
+}

@@ -18,8 +18,8 @@ pub(crate) mod session;
 
 pub use conn::{Connection, Role};
 pub use frame::{
-    encode_error, encode_event, encode_goodbye, encode_invoke, encode_result, ErrorKind, Frame,
-    FrameType, GoodbyeCode, ProtocolError,
+    encode_error, encode_event, encode_goodbye, encode_invoke, encode_result, encode_routed,
+    ErrorKind, Frame, FrameType, GoodbyeCode, ProtocolError,
 };
 pub use rate::{Admission, Deadlines, RateLimit, RateShaper};
 pub use session::{Event, Session, SessionConfig, Violation, CLOSING_GRACE, READ_CHUNK};

@@ -74,6 +74,14 @@ pub struct Violation {
 }
 
 impl Violation {
+    /// A violation with this goodbye.
+    pub fn new(code: GoodbyeCode, reason: impl Into<String>) -> Violation {
+        Violation {
+            code,
+            reason: reason.into(),
+        }
+    }
+
     fn limit(reason: String) -> Violation {
         Violation {
             code: GoodbyeCode::Limit,

@@ -12,8 +12,8 @@ use super::{CloseReason, ConnKind, Reactor};
 use crate::dispatch::Job;
 use crate::endpoint::{Command, Endpoint, Identity};
 use crate::error::Error;
-use crate::proto::{self, Frame, FrameType, ProtocolError, Role};
-use bytes::{BufMut, Bytes, BytesMut};
+use crate::proto::{self, Frame, ProtocolError, Role};
+use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::ToSocketAddrs;
@@ -178,12 +178,8 @@ impl Reactor {
 
     /// Queues `frame` (a whole frame, length included) for relayed `player`, wrapped in ROUTED.
     pub(super) fn queue_routed(&mut self, link: usize, player: u64, frame: &[u8]) {
-        let inner = &frame[4..];
-        let mut routed = BytesMut::with_capacity(13 + inner.len());
-        routed.put_u32_le((1 + 8 + inner.len()) as u32);
-        routed.put_u8(FrameType::Routed as u8);
-        routed.put_u64_le(player);
-        routed.put_slice(inner);
+        let mut routed = BytesMut::new();
+        proto::encode_routed(&mut routed, player, frame);
         self.queue(link, &routed);
     }
 

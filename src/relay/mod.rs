@@ -143,18 +143,11 @@ impl Relay {
         let (commands, receiver) = unbounded();
         let wake_pending = Arc::new(AtomicBool::new(false));
         let drain_timeout = config.drain_timeout;
-        let service = Service::new(
-            poll,
-            players,
-            hosts,
-            config,
-            metrics.clone(),
-            receiver,
-            wake_pending.clone(),
-        )?;
+        let service = Service::new(config, metrics.clone(), receiver, wake_pending.clone());
+        let run = service::run(poll, players, hosts, service)?;
         let thread = std::thread::Builder::new()
             .name("rf-relay".into())
-            .spawn(move || service.run())?;
+            .spawn(run)?;
         tracing::info!(players = %players_addr, hosts = %hosts_addr, "relay listening");
         Ok(Relay {
             players: players_addr,

@@ -1,0 +1,668 @@
+//! The I/O driver: a mio event loop that owns sockets and moves bytes between them and their
+//! [`Session`]s, for an [`Owner`] that decides what the frames mean.
+//!
+//! It owns what every event loop of the crate needs and none should write again: the
+//! connection slab (a connection's key is its token), listeners and accept bursts, reads
+//! drained until `WouldBlock` with a per-turn budget per connection (a peer that sends without
+//! pause cannot hold the loop), writes coalesced per turn, one deadline heap driven by each
+//! session's `poll_timeout` (so idle connections cost nothing between their deadlines), the
+//! players-first turn (connections still in the handshake or closing, accepts and expiries wait
+//! in a backlog served under a time budget), and the graceful close (the goodbye written, a
+//! FIN, the peer's end or the grace).
+//!
+//! The owner sees frames, violations and ends through the [`Owner`] trait and acts through
+//! [`Io`]: send, close, refuse, read again. The driver never runs user code and never blocks
+//! but in `poll`.
+// Only the relay runs on the driver so far (the server's reactor and the client move onto it
+// next): a build without the relay has no user of it yet.
+#![cfg_attr(not(feature = "relay"), allow(dead_code))]
+
+use crate::proto::{
+    Deadlines, Event, Frame, GoodbyeCode, Session, SessionConfig, Violation, READ_CHUNK,
+};
+use crate::reactor::socket::{read_step, write_step, Step};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// The token of the owner's waker.
+pub(crate) const WAKER: Token = Token(usize::MAX);
+/// Listener `i` has token `LISTENERS - i`.
+const LISTENERS: usize = usize::MAX - 1;
+/// How often [`Owner::on_tick`] runs.
+const TICK: Duration = Duration::from_millis(100);
+/// Full reads one connection gets per turn before the others have theirs.
+const READS_PER_TURN: usize = 4;
+/// Time a turn may spend on housekeeping (accepts, handshakes, expiries, closes) once its
+/// serving connections are served, at least; it also gets half as long as serving took, so a
+/// busy loop keeps a third of its time for newcomers.
+const HOUSEKEEPING_PER_TURN: Duration = Duration::from_micros(100);
+
+/// What an owner decides about a new connection.
+pub(crate) enum Admit<S> {
+    /// Serve it with this session configuration and owner state.
+    Serve(SessionConfig, S),
+    /// Refuse it with this reason (best effort: the refusal is written once, then the socket
+    /// is dropped).
+    Refuse(String),
+}
+
+/// What the driver reports to the code that owns the connections.
+pub(crate) trait Owner {
+    /// What the owner keeps per connection, beside its session.
+    type State;
+
+    /// A connection arrived on listener `listener`.
+    fn accept(
+        &mut self,
+        io: &mut Io<Self::State>,
+        listener: usize,
+        peer: SocketAddr,
+    ) -> Admit<Self::State>;
+
+    /// A frame from connection `key`.
+    fn on_frame(&mut self, io: &mut Io<Self::State>, key: usize, frame: Frame);
+
+    /// Connection `key` broke a limit or the protocol, or a timer of its expired: the owner
+    /// lets go of it and closes it (usually with `io.close(key, v.code, &v.reason)`).
+    fn on_violation(&mut self, io: &mut Io<Self::State>, key: usize, violation: Violation);
+
+    /// Connection `key` ended without the owner closing it (the peer closed, or the socket
+    /// failed); `conn` is what is left of it. Never called for a connection the owner closed.
+    fn on_closed(
+        &mut self,
+        io: &mut Io<Self::State>,
+        key: usize,
+        conn: Conn<Self::State>,
+        why: &str,
+    );
+
+    /// The waker fired: other threads have work for the loop.
+    fn on_wake(&mut self, io: &mut Io<Self::State>);
+
+    /// Every [`TICK`].
+    fn on_tick(&mut self, io: &mut Io<Self::State>);
+
+    /// The end of each turn's serving and housekeeping (hand over batched work here).
+    fn on_turn_end(&mut self, _io: &mut Io<Self::State>) {}
+
+    /// Whether the loop should return now.
+    fn finished(&self, io: &Io<Self::State>) -> bool;
+}
+
+/// One connection: its socket, its protocol state, and the owner's state.
+pub(crate) struct Conn<S> {
+    socket: TcpStream,
+    /// The connection's protocol state.
+    pub session: Session,
+    /// Tells this connection from a later one with the same key.
+    pub id: u64,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// What the owner keeps for it.
+    pub state: S,
+    /// The owner closed it: it only finishes its close, and the owner hears no more of it.
+    released: bool,
+    queued_for_flush: bool,
+    /// The earliest deadline of it in the heap.
+    scheduled: Option<Instant>,
+}
+
+/// Readiness of a connection waiting for housekeeping.
+struct Pending {
+    key: usize,
+    id: u64,
+    readable: bool,
+    peer_closed: bool,
+    writable: bool,
+}
+
+/// The sockets and what the driver keeps about them; the owner's handle on them.
+pub(crate) struct Io<S> {
+    poll: Poll,
+    listeners: Vec<Option<TcpListener>>,
+    accept_again: Vec<bool>,
+    conns: Slab<Conn<S>>,
+    serial: u64,
+    now: Instant,
+    timers: Deadlines,
+    to_flush: Vec<usize>,
+    read_again: Vec<usize>,
+    backlog: VecDeque<Pending>,
+    /// Violations found while the owner was acting (an output bound), for it to handle next.
+    violations: Vec<(usize, u64, Violation)>,
+    /// Connections whose buffered frames the owner wants handled again (a handshake decided).
+    reprocess: Vec<usize>,
+    scratch: Box<[u8]>,
+    /// Bytes read and written since the owner last took the counts.
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl<S> Io<S> {
+    /// An I/O driver on `poll` (whose waker, if any, has token [`WAKER`]), accepting on
+    /// `listeners` in that order.
+    pub(crate) fn new(poll: Poll, listeners: Vec<std::net::TcpListener>) -> io::Result<Io<S>> {
+        let mut io = Io {
+            poll,
+            listeners: Vec::new(),
+            accept_again: Vec::new(),
+            conns: Slab::new(),
+            serial: 0,
+            now: Instant::now(),
+            timers: Deadlines::default(),
+            to_flush: Vec::new(),
+            read_again: Vec::new(),
+            backlog: VecDeque::new(),
+            violations: Vec::new(),
+            reprocess: Vec::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            bytes_in: 0,
+            bytes_out: 0,
+        };
+        for listener in listeners {
+            io.listen(listener)?;
+        }
+        Ok(io)
+    }
+
+    /// Accepts on one more listener; returns its index.
+    pub(crate) fn listen(&mut self, listener: std::net::TcpListener) -> io::Result<usize> {
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        let index = self.listeners.len();
+        self.poll.registry().register(
+            &mut listener,
+            Token(LISTENERS - index),
+            Interest::READABLE,
+        )?;
+        self.listeners.push(Some(listener));
+        self.accept_again.push(false);
+        Ok(index)
+    }
+
+    /// Stops accepting on every listener.
+    pub(crate) fn stop_listening(&mut self) {
+        for slot in &mut self.listeners {
+            if let Some(mut listener) = slot.take() {
+                let _ = self.poll.registry().deregister(&mut listener);
+            }
+        }
+        self.accept_again.iter_mut().for_each(|a| *a = false);
+    }
+
+    /// The time of the current turn (one clock read per turn).
+    pub(crate) fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Connection `key` if the owner has not let go of it.
+    pub(crate) fn live(&self, key: usize) -> Option<&Conn<S>> {
+        self.conns.get(key).filter(|c| !c.released)
+    }
+
+    /// Connection `key` if the owner has not let go of it.
+    pub(crate) fn live_mut(&mut self, key: usize) -> Option<&mut Conn<S>> {
+        self.conns.get_mut(key).filter(|c| !c.released)
+    }
+
+    /// Every connection the owner has not let go of.
+    pub(crate) fn live_conns(&self) -> impl Iterator<Item = (usize, &Conn<S>)> {
+        self.conns.iter().filter(|(_, c)| !c.released)
+    }
+
+    /// Whether no connection is left, closing ones included.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Queues `frame` for connection `key`. Past its output bound the connection is reported
+    /// to the owner as a violation.
+    pub(crate) fn send(&mut self, key: usize, frame: &Frame) {
+        let mut out = bytes::BytesMut::new();
+        frame.encode(&mut out);
+        self.send_bytes(key, &out);
+    }
+
+    /// Queues encoded frames for connection `key` (see [`Io::send`]).
+    pub(crate) fn send_bytes(&mut self, key: usize, frames: &[u8]) {
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(key).filter(|c| !c.released) else {
+            return;
+        };
+        if let Err(violation) = conn.session.send_bytes(frames, now) {
+            self.violations.push((key, conn.id, violation));
+            return;
+        }
+        self.queue_flush(key);
+    }
+
+    /// Closes connection `key` with a goodbye; the owner hears no more of it.
+    pub(crate) fn close(&mut self, key: usize, code: GoodbyeCode, reason: &str) {
+        let now = self.now;
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.released = true;
+            conn.session.close(code, reason, now);
+            self.queue_flush(key);
+        }
+    }
+
+    /// Refuses the handshake of connection `key`; the owner hears no more of it.
+    pub(crate) fn refuse(&mut self, key: usize, reason: &str) {
+        let now = self.now;
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.released = true;
+            conn.session.refuse(reason, now);
+            self.queue_flush(key);
+        }
+    }
+
+    /// Drops connection `key` at once (a peer that said goodbye); the owner hears no more of
+    /// it.
+    pub(crate) fn drop_now(&mut self, key: usize) {
+        self.remove(key);
+    }
+
+    /// Handles again the frames connection `key` has buffered (those held behind a HELLO
+    /// until the handshake was decided).
+    pub(crate) fn process_later(&mut self, key: usize) {
+        self.reprocess.push(key);
+    }
+
+    /// Bytes read and written since the last call.
+    pub(crate) fn take_byte_counts(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.bytes_in),
+            std::mem::take(&mut self.bytes_out),
+        )
+    }
+
+    fn queue_flush(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.queued_for_flush {
+                conn.queued_for_flush = true;
+                self.to_flush.push(key);
+            }
+        }
+    }
+
+    /// Puts the earliest deadline of connection `key` in the heap, if it moved earlier.
+    fn reschedule(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(at) = conn.session.poll_timeout() {
+            if conn.scheduled.is_none_or(|s| at < s) {
+                conn.scheduled = Some(at);
+                self.timers.push(at, key, conn.id);
+            }
+        }
+    }
+
+    fn insert(&mut self, mut socket: TcpStream, peer: SocketAddr, config: SessionConfig, state: S) {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut socket,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!(%peer, "cannot register a connection: {e}");
+            return;
+        }
+        self.serial += 1;
+        entry.insert(Conn {
+            socket,
+            session: Session::new(crate::proto::Role::Server, config, self.now),
+            id: self.serial,
+            peer,
+            state,
+            released: false,
+            queued_for_flush: false,
+            scheduled: None,
+        });
+        self.reschedule(key);
+    }
+
+    fn remove(&mut self, key: usize) -> Option<Conn<S>> {
+        let mut conn = self.conns.try_remove(key)?;
+        let _ = self.poll.registry().deregister(&mut conn.socket);
+        Some(conn)
+    }
+
+    fn housekeeping_left(&self) -> bool {
+        !self.backlog.is_empty()
+            || self.accept_again.contains(&true)
+            || self.timers.next().is_some_and(|at| at <= self.now)
+    }
+}
+
+/// Runs the loop until [`Owner::finished`].
+pub(crate) fn run<O: Owner>(owner: &mut O, io: &mut Io<O::State>) {
+    let mut events = Events::with_capacity(1024);
+    let mut next_tick = Instant::now() + TICK;
+    loop {
+        let timeout = if !io.read_again.is_empty() || io.housekeeping_left() {
+            Duration::ZERO
+        } else {
+            let next = io.timers.next().map_or(next_tick, |at| {
+                // Rounded up: epoll waits whole milliseconds.
+                (at + Duration::from_micros(999)).min(next_tick)
+            });
+            next.saturating_duration_since(Instant::now())
+        };
+        if let Err(e) = io.poll.poll(&mut events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::error!("poll failed: {e}");
+                return;
+            }
+        }
+        io.now = Instant::now();
+        // Serving connections first: what they sent, then their output.
+        for key in std::mem::take(&mut io.read_again) {
+            read(owner, io, key, false);
+        }
+        for event in events.iter() {
+            match event.token() {
+                WAKER => owner.on_wake(io),
+                Token(t) if t > LISTENERS - io.listeners.len() => {
+                    io.accept_again[LISTENERS - t] = true;
+                }
+                Token(key) => ready(
+                    owner,
+                    io,
+                    key,
+                    event.is_readable() || event.is_read_closed() || event.is_error(),
+                    event.is_read_closed() || event.is_error(),
+                    event.is_writable(),
+                ),
+            }
+        }
+        settle(owner, io);
+        if io.now >= next_tick {
+            owner.on_tick(io);
+            settle(owner, io);
+            next_tick = io.now + TICK;
+        }
+        let served = !io.to_flush.is_empty();
+        owner.on_turn_end(io);
+        flush_all(owner, io);
+        if io.housekeeping_left() {
+            let serving_took = io.now.elapsed();
+            if served {
+                // Whoever the served connections talk to gets this thread's time slice.
+                std::thread::yield_now();
+            }
+            let budget = HOUSEKEEPING_PER_TURN.max(serving_took / 2);
+            housekeeping(owner, io, Instant::now() + budget);
+            owner.on_turn_end(io);
+            flush_all(owner, io);
+        }
+        if owner.finished(io) {
+            return;
+        }
+    }
+}
+
+/// Readiness of connection `key`: handled now if it is being served, else queued for
+/// housekeeping.
+fn ready<O: Owner>(
+    owner: &mut O,
+    io: &mut Io<O::State>,
+    key: usize,
+    readable: bool,
+    peer_closed: bool,
+    writable: bool,
+) {
+    let Some(conn) = io.conns.get(key) else {
+        return;
+    };
+    if !conn.session.is_welcomed() {
+        io.backlog.push_back(Pending {
+            key,
+            id: conn.id,
+            readable,
+            peer_closed,
+            writable,
+        });
+        return;
+    }
+    if readable {
+        read(owner, io, key, peer_closed);
+    }
+    if writable {
+        io.queue_flush(key);
+    }
+}
+
+/// Accepts, handshakes, expiries and closes, oldest first, until `deadline`.
+fn housekeeping<O: Owner>(owner: &mut O, io: &mut Io<O::State>, deadline: Instant) {
+    while Instant::now() < deadline {
+        if let Some(p) = io.backlog.pop_front() {
+            // The connection may have gone, and its key been reused, since it was queued.
+            if io.conns.get(p.key).is_some_and(|c| c.id == p.id) {
+                if p.readable {
+                    read(owner, io, p.key, p.peer_closed);
+                }
+                if p.writable {
+                    io.queue_flush(p.key);
+                }
+            }
+        } else if let Some((key, id)) = io.timers.pop_due(io.now) {
+            expire(owner, io, key, id);
+        } else if let Some(listener) = io.accept_again.iter().position(|&a| a) {
+            accept_one(owner, io, listener);
+        } else {
+            return;
+        }
+        settle(owner, io);
+        // Each step's goodbye or refusal is written within the budget it was counted in.
+        flush_all(owner, io);
+    }
+}
+
+/// A deadline of connection `key` came.
+fn expire<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, id: u64) {
+    let now = io.now;
+    let Some(conn) = io.conns.get_mut(key).filter(|c| c.id == id) else {
+        return;
+    };
+    conn.scheduled = None;
+    conn.session.handle_timeout(now);
+    session_events(owner, io, key);
+    io.reschedule(key);
+}
+
+/// Acts on what the session of connection `key` reported.
+fn session_events<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize) {
+    while let Some(event) = io.conns.get_mut(key).and_then(|c| c.session.poll_event()) {
+        match event {
+            Event::ReadAgain => {
+                // The frames it has buffered first, then its socket.
+                io.reprocess.push(key);
+                io.read_again.push(key);
+            }
+            Event::Expired(violation) => {
+                if io.live(key).is_some() {
+                    owner.on_violation(io, key, violation);
+                }
+            }
+            Event::Finished => return finish(owner, io, key, "closed"),
+        }
+    }
+}
+
+fn accept_one<O: Owner>(owner: &mut O, io: &mut Io<O::State>, listener: usize) {
+    let Some(l) = io.listeners.get(listener).and_then(Option::as_ref) else {
+        io.accept_again[listener] = false;
+        return;
+    };
+    match l.accept() {
+        Ok((mut socket, peer)) => {
+            let _ = socket.set_nodelay(true);
+            match owner.accept(io, listener, peer) {
+                Admit::Serve(config, state) => io.insert(socket, peer, config, state),
+                Admit::Refuse(reason) => {
+                    let mut out = bytes::BytesMut::new();
+                    Frame::Refused { reason }.encode(&mut out);
+                    let _ = socket.write(&out);
+                }
+            }
+        }
+        // Edge-triggered: only an empty queue re-arms the listener's event.
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.accept_again[listener] = false,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        Err(e) => {
+            // Typically EMFILE: stop until the listener reports again; it stays registered.
+            tracing::warn!("accept failed: {e}");
+            io.accept_again[listener] = false;
+        }
+    }
+}
+
+/// Reads what connection `key` sent, within its per-turn budget. `peer_closed`: the event also
+/// reported the end of the stream, which a short read must not be taken to have consumed.
+fn read<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, peer_closed: bool) {
+    let mut drained = false;
+    for _ in 0..READS_PER_TURN {
+        let now = io.now;
+        let Some(conn) = io.conns.get_mut(key) else {
+            return;
+        };
+        if !conn.session.wants_read() {
+            // Paused (rate, output), or closing past its discard budget: a deadline or a
+            // drained output brings it back.
+            return io.reschedule(key);
+        }
+        let limit = conn.session.read_limit();
+        match read_step(&mut conn.socket, &mut io.scratch[..limit], peer_closed) {
+            Step::End => return end(owner, io, key, "the peer closed the connection"),
+            Step::Moved { n, more } => {
+                io.bytes_in += n as u64;
+                conn.session.handle_bytes(&io.scratch[..n], now);
+                process(owner, io, key);
+                if !more {
+                    drained = true;
+                    break;
+                }
+            }
+            Step::Blocked => {
+                drained = true;
+                break;
+            }
+            Step::Failed(why) => return end(owner, io, key, &why),
+        }
+    }
+    let Some(conn) = io.conns.get_mut(key) else {
+        return;
+    };
+    if drained {
+        conn.session.handle_input_drained();
+    } else if conn.session.wants_read() {
+        // More is waiting: read it next turn, after everyone else.
+        io.read_again.push(key);
+    }
+    io.reschedule(key);
+}
+
+/// Hands every frame connection `key` has buffered to the owner, as far as its session allows.
+fn process<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize) {
+    loop {
+        let now = io.now;
+        let Some(conn) = io.conns.get_mut(key).filter(|c| !c.released) else {
+            return;
+        };
+        match conn.session.poll_frame(now) {
+            Ok(Some(frame)) => owner.on_frame(io, key, frame),
+            Ok(None) => return io.reschedule(key),
+            Err(violation) => return owner.on_violation(io, key, violation),
+        }
+    }
+}
+
+/// Delivers what the owner's actions left for it: violations found while sending, and
+/// connections whose frames it wants handled again.
+fn settle<O: Owner>(owner: &mut O, io: &mut Io<O::State>) {
+    loop {
+        if let Some((key, id, violation)) = io.violations.pop() {
+            if io.live(key).is_some_and(|c| c.id == id) {
+                owner.on_violation(io, key, violation);
+            }
+        } else if let Some(key) = io.reprocess.pop() {
+            process(owner, io, key);
+        } else {
+            return;
+        }
+    }
+}
+
+/// The peer's end of connection `key` (or a failure). A closing connection may still have
+/// its goodbye to write (a half-closed peer can read it); otherwise it is gone.
+fn end<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, why: &str) {
+    let Some(conn) = io.conns.get_mut(key) else {
+        return;
+    };
+    if conn.session.is_closing() && conn.session.pending_output() > 0 {
+        conn.session.handle_peer_closed();
+        return;
+    }
+    finish(owner, io, key, why);
+}
+
+/// Drops connection `key`, telling the owner if it had not let go of it.
+fn finish<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, why: &str) {
+    if let Some(conn) = io.remove(key) {
+        if !conn.released {
+            owner.on_closed(io, key, conn, why);
+        }
+    }
+}
+
+fn flush_all<O: Owner>(owner: &mut O, io: &mut Io<O::State>) {
+    while !io.to_flush.is_empty() {
+        for key in std::mem::take(&mut io.to_flush) {
+            if let Some(conn) = io.conns.get_mut(key) {
+                conn.queued_for_flush = false;
+                flush(owner, io, key);
+            }
+        }
+        settle(owner, io);
+    }
+}
+
+/// Writes what connection `key` has to send; a closing connection then sends its FIN and
+/// discards what the peer still sends.
+fn flush<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize) {
+    let now = io.now;
+    let Some(conn) = io.conns.get_mut(key) else {
+        return;
+    };
+    while !conn.session.poll_transmit().is_empty() {
+        match write_step(&mut conn.socket, conn.session.poll_transmit()) {
+            Step::Moved { n, .. } => {
+                io.bytes_out += n as u64;
+                conn.session.handle_written(n, now);
+            }
+            Step::Blocked => break,
+            Step::End => return finish(owner, io, key, "connection closed while writing"),
+            Step::Failed(why) => return finish(owner, io, key, &why),
+        }
+    }
+    if conn.session.poll_shutdown() {
+        // Everything is written: say so with a FIN, then wait for the peer's (or the grace).
+        // Closing while unread input sits in the socket would send a reset instead, and a
+        // reset can destroy the goodbye before the peer reads it.
+        let _ = conn.socket.shutdown(std::net::Shutdown::Write);
+    }
+    let closing_done = conn.session.is_closing() && conn.session.poll_transmit().is_empty();
+    session_events(owner, io, key);
+    if closing_done && io.conns.contains(key) {
+        // Read and drop what it still sends, finishing at its end of stream.
+        read(owner, io, key, false);
+    }
+    io.reschedule(key);
+}
