@@ -223,18 +223,22 @@ impl<S> Io<S> {
     /// Queues `frame` for connection `key`. Past its output bound the connection is reported
     /// to the owner as a violation.
     pub(crate) fn send(&mut self, key: usize, frame: &Frame) {
-        let mut out = bytes::BytesMut::new();
-        frame.encode(&mut out);
-        self.send_bytes(key, &out);
+        self.send_with(key, |out| frame.encode(out));
     }
 
     /// Queues encoded frames for connection `key` (see [`Io::send`]).
     pub(crate) fn send_bytes(&mut self, key: usize, frames: &[u8]) {
+        self.send_with(key, |out| out.extend_from_slice(frames));
+    }
+
+    /// Queues what `encode` appends for connection `key`, written straight into its output
+    /// buffer (see [`Io::send`]).
+    pub(crate) fn send_with(&mut self, key: usize, encode: impl FnOnce(&mut bytes::BytesMut)) {
         let now = self.now;
         let Some(conn) = self.conns.get_mut(key).filter(|c| !c.released) else {
             return;
         };
-        if let Err(violation) = conn.session.send_bytes(frames, now) {
+        if let Err(violation) = conn.session.send_with(now, encode) {
             self.violations.push((key, conn.id, violation));
             return;
         }

@@ -333,27 +333,37 @@ impl Session {
 
     /// Queues a frame for the peer.
     pub fn send(&mut self, frame: &Frame, now: Instant) -> Result<(), Violation> {
-        let mut out = BytesMut::new();
-        frame.encode(&mut out);
-        self.send_bytes(&out, now)
+        self.send_with(now, |out| frame.encode(out))
     }
 
     /// Queues encoded frames for the peer. Past the output bound nothing is queued and the
     /// violation says why the peer must be cut. A closing session takes nothing more.
     pub fn send_bytes(&mut self, frames: &[u8], now: Instant) -> Result<(), Violation> {
+        self.send_with(now, |out| out.extend_from_slice(frames))
+    }
+
+    /// Queues what `encode` appends (whole frames), encoded straight into the output buffer
+    /// (see [`send_bytes`](Self::send_bytes)).
+    pub fn send_with(
+        &mut self,
+        now: Instant,
+        encode: impl FnOnce(&mut BytesMut),
+    ) -> Result<(), Violation> {
         if self.closing.is_some() {
             return Ok(());
         }
-        if self.out.len() + frames.len() > self.config.max_output {
+        let before = self.out.len();
+        encode(&mut self.out);
+        if self.out.len() > self.config.max_output {
+            self.out.truncate(before);
             return Err(Violation::limit(format!(
                 "output buffer over {} bytes: the peer is not reading",
                 self.config.max_output
             )));
         }
-        if self.out.is_empty() {
+        if before == 0 {
             self.last_write = now;
         }
-        self.out.extend_from_slice(frames);
         if let Some(limit) = self.config.pause_reading_above {
             if self.out.len() > limit {
                 self.reading_paused = true;

@@ -770,11 +770,17 @@ impl Owner for Service {
 
 /// Sends `inner` to `player` through its host's link, wrapped in ROUTED.
 fn send_routed(io: &mut Io<PeerRole>, host: usize, player: u64, inner: &Frame) {
-    let mut framed = BytesMut::new();
-    inner.encode(&mut framed);
-    let mut out = BytesMut::new();
-    proto::encode_routed(&mut out, player, &framed);
-    io.send_bytes(host, &out);
+    ROUTED_SCRATCH.with(|scratch| {
+        let mut framed = scratch.borrow_mut();
+        framed.clear();
+        inner.encode(&mut framed);
+        io.send_with(host, |out| proto::encode_routed(out, player, &framed));
+    });
+}
+
+thread_local! {
+    /// Where a frame for a player is encoded before it is wrapped for its host's link.
+    static ROUTED_SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
