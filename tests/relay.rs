@@ -627,3 +627,150 @@ fn a_host_that_stops_reading_is_cut_at_its_output_bound_and_its_players_fail_fas
     assert!(alice.is_connected());
     drop(stalled);
 }
+
+/// A player of place `place` on the relay, speaking the protocol by hand.
+fn raw_player(relay: &Relay, place: &str) -> raw::RawPlayer {
+    raw::RawPlayer::handshake_to(relay.players_addr(), place).0
+}
+
+fn limit_cuts(relay: &Relay) -> u64 {
+    relay
+        .metrics()
+        .disconnects
+        .with_label_values(&["limit"])
+        .get()
+}
+
+#[test]
+fn a_player_cut_for_a_violation_gets_its_goodbye_even_with_unread_input() {
+    let relay = relay();
+    let _server = host(&relay, "lobby");
+    let mut p = raw_player(&relay, "lobby");
+    // A frame over the limit, then 2 MiB the relay will not have read when it closes: closing
+    // the socket with that input unread would send a reset, which can destroy the goodbye.
+    let mut bad = (64u32 << 20).to_le_bytes().to_vec();
+    bad.resize(2 << 20, 0x5a);
+    p.send(&bad);
+    let (code, reason) = p.goodbye().expect("the goodbye arrives");
+    assert_eq!(code, proto::GoodbyeCode::ProtocolError);
+    assert!(reason.contains("exceeds the limit"), "{reason}");
+}
+
+#[test]
+fn a_player_that_does_not_read_its_answers_stops_being_served_and_is_cut() {
+    let relay = relay_with(RelayConfig {
+        idle_timeout: Duration::from_secs(2),
+        ..RelayConfig::default()
+    });
+    let server = host(&relay, "lobby");
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    server
+        .bind("Big", move |_, _, args| {
+            count.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(args)
+        })
+        .unwrap();
+    let good = player(&relay, "lobby");
+    let mut deaf = raw_player(&relay, "lobby");
+    let big = [Value::buffer(vec![7u8; 16 * 1024])];
+    // 1,500 calls of 16 KiB, 24 MiB of answers, none read.
+    deaf.call_without_reading(1500, "Big", &big, Duration::from_secs(3));
+    wait_until("the deaf player is cut (not reading)", || {
+        limit_cuts(&relay) >= 1
+    });
+    // Past 256 KiB of unread answers the relay left its calls unread: the host served a few
+    // dozen, not the 1,500 it sent (and certainly not the 24 MiB of answers).
+    let n = served.load(Ordering::SeqCst);
+    assert!(
+        n < 500,
+        "the host served {n} calls of a player that reads nothing"
+    );
+    assert_eq!(
+        good.invoke_server("Echo", &tuple!["still here"], Some(PATIENCE))
+            .unwrap(),
+        tuple!["still here"]
+    );
+}
+
+#[test]
+fn a_hostile_crowd_at_the_relay_cannot_hurt_a_well_behaved_player() {
+    let relay = relay_with(RelayConfig {
+        handshake_timeout: Duration::from_secs(1),
+        ..RelayConfig::default()
+    });
+    let server = host(&relay, "lobby");
+    server.bind_event("Spam", |_, _, _| {}).unwrap();
+    let good = player(&relay, "lobby");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let caller = {
+        let (c, stop, ok) = (good.handle(), stop.clone(), ok.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let got = c
+                    .invoke_server("Echo", &tuple![i as f64], Some(PATIENCE))
+                    .expect("a good call failed");
+                assert_eq!(got, tuple![i as f64]);
+                ok.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    // 500 slowloris handshakes: half a preface each, then nothing.
+    let slowloris: Vec<raw::RawPlayer> = (0..500)
+        .map(|_| {
+            let mut p = raw::RawPlayer::connect(relay.players_addr());
+            p.send(b"RM");
+            p
+        })
+        .collect();
+    // Garbage instead of a preface: refused.
+    for seed in 1..=20u8 {
+        let mut p = raw::RawPlayer::connect(relay.players_addr());
+        p.send(&[seed; 64]);
+        let _ = p.goodbye();
+    }
+    // A flooder sending events as fast as the relay takes them, for two seconds: shaped to its
+    // rate, its input waits in the kernel, and the read budget keeps its bursts short.
+    let flooder = {
+        let mut f = raw_player(&relay, "lobby");
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut burst = BytesMut::new();
+            for _ in 0..1000 {
+                Frame::Event {
+                    name: Bytes::from_static(b"Spam"),
+                    args: Bytes::from_static(&[0]),
+                }
+                .encode(&mut burst);
+            }
+            f.socket
+                .set_write_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::io::Write::write_all(&mut f.socket, &burst);
+            }
+        })
+    };
+    let before = ok.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(2));
+    // The well-behaved player kept being served throughout (a call every 2 ms plus its round
+    // trip: hundreds in two seconds), and the slowloris crowd timed out meanwhile.
+    let during = ok.load(Ordering::Relaxed) - before;
+    wait_until("the slowloris handshakes time out", || {
+        relay
+            .metrics()
+            .disconnects
+            .with_label_values(&["timeout"])
+            .get()
+            >= 500
+    });
+    stop.store(true, Ordering::Relaxed);
+    caller.join().unwrap();
+    flooder.join().unwrap();
+    drop(slowloris);
+    assert!(during >= 100, "only {during} good calls in 2 s of attack");
+}

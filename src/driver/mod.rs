@@ -477,6 +477,10 @@ fn expire<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, id: u64) {
     };
     conn.scheduled = None;
     conn.session.handle_timeout(now);
+    if conn.session.pending_output() > 0 {
+        // A ping.
+        io.queue_flush(key);
+    }
     session_events(owner, io, key);
     io.reschedule(key);
 }
