@@ -67,22 +67,7 @@ fn a_hostile_crowd_cannot_hurt_a_well_behaved_player() {
     let good = connect(addr);
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
-    let caller = {
-        let (c, stop, ok) = (good.handle(), stop.clone(), ok.clone());
-        std::thread::spawn(move || {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let got = c
-                    .invoke_server("Echo", &tuple![i], Some(PATIENCE))
-                    .expect("a good call failed");
-                assert_eq!(got, tuple![i]);
-                ok.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-                // Well-behaved: a few hundred calls a second, within the rate limit.
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        })
-    };
+    let caller = steady_caller(good.handle(), stop.clone(), ok.clone());
 
     // 1,000 slowloris handshakes: half a preface each, then nothing.
     let slowloris: Vec<RawPlayer> = (0..1000)

@@ -703,22 +703,8 @@ fn a_hostile_crowd_at_the_relay_cannot_hurt_a_well_behaved_player() {
     server.bind_event("Spam", |_, _, _| {}).unwrap();
     let good = player(&relay, "lobby");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let caller = {
-        let (c, stop, ok) = (good.handle(), stop.clone(), ok.clone());
-        std::thread::spawn(move || {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let got = c
-                    .invoke_server("Echo", &tuple![i as f64], Some(PATIENCE))
-                    .expect("a good call failed");
-                assert_eq!(got, tuple![i as f64]);
-                ok.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        })
-    };
+    let ok = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let caller = steady_caller(good.handle(), stop.clone(), ok.clone());
     // 500 slowloris handshakes: half a preface each, then nothing.
     let slowloris: Vec<raw::RawPlayer> = (0..500)
         .map(|_| {

@@ -41,3 +41,25 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// A well-behaved player calling `Echo` every 2 ms (a few hundred calls a second, within any
+/// sane rate limit) until `stop`; every call must succeed. `ok` counts them.
+pub fn steady_caller(
+    client: ClientHandle,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let got = client
+                .invoke_server("Echo", &tuple![i as f64], Some(PATIENCE))
+                .expect("a good call failed");
+            assert_eq!(got, tuple![i as f64]);
+            ok.fetch_add(1, Ordering::Relaxed);
+            i += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    })
+}
