@@ -13,9 +13,6 @@
 //! The owner sees frames, violations and ends through the [`Owner`] trait and acts through
 //! [`Io`]: send, close, refuse, read again. The driver never runs user code and never blocks
 //! but in `poll`.
-// Only the relay runs on the driver so far (the server's reactor and the client move onto it
-// next): a build without the relay has no user of it yet.
-#![cfg_attr(not(feature = "relay"), allow(dead_code))]
 
 use crate::proto::{
     Deadlines, Event, Frame, GoodbyeCode, Session, SessionConfig, Violation, READ_CHUNK,
@@ -47,7 +44,8 @@ pub(crate) enum Admit<S> {
     /// Serve it with this session configuration and owner state.
     Serve(SessionConfig, S),
     /// Refuse it with this reason (best effort: the refusal is written once, then the socket
-    /// is dropped).
+    /// is dropped). Only the relay refuses at accept (a server decides at the handshake).
+    #[cfg_attr(not(feature = "relay"), allow(dead_code))]
     Refuse(String),
 }
 
@@ -87,8 +85,11 @@ pub(crate) trait Owner {
     /// Every [`TICK`].
     fn on_tick(&mut self, io: &mut Io<Self::State>);
 
-    /// The end of each turn's serving and housekeeping (hand over batched work here).
-    fn on_turn_end(&mut self, _io: &mut Io<Self::State>) {}
+    /// The end of each turn's serving and housekeeping: hand over batched work here. Returns
+    /// whether there was any (the turn served someone).
+    fn on_turn_end(&mut self, _io: &mut Io<Self::State>) -> bool {
+        false
+    }
 
     /// Whether the loop should return now.
     fn finished(&self, io: &Io<Self::State>) -> bool;
@@ -99,7 +100,9 @@ pub(crate) struct Conn<S> {
     socket: TcpStream,
     /// The connection's protocol state.
     pub session: Session,
-    /// Tells this connection from a later one with the same key.
+    /// Tells this connection from a later one with the same key: `serial << 32 | key`, with
+    /// `serial` kept to 31 bits (so it never collides with a relay's player ids, which have
+    /// the top bit set) and never 0.
     pub id: u64,
     /// The peer's address.
     pub peer: SocketAddr,
@@ -127,7 +130,7 @@ pub(crate) struct Io<S> {
     listeners: Vec<Option<TcpListener>>,
     accept_again: Vec<bool>,
     conns: Slab<Conn<S>>,
-    serial: u64,
+    serial: u32,
     now: Instant,
     timers: Deadlines,
     to_flush: Vec<usize>,
@@ -198,6 +201,12 @@ impl<S> Io<S> {
     /// The time of the current turn (one clock read per turn).
     pub(crate) fn now(&self) -> Instant {
         self.now
+    }
+
+    /// The key of live connection `id`.
+    pub(crate) fn by_id(&self, id: u64) -> Option<usize> {
+        let key = (id & 0xffff_ffff) as usize;
+        self.live(key).filter(|c| c.id == id).map(|_| key)
     }
 
     /// Connection `key` if the owner has not let go of it.
@@ -307,22 +316,44 @@ impl<S> Io<S> {
         }
     }
 
-    fn insert(&mut self, mut socket: TcpStream, peer: SocketAddr, config: SessionConfig, state: S) {
+    /// Adds a connection whose handshake was done elsewhere (a client's, a host link's):
+    /// `conn` is open and may hold bytes that arrived behind the welcome, which are handled on
+    /// the first turn. Returns its key and id.
+    pub(crate) fn insert_open(
+        &mut self,
+        socket: std::net::TcpStream,
+        conn: crate::proto::Connection,
+        config: SessionConfig,
+        state: S,
+    ) -> io::Result<(usize, u64)> {
+        socket.set_nonblocking(true)?;
+        let peer = socket.peer_addr()?;
+        let session = Session::from_open(conn, config, self.now);
+        let (key, id) = self.insert(TcpStream::from_std(socket), peer, session, state)?;
+        self.reprocess.push(key);
+        Ok((key, id))
+    }
+
+    fn insert(
+        &mut self,
+        mut socket: TcpStream,
+        peer: SocketAddr,
+        session: Session,
+        state: S,
+    ) -> io::Result<(usize, u64)> {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self.poll.registry().register(
+        self.poll.registry().register(
             &mut socket,
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
-        ) {
-            tracing::warn!(%peer, "cannot register a connection: {e}");
-            return;
-        }
-        self.serial += 1;
+        )?;
+        self.serial = (self.serial.wrapping_add(1) & 0x7fff_ffff).max(1);
+        let id = (u64::from(self.serial) << 32) | key as u64;
         entry.insert(Conn {
             socket,
-            session: Session::new(crate::proto::Role::Server, config, self.now),
-            id: self.serial,
+            session,
+            id,
             peer,
             state,
             released: false,
@@ -330,6 +361,7 @@ impl<S> Io<S> {
             scheduled: None,
         });
         self.reschedule(key);
+        Ok((key, id))
     }
 
     fn remove(&mut self, key: usize) -> Option<Conn<S>> {
@@ -392,8 +424,7 @@ pub(crate) fn run<O: Owner>(owner: &mut O, io: &mut Io<O::State>) {
             settle(owner, io);
             next_tick = io.now + TICK;
         }
-        let served = !io.to_flush.is_empty();
-        owner.on_turn_end(io);
+        let served = owner.on_turn_end(io) | !io.to_flush.is_empty();
         flush_all(owner, io);
         if io.housekeeping_left() {
             let serving_took = io.now.elapsed();
@@ -513,7 +544,12 @@ fn accept_one<O: Owner>(owner: &mut O, io: &mut Io<O::State>, listener: usize) {
         Ok((mut socket, peer)) => {
             let _ = socket.set_nodelay(true);
             match owner.accept(io, listener, peer) {
-                Admit::Serve(config, state) => io.insert(socket, peer, config, state),
+                Admit::Serve(config, state) => {
+                    let session = Session::new(crate::proto::Role::Server, config, io.now);
+                    if let Err(e) = io.insert(socket, peer, session, state) {
+                        tracing::warn!(%peer, "cannot register a connection: {e}");
+                    }
+                }
                 Admit::Refuse(reason) => {
                     let mut out = bytes::BytesMut::new();
                     Frame::Refused { reason }.encode(&mut out);

@@ -8,13 +8,14 @@
 //! a link drops, its players are gone (their pending calls fail), and the link is re-established
 //! in the background with exponential backoff; the relay then announces its players again.
 
-use super::{CloseReason, ConnKind, Reactor};
+use super::{Calls, CloseReason, Endpoints, Peer, Relayed, Target};
 use crate::dispatch::Job;
+use crate::driver::Io;
 use crate::endpoint::{Command, Endpoint, Identity};
 use crate::error::Error;
 use crate::proto::{self, Frame, ProtocolError, Role};
+use crate::stats::bump;
 use bytes::{Bytes, BytesMut};
-use mio::net::TcpStream;
 use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::ToSocketAddrs;
 use std::sync::{Arc, Weak};
@@ -146,10 +147,11 @@ fn reattach_in_background(ep: Weak<Endpoint>, spec: LinkSpec) {
     }
 }
 
-impl Reactor {
-    /// Registers an established link and handles what the relay already sent.
+impl Endpoints {
+    /// Registers an established link; what the relay already sent is handled on the next turn.
     pub(super) fn add_link(
         &mut self,
+        io: &mut Io<Peer>,
         socket: std::net::TcpStream,
         proto: proto::Connection,
         spec: LinkSpec,
@@ -157,46 +159,32 @@ impl Reactor {
         if self.ep.is_closed() {
             return;
         }
-        let peer = socket.peer_addr().ok();
-        let added = socket.set_nonblocking(true).and_then(|()| {
-            self.insert(
-                Some(TcpStream::from_std(socket)),
-                peer,
-                proto,
-                ConnKind::Link(spec),
-                None,
-            )
-        });
-        match added {
-            Ok((key, _)) => {
-                self.conns[key].welcomed = true;
-                self.process(key);
-            }
+        let config = self.links_session.clone();
+        match io.insert_open(socket, proto, config, Peer::Link(spec)) {
+            Ok(_) => bump(&self.ep.counters.connections, 1),
             Err(e) => tracing::error!("cannot register the relay link: {e}"),
         }
     }
 
-    /// Queues `frame` (a whole frame, length included) for relayed `player`, wrapped in ROUTED.
-    pub(super) fn queue_routed(&mut self, link: usize, player: u64, frame: &[u8]) {
-        let mut routed = BytesMut::new();
-        proto::encode_routed(&mut routed, player, frame);
-        self.queue(link, &routed);
-    }
-
     /// A link dropped: its players are gone, and it is re-established in the background.
-    pub(super) fn link_lost(&mut self, key: usize, spec: LinkSpec, error: &Error) {
-        let players: Vec<usize> = self
-            .conns
+    pub(super) fn link_lost(
+        &mut self,
+        io: &mut Io<Peer>,
+        key: usize,
+        spec: LinkSpec,
+        error: &Error,
+    ) {
+        let players: Vec<u64> = self
+            .relayed
             .iter()
-            .filter(|(_, c)| matches!(c.kind, ConnKind::Relayed { link } if link == key))
-            .map(|(k, _)| k)
+            .filter(|(_, r)| r.link == key)
+            .map(|(&id, _)| id)
             .collect();
         tracing::warn!(relay = %spec.addr, players = players.len(), "relay link lost: {error}");
+        let lost = Error::Disconnected(format!("the relay link was lost: {error}"));
         for player in players {
-            self.remove(
-                player,
-                Error::Disconnected(format!("the relay link was lost: {error}")),
-            );
+            bump(&self.ep.counters.disconnects_other, 1);
+            self.release(io, Target::Relayed(player), &lost);
         }
         if self.shutdown_deadline.is_none() && !self.ep.is_closed() {
             reattach_in_background(Arc::downgrade(&self.ep), spec);
@@ -204,31 +192,34 @@ impl Reactor {
     }
 
     /// A frame on a host link.
-    pub(super) fn on_link_frame(&mut self, key: usize, frame: Frame) {
+    pub(super) fn on_link_frame(&mut self, io: &mut Io<Peer>, key: usize, frame: Frame) {
         match frame {
             Frame::PlayerJoin {
                 player,
                 token,
                 peer,
             } => {
-                let ConnKind::Link(spec) = &self.conns[key].kind else {
+                let Some(conn) = io.live(key) else {
                     return;
                 };
-                let place = spec.place.clone();
+                let Peer::Link(spec) = &conn.state else {
+                    return;
+                };
+                let (place, link_id) = (spec.place.clone(), conn.id);
                 if self.relayed.contains_key(&player) {
                     tracing::warn!(player, "the relay announced a player twice");
                     return;
                 }
-                let proto = proto::Connection::new(Role::Server, self.ep.limits.max_frame);
-                let peer = peer.parse().ok();
-                let added = self.insert(
-                    None,
-                    peer,
-                    proto,
-                    ConnKind::Relayed { link: key },
-                    Some(player),
-                );
-                let Ok((relayed, _)) = added else { return };
+                bump(&self.ep.counters.connections, 1);
+                let relayed = Relayed {
+                    link: key,
+                    link_id,
+                    peer: peer.parse().ok(),
+                    welcomed: false,
+                    inflight: 0,
+                    calls: Calls::default(),
+                };
+                self.relayed.insert(player, relayed);
                 if self.ep.authenticator.read().is_some() {
                     let job = Job::Authenticate {
                         conn: player,
@@ -237,53 +228,56 @@ impl Reactor {
                     };
                     self.submit(job);
                 } else {
-                    self.welcome(relayed, Identity::default());
+                    self.welcome(io, Target::Relayed(player), Identity::default());
                 }
             }
             Frame::Routed { player, frame } => {
-                let Some(&relayed) = self.relayed.get(&player) else {
+                let Some(r) = self.relayed.get(&player) else {
                     // The player left while this was on its way.
                     return;
                 };
+                if r.link != key || r.link_id != io.live(key).map_or(0, |c| c.id) {
+                    return;
+                }
+                let welcomed = r.welcomed;
+                let target = Target::Relayed(player);
                 match Frame::decode(frame) {
                     Ok(
                         inner @ (Frame::Invoke { .. }
                         | Frame::Result { .. }
                         | Frame::Error { .. }
                         | Frame::Event { .. }),
-                    ) if self.conns[relayed].welcomed => self.on_frame(relayed, inner),
+                    ) if welcomed => self.on_player_frame(io, target, inner),
                     Ok(inner) => {
                         let reason = format!("a relayed player sent {:?}", inner.frame_type());
-                        self.close(
-                            relayed,
-                            CloseReason::goodbye(proto::GoodbyeCode::ProtocolError, reason),
-                        );
+                        let goodbye =
+                            CloseReason::goodbye(proto::GoodbyeCode::ProtocolError, reason);
+                        self.close(io, target, goodbye);
                     }
                     Err(e) => {
-                        self.close(
-                            relayed,
-                            CloseReason::goodbye(proto::GoodbyeCode::ProtocolError, e.to_string()),
-                        );
+                        let goodbye =
+                            CloseReason::goodbye(proto::GoodbyeCode::ProtocolError, e.to_string());
+                        self.close(io, target, goodbye);
                     }
                 }
             }
             Frame::PlayerLeft { player, reason } => {
-                if let Some(&relayed) = self.relayed.get(&player) {
-                    self.remove(relayed, Error::Disconnected(reason));
+                if self.relayed.get(&player).is_some_and(|r| r.link == key) {
+                    bump(&self.ep.counters.disconnects_other, 1);
+                    self.release(io, Target::Relayed(player), &Error::Disconnected(reason));
                 }
             }
-            Frame::Ping(_) | Frame::Pong(_) | Frame::Goodbye { .. } => {
-                self.on_liveness(key, frame, "relay")
+            Frame::Ping(n) => io.send(key, &Frame::Pong(n)),
+            Frame::Pong(_) => {}
+            Frame::Goodbye { code, reason } => {
+                let why = format!("the relay said goodbye ({code:?}): {reason}");
+                self.close(io, Target::Direct(key), CloseReason::peer_gone(why));
             }
             other => {
                 let frame = other.frame_type();
-                self.on_protocol_error(
-                    key,
-                    ProtocolError::Unexpected {
-                        frame,
-                        state: "on a host link",
-                    },
-                );
+                let state = "on a host link";
+                let violation = ProtocolError::Unexpected { frame, state }.into();
+                self.violation(io, Target::Direct(key), violation);
             }
         }
     }

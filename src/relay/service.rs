@@ -756,10 +756,11 @@ impl Owner for Service {
         self.cuts.poll(io.now());
     }
 
-    fn on_turn_end(&mut self, io: &mut Io<PeerRole>) {
+    fn on_turn_end(&mut self, io: &mut Io<PeerRole>) -> bool {
         let (bytes_in, bytes_out) = io.take_byte_counts();
         self.metrics.bytes_in.inc_by(bytes_in);
         self.metrics.bytes_out.inc_by(bytes_out);
+        false
     }
 
     fn finished(&self, io: &Io<PeerRole>) -> bool {
