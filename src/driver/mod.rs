@@ -24,6 +24,7 @@ use slab::Slab;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The token of the owner's waker.
@@ -42,7 +43,7 @@ const HOUSEKEEPING_PER_TURN: Duration = Duration::from_micros(100);
 /// What an owner decides about a new connection.
 pub(crate) enum Admit<S> {
     /// Serve it with this session configuration and owner state.
-    Serve(SessionConfig, S),
+    Serve(Arc<SessionConfig>, S),
     /// Refuse it with this reason (best effort: the refusal is written once, then the socket
     /// is dropped). Only the relay refuses at accept (a server decides at the handshake).
     #[cfg_attr(not(feature = "relay"), allow(dead_code))]
@@ -323,7 +324,7 @@ impl<S> Io<S> {
         &mut self,
         socket: std::net::TcpStream,
         conn: crate::proto::Connection,
-        config: SessionConfig,
+        config: Arc<SessionConfig>,
         state: S,
     ) -> io::Result<(usize, u64)> {
         socket.set_nonblocking(true)?;

@@ -29,7 +29,7 @@ use super::conn::{Connection, Role};
 use super::frame::{encode_goodbye, Frame, GoodbyeCode, ProtocolError};
 use super::rate::{Admission, RateLimit, RateShaper};
 use bytes::BytesMut;
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes read per read call by the loops; a peer still in the handshake may have this much
@@ -125,7 +125,8 @@ struct Closing {
 #[derive(Debug)]
 pub struct Session {
     conn: Connection,
-    config: SessionConfig,
+    /// Shared by every connection of a kind: a connection costs a pointer, not a copy.
+    config: Arc<SessionConfig>,
     out: BytesMut,
     /// Bytes at the front of `out` that finish a frame already partly written; past them `out`
     /// holds whole frames, which a close for a violation may drop so its goodbye goes next.
@@ -143,13 +144,25 @@ pub struct Session {
     rate_resume: Option<Instant>,
     inflight: u32,
     closing: Option<Closing>,
-    events: VecDeque<Event>,
+    /// Events not yet polled, as flags (a session costs a few bytes for them, not a queue).
+    read_again: bool,
+    finished: bool,
+    /// A deadline expired with this goodbye code, not yet polled.
+    expiry: Option<Expiry>,
+}
+
+/// Which deadline expired; its violation is made when polled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expiry {
+    Handshake,
+    NotReading,
+    Idle,
 }
 
 impl Session {
     /// A session in its initial state: a server's waits for the preface and HELLO, a
     /// client's for the WELCOME.
-    pub fn new(role: Role, config: SessionConfig, now: Instant) -> Session {
+    pub fn new(role: Role, config: Arc<SessionConfig>, now: Instant) -> Session {
         Session {
             conn: Connection::new(role, config.max_frame),
             rate: RateShaper::new(&config.rate, now),
@@ -166,13 +179,15 @@ impl Session {
             rate_resume: None,
             inflight: 0,
             closing: None,
-            events: VecDeque::new(),
+            read_again: false,
+            finished: false,
+            expiry: None,
         }
     }
 
     /// A session whose handshake was done elsewhere: `conn` is open and may hold bytes that
     /// arrived behind the welcome.
-    pub fn from_open(conn: Connection, config: SessionConfig, now: Instant) -> Session {
+    pub fn from_open(conn: Connection, config: Arc<SessionConfig>, now: Instant) -> Session {
         let mut session = Session::new(Role::Client, config, now);
         session.conn = conn;
         session.welcomed = true;
@@ -238,7 +253,7 @@ impl Session {
     /// output is written; otherwise the owner treats the peer as gone.
     pub fn handle_peer_closed(&mut self) {
         if self.closing.is_some() && self.out.is_empty() {
-            self.events.push_back(Event::Finished);
+            self.finished = true;
         }
     }
 
@@ -253,7 +268,7 @@ impl Session {
         if let Some(limit) = self.config.pause_reading_above {
             if self.reading_paused && self.out.len() <= limit / 2 {
                 self.reading_paused = false;
-                self.events.push_back(Event::ReadAgain);
+                self.read_again = true;
             }
         }
     }
@@ -263,21 +278,20 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(closing) = &self.closing {
             if now.saturating_duration_since(closing.since) >= CLOSING_GRACE {
-                self.events.push_back(Event::Finished);
+                self.finished = true;
             }
             return;
         }
         if self.rate_resume.is_some_and(|at| at <= now) {
             self.rate_resume = None;
-            self.events.push_back(Event::ReadAgain);
+            self.read_again = true;
         }
         if self.expired {
             return;
         }
-        let expiry = self.expiry(now);
-        if let Some(violation) = expiry {
+        if let Some(expiry) = self.expiry(now) {
             self.expired = true;
-            self.events.push_back(Event::Expired(violation));
+            self.expiry = Some(expiry);
         } else if self.ping_due(now) {
             self.pinged = true;
             let mut ping = BytesMut::new();
@@ -288,31 +302,40 @@ impl Session {
         }
     }
 
-    fn expiry(&self, now: Instant) -> Option<Violation> {
+    fn expiry(&self, now: Instant) -> Option<Expiry> {
         let (handshake, idle) = (self.config.handshake_timeout, self.config.idle_timeout);
         if !self.welcomed {
-            return (now.saturating_duration_since(self.opened) >= handshake).then(|| Violation {
-                code: GoodbyeCode::Timeout,
-                reason: format!("handshake not completed within {handshake:?}"),
-            });
+            return (now.saturating_duration_since(self.opened) >= handshake)
+                .then_some(Expiry::Handshake);
         }
         if idle.is_zero() {
             return None;
         }
         if !self.out.is_empty() && now.saturating_duration_since(self.last_write) >= idle {
             // Takes none of its output: the other half of the idle timeout.
-            return Some(Violation::limit(format!(
-                "not reading: no output taken for {idle:?}"
-            )));
+            return Some(Expiry::NotReading);
         }
         if self.reading_paused || self.rate_resume.is_some() {
             // We are the ones not reading it: its silence is not its fault.
             return None;
         }
-        (now.saturating_duration_since(self.last_heard) >= idle).then(|| Violation {
-            code: GoodbyeCode::Timeout,
-            reason: format!("nothing heard for {idle:?}"),
-        })
+        (now.saturating_duration_since(self.last_heard) >= idle).then_some(Expiry::Idle)
+    }
+
+    fn violation_of(&self, expiry: Expiry) -> Violation {
+        let (handshake, idle) = (self.config.handshake_timeout, self.config.idle_timeout);
+        match expiry {
+            Expiry::Handshake => Violation::new(
+                GoodbyeCode::Timeout,
+                format!("handshake not completed within {handshake:?}"),
+            ),
+            Expiry::NotReading => {
+                Violation::limit(format!("not reading: no output taken for {idle:?}"))
+            }
+            Expiry::Idle => {
+                Violation::new(GoodbyeCode::Timeout, format!("nothing heard for {idle:?}"))
+            }
+        }
     }
 
     fn ping_due(&self, now: Instant) -> bool {
@@ -505,7 +528,13 @@ impl Session {
 
     /// The next thing the loop must act on.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        if std::mem::take(&mut self.read_again) {
+            return Some(Event::ReadAgain);
+        }
+        if let Some(expiry) = self.expiry.take() {
+            return Some(Event::Expired(self.violation_of(expiry)));
+        }
+        std::mem::take(&mut self.finished).then_some(Event::Finished)
     }
 }
 
@@ -557,8 +586,8 @@ mod tests {
                 idle_timeout: Duration::ZERO,
                 ..config()
             };
-            let mut client = Session::new(Role::Client, quiet_client, now);
-            let server = Session::new(Role::Server, server_config, now);
+            let mut client = Session::new(Role::Client, Arc::new(quiet_client), now);
+            let server = Session::new(Role::Server, Arc::new(server_config), now);
             let mut hello = BytesMut::new();
             encode_preface(&mut hello);
             Frame::Hello {

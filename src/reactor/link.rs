@@ -160,7 +160,7 @@ impl Endpoints {
             return;
         }
         let config = self.links_session.clone();
-        match io.insert_open(socket, proto, config, Peer::Link(spec)) {
+        match io.insert_open(socket, proto, config, Peer::Link(Box::new(spec))) {
             Ok(_) => bump(&self.ep.counters.connections, 1),
             Err(e) => tracing::error!("cannot register the relay link: {e}"),
         }

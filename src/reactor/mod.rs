@@ -76,8 +76,9 @@ impl Calls {
 pub(crate) enum Peer {
     /// A player of a server, or a client's server.
     Direct(Calls),
-    /// A host link to a relay; the players it carries are in [`Reactor::relayed`].
-    Link(LinkSpec),
+    /// A host link to a relay; the players it carries are in [`Endpoints::relayed`]. Boxed:
+    /// every player pays for the size of this enum, and links are few.
+    Link(Box<LinkSpec>),
 }
 
 /// A player behind a relay.
@@ -143,8 +144,8 @@ pub(crate) struct Endpoints {
     jobs: Vec<Job>,
     /// Connections cut, logged with a bounded volume.
     cuts: CutLog,
-    players_session: SessionConfig,
-    links_session: SessionConfig,
+    players_session: Arc<SessionConfig>,
+    links_session: Arc<SessionConfig>,
 }
 
 impl Reactor {
@@ -212,8 +213,8 @@ impl Reactor {
                 shutdown_deadline: None,
                 jobs: Vec::with_capacity(SUBMIT_BATCH),
                 cuts: CutLog::new(who, Instant::now()),
-                players_session,
-                links_session,
+                players_session: Arc::new(players_session),
+                links_session: Arc::new(links_session),
             },
         })
     }
@@ -711,7 +712,7 @@ impl Endpoints {
             Target::Direct(key) => match io.live_mut(key).map(|c| &mut c.state) {
                 Some(Peer::Direct(calls)) => Some(std::mem::take(calls)),
                 Some(Peer::Link(spec)) => {
-                    let spec = spec.clone();
+                    let spec = (**spec).clone();
                     self.link_lost(io, key, spec, error);
                     None
                 }
@@ -761,7 +762,7 @@ impl Owner for Endpoints {
         let error = Error::Disconnected(why.to_owned());
         let welcomed = conn.session.is_welcomed();
         match conn.state {
-            Peer::Link(spec) => self.link_lost(io, key, spec, &error),
+            Peer::Link(spec) => self.link_lost(io, key, *spec, &error),
             Peer::Direct(calls) => {
                 for call in calls.calls {
                     self.ep.calls.complete(call, Err(error.clone()));
