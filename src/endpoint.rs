@@ -125,8 +125,16 @@ pub(crate) enum Command {
     AddLink {
         socket: std::net::TcpStream,
         proto: proto::Connection,
-        spec: crate::reactor::LinkSpec,
+        spec: LinkSpec,
     },
+}
+
+/// Where and how a server attaches to a relay; kept to reattach when the link drops.
+#[derive(Clone, Debug)]
+pub(crate) struct LinkSpec {
+    pub addr: String,
+    pub place: String,
+    pub secret: Bytes,
 }
 
 /// A connected player, as the registry knows them.

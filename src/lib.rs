@@ -65,7 +65,7 @@ pub use stats::Stats;
 pub mod __bench {
     pub use crate::calls::CallSlots;
     /// The baseline echo server of `remotefn bench` listens as the server does.
-    pub use crate::reactor::socket::bind_listener;
+    pub use crate::driver::socket::bind_listener;
 }
 
 #[doc(hidden)]

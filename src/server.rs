@@ -161,7 +161,7 @@ impl ServerHandle {
                 "this server is already listening".into(),
             ));
         }
-        let listener = crate::reactor::socket::bind_listener(addr)
+        let listener = crate::driver::socket::bind_listener(addr)
             .map_err(|e| Error::Io(format!("cannot listen: {e}")))?;
         let local = listener.local_addr()?;
         let mut reactor_slot = self.ep.reactor.lock();
@@ -204,12 +204,12 @@ impl ServerHandle {
     /// players again. A server may attach to several relays and listen at the same time.
     pub fn attach(&self, relay_addr: &str, place: &str, secret: Option<&str>) -> Result<()> {
         self.ep.check_open()?;
-        let spec = crate::reactor::LinkSpec {
+        let spec = crate::endpoint::LinkSpec {
             addr: relay_addr.to_owned(),
             place: place.to_owned(),
             secret: bytes::Bytes::copy_from_slice(secret.unwrap_or("").as_bytes()),
         };
-        let max_frame = self.ep.limits.max_frame + crate::reactor::LINK_OVERHEAD;
+        let max_frame = self.ep.limits.max_frame + crate::proto::LINK_OVERHEAD;
         let (socket, proto) =
             crate::reactor::connect_link(&spec, max_frame, Duration::from_secs(10))?;
         {

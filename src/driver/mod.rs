@@ -17,10 +17,12 @@
 use crate::proto::{
     Deadlines, Event, Frame, GoodbyeCode, Session, SessionConfig, Violation, READ_CHUNK,
 };
-use crate::reactor::socket::{read_step, write_step, Step};
+pub(crate) mod socket;
+
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
+use socket::{read_step, write_step, Step};
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -28,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The token of the owner's waker.
-pub(crate) const WAKER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENERS - i`.
 const LISTENERS: usize = usize::MAX - 1;
 /// How often [`Owner::on_tick`] runs.
@@ -148,11 +150,11 @@ pub(crate) struct Io<S> {
 }
 
 impl<S> Io<S> {
-    /// An I/O driver on `poll` (whose waker, if any, has token [`WAKER`]), accepting on
-    /// `listeners` in that order.
-    pub(crate) fn new(poll: Poll, listeners: Vec<std::net::TcpListener>) -> io::Result<Io<S>> {
+    /// An I/O driver accepting on `listeners`, in that order (the index of each is what
+    /// [`Owner::accept`] is told). It is the one owner of its `Poll`.
+    pub(crate) fn new(listeners: Vec<std::net::TcpListener>) -> io::Result<Io<S>> {
         let mut io = Io {
-            poll,
+            poll: Poll::new()?,
             listeners: Vec::new(),
             accept_again: Vec::new(),
             conns: Slab::new(),
@@ -172,6 +174,11 @@ impl<S> Io<S> {
             io.listen(listener)?;
         }
         Ok(io)
+    }
+
+    /// The waker other threads use to bring the loop to [`Owner::on_wake`]; make one.
+    pub(crate) fn waker(&self) -> io::Result<Waker> {
+        Waker::new(self.poll.registry(), WAKER)
     }
 
     /// Accepts on one more listener; returns its index.

@@ -30,6 +30,9 @@ pub const MAGIC: [u8; 4] = *b"RMFN";
 /// The protocol version this library speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
 
+/// Room on a host link's frames beyond a player's largest frame: the ROUTED header.
+pub const LINK_OVERHEAD: u32 = 64;
+
 /// The default largest frame (type byte and body) a peer may send: 4 MiB, as gRPC.
 pub const DEFAULT_MAX_FRAME: u32 = 4 * 1024 * 1024;
 

@@ -11,29 +11,20 @@
 use super::{Calls, CloseReason, Endpoints, Peer, Relayed, Target};
 use crate::dispatch::Job;
 use crate::driver::Io;
-use crate::endpoint::{Command, Endpoint, Identity};
+use crate::endpoint::{Command, Endpoint, Identity, LinkSpec};
 use crate::error::Error;
+use crate::proto::LINK_OVERHEAD;
 use crate::proto::{self, Frame, ProtocolError, Role};
 use crate::stats::bump;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::ToSocketAddrs;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-/// Room on a link frame beyond a player's largest frame: the ROUTED header.
-pub(crate) const LINK_OVERHEAD: u32 = 64;
 /// The first retry after a link drops, and the longest wait between retries.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// Where and how a server attaches to a relay; kept to reattach when the link drops.
-#[derive(Clone, Debug)]
-pub(crate) struct LinkSpec {
-    pub addr: String,
-    pub place: String,
-    pub secret: Bytes,
-}
 
 /// Connects to a relay and completes the host handshake, blocking (never on the reactor).
 /// Frames that arrive behind the relay's welcome stay in the returned protocol state.

@@ -12,19 +12,17 @@
 //! endpoint's command channel and a [`mio::Waker`].
 
 mod link;
-pub(crate) mod socket;
 
-pub(crate) use link::{connect_link, LinkSpec, LINK_OVERHEAD};
+pub(crate) use link::connect_link;
 
 use crate::calls::CallId;
 use crate::dispatch::Job;
 use crate::driver::{self, Admit, Conn, Io, Owner};
-use crate::endpoint::{Command, Endpoint, Identity, PlayerInfo, Side};
+use crate::endpoint::{Command, Endpoint, Identity, LinkSpec, PlayerInfo, Side};
 use crate::error::Error;
-use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, SessionConfig, Violation};
+use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, SessionConfig, Violation, LINK_OVERHEAD};
 use crate::stats::{bump, CutLog};
 use bytes::BytesMut;
-use mio::{Poll, Waker};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -176,9 +174,8 @@ impl Reactor {
     }
 
     fn new(ep: Arc<Endpoint>, listeners: Vec<std::net::TcpListener>) -> io::Result<Reactor> {
-        let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), driver::WAKER)?;
-        if ep.waker.set(waker).is_err() {
+        let io = Io::new(listeners)?;
+        if ep.waker.set(io.waker()?).is_err() {
             return Err(io::Error::other("this endpoint already has a reactor"));
         }
         let limits = &ep.limits;
@@ -206,7 +203,7 @@ impl Reactor {
             Side::Client => "client",
         };
         Ok(Reactor {
-            io: Io::new(poll, listeners)?,
+            io,
             owner: Endpoints {
                 ep,
                 relayed: HashMap::new(),

@@ -19,8 +19,8 @@ pub use metrics::Metrics;
 use crate::error::{Error, Result};
 use crossbeam_channel::{unbounded, Sender};
 use metrics::MetricsServer;
-use mio::{Poll, Waker};
-use service::{RelayCommand, Service, WAKER};
+use mio::Waker;
+use service::{RelayCommand, Service};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -121,13 +121,13 @@ pub struct Relay {
 impl Relay {
     /// Binds both listeners (and the metrics endpoint, if configured) and starts serving.
     pub fn start(config: RelayConfig) -> Result<Relay> {
-        let players = crate::reactor::socket::bind_listener(&config.players).map_err(|e| {
+        let players = crate::driver::socket::bind_listener(&config.players).map_err(|e| {
             Error::Io(format!(
                 "cannot listen for players on {}: {e}",
                 config.players
             ))
         })?;
-        let hosts = crate::reactor::socket::bind_listener(&config.hosts)
+        let hosts = crate::driver::socket::bind_listener(&config.hosts)
             .map_err(|e| Error::Io(format!("cannot listen for hosts on {}: {e}", config.hosts)))?;
         let (players_addr, hosts_addr) = (players.local_addr()?, hosts.local_addr()?);
         let metrics = Arc::new(Metrics::new());
@@ -138,13 +138,12 @@ impl Relay {
             ),
             None => None,
         };
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (commands, receiver) = unbounded();
         let wake_pending = Arc::new(AtomicBool::new(false));
         let drain_timeout = config.drain_timeout;
         let service = Service::new(config, metrics.clone(), receiver, wake_pending.clone());
-        let run = service::run(poll, players, hosts, service)?;
+        let (run, waker) = service::start(players, hosts, service)?;
+        let waker = Arc::new(waker);
         let thread = std::thread::Builder::new()
             .name("rf-relay".into())
             .spawn(run)?;

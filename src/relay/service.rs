@@ -7,20 +7,18 @@ use super::metrics::Metrics;
 use super::routes::{Direction, Route, Routes};
 use super::RelayConfig;
 use crate::driver::{self, Admit, Conn, Io, Owner};
-use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, RateLimit, SessionConfig, Violation};
-use crate::reactor::LINK_OVERHEAD;
+use crate::proto::{
+    self, ErrorKind, Frame, GoodbyeCode, RateLimit, SessionConfig, Violation, LINK_OVERHEAD,
+};
 use crate::stats::CutLog;
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::Receiver;
-use mio::Poll;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-pub(crate) use crate::driver::WAKER;
 
 /// The listeners, by index in the driver.
 const PLAYERS: usize = 0;
@@ -90,16 +88,17 @@ fn random_prefix() -> u64 {
     (1 << 63) | ((h.finish() & 0x7fff) << 48)
 }
 
-/// Runs the relay on `poll` until it has drained after a shutdown command.
-pub(crate) fn run(
-    poll: Poll,
+/// The relay's loop on `players` and `hosts`, and the waker that brings it commands; the loop
+/// runs until it has drained after a shutdown command.
+pub(crate) fn start(
     players: std::net::TcpListener,
     hosts: std::net::TcpListener,
     service: Service,
-) -> io::Result<impl FnOnce()> {
-    let mut io = Io::new(poll, vec![players, hosts])?;
+) -> io::Result<(impl FnOnce(), mio::Waker)> {
+    let mut io = Io::new(vec![players, hosts])?;
+    let waker = io.waker()?;
     let mut service = service;
-    Ok(move || driver::run(&mut service, &mut io))
+    Ok((move || driver::run(&mut service, &mut io), waker))
 }
 
 impl Service {

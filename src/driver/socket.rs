@@ -1,5 +1,5 @@
-//! One read or write on a non-blocking, edge-triggered socket, classified: the steps the server
-//! reactor and the relay loop both take, so what counts as "drained" is decided in one place.
+//! One read or write on a non-blocking, edge-triggered socket, classified, so what counts as
+//! "drained" is decided in one place; and the listening sockets every listener is bound with.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
