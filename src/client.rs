@@ -2,18 +2,18 @@
 
 use crate::calls::CallId;
 use crate::dispatch::DispatchMode;
+use crate::driver::dial;
 use crate::endpoint::{Endpoint, Limits, Responder, Side};
 use crate::error::{Error, Result};
-use crate::proto::{self, Frame, Role, DEFAULT_MAX_FRAME};
+use crate::proto::{self, Frame, DEFAULT_MAX_FRAME};
 use crate::reactor::Reactor;
 use crate::value::codec::DEFAULT_MAX_DEPTH;
 use crate::value::{Tuple, Value};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::fmt::Display;
-use std::io::{ErrorKind as IoKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How a client connects. `ClientConfig::default()` connects anonymously to an embedded server.
 #[derive(Clone, Debug)]
@@ -80,34 +80,30 @@ impl Client {
     /// Fails with [`Error::Rejected`] (the server's reason) when refused, [`Error::Timeout`]
     /// when `connect_timeout` passes, or [`Error::Io`].
     pub fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client> {
-        let deadline = Instant::now() + config.connect_timeout;
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|e| Error::Io(format!("cannot resolve address: {e}")))?
-            .collect();
-        let mut last = Error::Io("address resolved to nothing".into());
-        let mut socket = None;
-        for a in addrs {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                last = Error::Timeout(config.connect_timeout);
-                break;
-            }
-            match TcpStream::connect_timeout(&a, left) {
-                Ok(s) => {
-                    socket = Some(s);
-                    break;
-                }
-                Err(e) if e.kind() == IoKind::TimedOut => {
-                    last = Error::Timeout(config.connect_timeout)
-                }
-                Err(e) => last = Error::Io(format!("cannot connect to {a}: {e}")),
-            }
-        }
-        let mut socket = socket.ok_or(last)?;
-        socket.set_nodelay(true)?;
-        let (proto, player, server_max_frame) = handshake(&mut socket, &config, deadline)?;
-        socket.set_read_timeout(None)?;
+        let hello = Frame::Hello {
+            place: config.place.clone(),
+            token: config.token.clone(),
+        };
+        let server = dial::Peer {
+            name: "server",
+            refused: "",
+        };
+        let (socket, session, welcome) = dial::dial(
+            addr,
+            &hello,
+            config.max_payload,
+            config.connect_timeout,
+            server,
+        )?;
+        let Frame::Welcome {
+            player,
+            max_frame: server_max_frame,
+        } = welcome
+        else {
+            return Err(Error::Io(
+                "the server answered with a host's welcome".into(),
+            ));
+        };
 
         let limits = Limits {
             max_frame: config.max_payload,
@@ -125,7 +121,7 @@ impl Client {
             rate: proto::RateLimit::UNLIMITED,
         };
         let ep = Endpoint::start(Side::Client, limits, config.dispatch, config.workers);
-        let started = Reactor::client(ep.clone(), socket, proto).and_then(|(reactor, conn)| {
+        let started = Reactor::client(ep.clone(), socket, session).and_then(|(reactor, conn)| {
             let thread = std::thread::Builder::new()
                 .name("rf-client-reactor".into())
                 .spawn(move || reactor.run())?;
@@ -146,69 +142,6 @@ impl Client {
     /// A handle for other threads.
     pub fn handle(&self) -> ClientHandle {
         self.handle.clone()
-    }
-}
-
-/// Sends the preface and HELLO, then reads until WELCOME or REFUSED. Bytes that arrive behind
-/// the WELCOME stay in the returned protocol state for the reactor.
-fn handshake(
-    socket: &mut TcpStream,
-    config: &ClientConfig,
-    deadline: Instant,
-) -> Result<(proto::Connection, u64, u32)> {
-    let timeout_err = || Error::Timeout(config.connect_timeout);
-    let mut out = BytesMut::new();
-    proto::encode_preface(&mut out);
-    Frame::Hello {
-        place: config.place.clone(),
-        token: config.token.clone(),
-    }
-    .encode(&mut out);
-    socket.set_write_timeout(Some(
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1)),
-    ))?;
-    socket.write_all(&out).map_err(|e| match e.kind() {
-        IoKind::WouldBlock | IoKind::TimedOut => timeout_err(),
-        _ => Error::Io(format!("handshake failed: {e}")),
-    })?;
-    socket.set_write_timeout(None)?;
-
-    let mut conn = proto::Connection::new(Role::Client, config.max_payload);
-    let mut buf = [0u8; 4096];
-    loop {
-        match conn.poll_frame() {
-            Ok(Some(Frame::Welcome { player, max_frame })) => return Ok((conn, player, max_frame)),
-            Ok(Some(Frame::Refused { reason })) => return Err(Error::Rejected(reason)),
-            Ok(Some(Frame::Goodbye { reason, .. })) => return Err(Error::Rejected(reason)),
-            Ok(Some(other)) => {
-                return Err(Error::Io(format!(
-                    "unexpected {:?} frame in the handshake",
-                    other.frame_type()
-                )))
-            }
-            Ok(None) => {}
-            Err(e) => return Err(Error::Io(format!("handshake failed: {e}"))),
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(timeout_err());
-        }
-        socket.set_read_timeout(Some(left))?;
-        match socket.read(&mut buf) {
-            Ok(0) => {
-                return Err(Error::Io(
-                    "the server closed the connection during the handshake".into(),
-                ))
-            }
-            Ok(n) => conn.handle_bytes(&buf[..n]),
-            Err(e) if matches!(e.kind(), IoKind::WouldBlock | IoKind::TimedOut) => {
-                return Err(timeout_err())
-            }
-            Err(e) if e.kind() == IoKind::Interrupted => {}
-            Err(e) => return Err(Error::Io(format!("handshake failed: {e}"))),
-        }
     }
 }
 

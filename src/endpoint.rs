@@ -124,7 +124,8 @@ pub(crate) enum Command {
     /// A host link to a relay, handshake done, to serve that relay's players.
     AddLink {
         socket: std::net::TcpStream,
-        proto: proto::Connection,
+        /// Boxed: a session is large, and every command on the channel would pay for it.
+        session: Box<proto::Session>,
         spec: LinkSpec,
     },
 }

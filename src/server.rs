@@ -210,7 +210,7 @@ impl ServerHandle {
             secret: bytes::Bytes::copy_from_slice(secret.unwrap_or("").as_bytes()),
         };
         let max_frame = self.ep.limits.max_frame + crate::proto::LINK_OVERHEAD;
-        let (socket, proto) =
+        let (socket, session) =
             crate::reactor::connect_link(&spec, max_frame, Duration::from_secs(10))?;
         {
             let mut reactor_slot = self.ep.reactor.lock();
@@ -221,7 +221,7 @@ impl ServerHandle {
         tracing::info!(relay = %relay_addr, place, "attached to the relay");
         self.ep.command(crate::endpoint::Command::AddLink {
             socket,
-            proto,
+            session: Box::new(session),
             spec,
         });
         Ok(())

@@ -17,6 +17,7 @@
 use crate::proto::{
     Deadlines, Event, Frame, GoodbyeCode, Session, SessionConfig, Violation, READ_CHUNK,
 };
+pub(crate) mod dial;
 pub(crate) mod socket;
 
 use mio::net::{TcpListener, TcpStream};
@@ -324,19 +325,19 @@ impl<S> Io<S> {
         }
     }
 
-    /// Adds a connection whose handshake was done elsewhere (a client's, a host link's):
-    /// `conn` is open and may hold bytes that arrived behind the welcome, which are handled on
-    /// the first turn. Returns its key and id.
-    pub(crate) fn insert_open(
+    /// Adds a connection dialled out (see [`dial::dial`]): its session is open and may hold
+    /// bytes that arrived behind the welcome, which are handled on the first turn. From now on
+    /// it runs under `config`. Returns its key and id.
+    pub(crate) fn insert_dialled(
         &mut self,
         socket: std::net::TcpStream,
-        conn: crate::proto::Connection,
+        session: Session,
         config: Arc<SessionConfig>,
         state: S,
     ) -> io::Result<(usize, u64)> {
         socket.set_nonblocking(true)?;
         let peer = socket.peer_addr()?;
-        let session = Session::from_open(conn, config, self.now);
+        let session = session.with_config(config);
         let (key, id) = self.insert(TcpStream::from_std(socket), peer, session, state)?;
         self.reprocess.push(key);
         Ok((key, id))

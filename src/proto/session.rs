@@ -185,13 +185,12 @@ impl Session {
         }
     }
 
-    /// A session whose handshake was done elsewhere: `conn` is open and may hold bytes that
-    /// arrived behind the welcome.
-    pub fn from_open(conn: Connection, config: Arc<SessionConfig>, now: Instant) -> Session {
-        let mut session = Session::new(Role::Client, config, now);
-        session.conn = conn;
-        session.welcomed = true;
-        session
+    /// The same session under another configuration (a dialled connection, handshake done,
+    /// joining a loop with its endpoint's limits).
+    pub fn with_config(mut self, config: Arc<SessionConfig>) -> Session {
+        self.rate = RateShaper::new(&config.rate, self.opened);
+        self.config = config;
+        self
     }
 
     // ---- getters ----

@@ -10,100 +10,36 @@
 
 use super::{Calls, CloseReason, Endpoints, Peer, Relayed, Target};
 use crate::dispatch::Job;
-use crate::driver::Io;
+use crate::driver::{dial, Io};
 use crate::endpoint::{Command, Endpoint, Identity, LinkSpec};
 use crate::error::Error;
 use crate::proto::LINK_OVERHEAD;
-use crate::proto::{self, Frame, ProtocolError, Role};
+use crate::proto::{self, Frame, ProtocolError};
 use crate::stats::bump;
-use bytes::BytesMut;
-use std::io::{ErrorKind as IoKind, Read, Write};
-use std::net::ToSocketAddrs;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The first retry after a link drops, and the longest wait between retries.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Connects to a relay and completes the host handshake, blocking (never on the reactor).
-/// Frames that arrive behind the relay's welcome stay in the returned protocol state.
+/// Frames that arrive behind the relay's welcome stay in the returned session.
 pub(crate) fn connect_link(
     spec: &LinkSpec,
     max_frame: u32,
     timeout: Duration,
-) -> Result<(std::net::TcpStream, proto::Connection), Error> {
-    let deadline = Instant::now() + timeout;
-    let addrs: Vec<_> = spec
-        .addr
-        .to_socket_addrs()
-        .map_err(|e| Error::Io(format!("cannot resolve relay address {:?}: {e}", spec.addr)))?
-        .collect();
-    let mut last = Error::Io(format!("relay address {:?} resolved to nothing", spec.addr));
-    let mut socket = None;
-    for a in addrs {
-        match std::net::TcpStream::connect_timeout(&a, timeout) {
-            Ok(s) => {
-                socket = Some(s);
-                break;
-            }
-            Err(e) => last = Error::Io(format!("cannot connect to the relay at {a}: {e}")),
-        }
-    }
-    let mut socket = socket.ok_or(last)?;
-    socket.set_nodelay(true)?;
-    let mut out = BytesMut::new();
-    proto::encode_preface(&mut out);
-    Frame::HostHello {
+) -> Result<(std::net::TcpStream, proto::Session), Error> {
+    let hello = Frame::HostHello {
         place: spec.place.clone(),
         secret: spec.secret.clone(),
-    }
-    .encode(&mut out);
-    socket.set_write_timeout(Some(timeout))?;
-    socket
-        .write_all(&out)
-        .map_err(|e| Error::Io(format!("relay handshake failed: {e}")))?;
-    let mut conn = proto::Connection::new(Role::Client, max_frame);
-    let mut buf = [0u8; 4096];
-    loop {
-        match conn.poll_frame() {
-            Ok(Some(Frame::HostWelcome { .. })) => break,
-            Ok(Some(Frame::Refused { reason })) | Ok(Some(Frame::Goodbye { reason, .. })) => {
-                return Err(Error::Rejected(format!(
-                    "the relay refused the host: {reason}"
-                )));
-            }
-            Ok(Some(other)) => {
-                return Err(Error::Io(format!(
-                    "unexpected {:?} frame in the relay handshake",
-                    other.frame_type()
-                )))
-            }
-            Ok(None) => {}
-            Err(e) => return Err(Error::Io(format!("relay handshake failed: {e}"))),
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::Timeout(timeout));
-        }
-        socket.set_read_timeout(Some(left))?;
-        match socket.read(&mut buf) {
-            Ok(0) => {
-                return Err(Error::Io(
-                    "the relay closed the connection during the handshake".into(),
-                ))
-            }
-            Ok(n) => conn.handle_bytes(&buf[..n]),
-            Err(e) if matches!(e.kind(), IoKind::WouldBlock | IoKind::TimedOut) => {
-                return Err(Error::Timeout(timeout))
-            }
-            Err(e) if e.kind() == IoKind::Interrupted => {}
-            Err(e) => return Err(Error::Io(format!("relay handshake failed: {e}"))),
-        }
-    }
-    socket.set_read_timeout(None)?;
-    socket.set_write_timeout(None)?;
-    Ok((socket, conn))
+    };
+    let relay = dial::Peer {
+        name: "relay",
+        refused: "the relay refused the host: ",
+    };
+    let (socket, session, _) = dial::dial(spec.addr.as_str(), &hello, max_frame, timeout, relay)?;
+    Ok((socket, session))
 }
 
 /// Keeps trying to re-establish a dropped link, backing off, until it succeeds or the server
@@ -121,9 +57,10 @@ fn reattach_in_background(ep: Weak<Endpoint>, spec: LinkSpec) {
                 }
                 let max_frame = ep.limits.max_frame + LINK_OVERHEAD;
                 match connect_link(&spec, max_frame, Duration::from_secs(5)) {
-                    Ok((socket, proto)) => {
+                    Ok((socket, session)) => {
                         tracing::info!(relay = %spec.addr, place = %spec.place, "reattached to the relay");
-                        ep.command(Command::AddLink { socket, proto, spec });
+                        let session = Box::new(session);
+                        ep.command(Command::AddLink { socket, session, spec });
                         return;
                     }
                     Err(e) => {
@@ -144,14 +81,14 @@ impl Endpoints {
         &mut self,
         io: &mut Io<Peer>,
         socket: std::net::TcpStream,
-        proto: proto::Connection,
+        session: proto::Session,
         spec: LinkSpec,
     ) {
         if self.ep.is_closed() {
             return;
         }
         let config = self.links_session.clone();
-        match io.insert_open(socket, proto, config, Peer::Link(Box::new(spec))) {
+        match io.insert_dialled(socket, session, config, Peer::Link(Box::new(spec))) {
             Ok(_) => bump(&self.ep.counters.connections, 1),
             Err(e) => tracing::error!("cannot register the relay link: {e}"),
         }

@@ -156,19 +156,17 @@ impl Reactor {
         Reactor::new(ep, listener.into_iter().collect())
     }
 
-    /// A reactor for a client whose handshake is done: `proto` is open and may already hold
+    /// A reactor for a client whose handshake is done: `session` is open and may already hold
     /// bytes that arrived after the welcome. Returns the reactor and the connection's id.
     pub(crate) fn client(
         ep: Arc<Endpoint>,
         socket: std::net::TcpStream,
-        proto: proto::Connection,
+        session: proto::Session,
     ) -> io::Result<(Reactor, u64)> {
         let mut reactor = Reactor::new(ep, Vec::new())?;
         let config = reactor.owner.players_session.clone();
-        let (_, id) =
-            reactor
-                .io
-                .insert_open(socket, proto, config, Peer::Direct(Calls::default()))?;
+        let state = Peer::Direct(Calls::default());
+        let (_, id) = reactor.io.insert_dialled(socket, session, config, state)?;
         bump(&reactor.owner.ep.counters.connections, 1);
         Ok((reactor, id))
     }
@@ -383,9 +381,9 @@ impl Endpoints {
             }
             Command::AddLink {
                 socket,
-                proto,
+                session,
                 spec,
-            } => self.add_link(io, socket, proto, spec),
+            } => self.add_link(io, socket, *session, spec),
             Command::Accept { conn, identity } => {
                 if let Some(target) = self.lookup(io, conn) {
                     self.welcome(io, target, identity);
