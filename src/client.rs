@@ -84,17 +84,9 @@ impl Client {
             place: config.place.clone(),
             token: config.token.clone(),
         };
-        let server = dial::Peer {
-            name: "server",
-            refused: "",
-        };
-        let (socket, session, welcome) = dial::dial(
-            addr,
-            &hello,
-            config.max_payload,
-            config.connect_timeout,
-            server,
-        )?;
+        let timeout = config.connect_timeout;
+        let (socket, session, welcome) =
+            dial::dial(addr, &hello, config.max_payload, timeout, dial::SERVER)?;
         let Frame::Welcome {
             player,
             max_frame: server_max_frame,

@@ -19,6 +19,18 @@ pub(crate) struct Peer {
     pub refused: &'static str,
 }
 
+/// A game server, dialled by a player.
+pub(crate) const SERVER: Peer = Peer {
+    name: "server",
+    refused: "",
+};
+
+/// A relay, dialled by a game server's host link.
+pub(crate) const RELAY: Peer = Peer {
+    name: "relay",
+    refused: "the relay refused the host: ",
+};
+
 /// Connects to the first address of `addr` that answers and completes the handshake with
 /// `hello`, within `timeout` in all. Returns the socket and the session, open (bytes that
 /// arrived behind the welcome are buffered in it), and the welcome frame.

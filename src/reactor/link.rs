@@ -34,11 +34,8 @@ pub(crate) fn connect_link(
         place: spec.place.clone(),
         secret: spec.secret.clone(),
     };
-    let relay = dial::Peer {
-        name: "relay",
-        refused: "the relay refused the host: ",
-    };
-    let (socket, session, _) = dial::dial(spec.addr.as_str(), &hello, max_frame, timeout, relay)?;
+    let addr = spec.addr.as_str();
+    let (socket, session, _) = dial::dial(addr, &hello, max_frame, timeout, dial::RELAY)?;
     Ok((socket, session))
 }
 
