@@ -270,6 +270,7 @@ impl<S> Io<S> {
             conn.released = true;
             conn.session.close(code, reason, now);
             self.queue_flush(key);
+            self.keep_scheduled(key);
         }
     }
 
@@ -280,6 +281,7 @@ impl<S> Io<S> {
             conn.released = true;
             conn.session.refuse(reason, now);
             self.queue_flush(key);
+            self.keep_scheduled(key);
         }
     }
 
@@ -308,6 +310,18 @@ impl<S> Io<S> {
             if !conn.queued_for_flush {
                 conn.queued_for_flush = true;
                 self.to_flush.push(key);
+            }
+        }
+    }
+
+    /// Keeps the heap's deadline of connection `key` no later than its session's next one.
+    /// Deadlines mostly move later as a connection is active, and one that comes too early
+    /// finds nothing due and schedules the next; only when the session says its next deadline
+    /// moved earlier is it computed again, so the hot path does not compute deadlines.
+    fn keep_scheduled(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if conn.session.take_deadline_moved_earlier() || conn.scheduled.is_none() {
+                self.reschedule(key);
             }
         }
     }
@@ -408,8 +422,13 @@ pub(crate) fn run<O: Owner>(owner: &mut O, io: &mut Io<O::State>) {
         }
         io.now = Instant::now();
         // Serving connections first: what they sent, then their output.
-        for key in std::mem::take(&mut io.read_again) {
+        let mut again = std::mem::take(&mut io.read_again);
+        for &key in &again {
             read(owner, io, key, false);
+        }
+        again.clear();
+        if io.read_again.is_empty() {
+            io.read_again = again;
         }
         for event in events.iter() {
             match event.token() {
@@ -589,7 +608,7 @@ fn read<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, peer_closed:
         if !conn.session.wants_read() {
             // Paused (rate, output), or closing past its discard budget: a deadline or a
             // drained output brings it back.
-            return io.reschedule(key);
+            return io.keep_scheduled(key);
         }
         let limit = conn.session.read_limit();
         match read_step(&mut conn.socket, &mut io.scratch[..limit], peer_closed) {
@@ -619,7 +638,7 @@ fn read<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, peer_closed:
         // More is waiting: read it next turn, after everyone else.
         io.read_again.push(key);
     }
-    io.reschedule(key);
+    io.keep_scheduled(key);
 }
 
 /// Hands every frame connection `key` has buffered to the owner, as far as its session allows.
@@ -631,7 +650,7 @@ fn process<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize) {
         };
         match conn.session.poll_frame(now) {
             Ok(Some(frame)) => owner.on_frame(io, key, frame),
-            Ok(None) => return io.reschedule(key),
+            Ok(None) => return io.keep_scheduled(key),
             Err(violation) => return owner.on_violation(io, key, violation),
         }
     }
@@ -677,11 +696,17 @@ fn finish<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, why: &str)
 
 fn flush_all<O: Owner>(owner: &mut O, io: &mut Io<O::State>) {
     while !io.to_flush.is_empty() {
-        for key in std::mem::take(&mut io.to_flush) {
+        let mut keys = std::mem::take(&mut io.to_flush);
+        for &key in &keys {
             if let Some(conn) = io.conns.get_mut(key) {
                 conn.queued_for_flush = false;
                 flush(owner, io, key);
             }
+        }
+        // The buffer is kept for the next turn (a Vec taken is a Vec allocated again).
+        keys.clear();
+        if io.to_flush.is_empty() {
+            io.to_flush = keys;
         }
         settle(owner, io);
     }
@@ -717,5 +742,5 @@ fn flush<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize) {
         // Read and drop what it still sends, finishing at its end of stream.
         read(owner, io, key, false);
     }
-    io.reschedule(key);
+    io.keep_scheduled(key);
 }

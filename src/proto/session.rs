@@ -149,6 +149,9 @@ pub struct Session {
     finished: bool,
     /// A deadline expired with this goodbye code, not yet polled.
     expiry: Option<Expiry>,
+    /// Something brought the next deadline earlier than the last `poll_timeout` said (see
+    /// [`Session::take_deadline_moved_earlier`]).
+    deadline_earlier: bool,
 }
 
 /// Which deadline expired; its violation is made when polled.
@@ -182,6 +185,7 @@ impl Session {
             read_again: false,
             finished: false,
             expiry: None,
+            deadline_earlier: false,
         }
     }
 
@@ -241,7 +245,8 @@ impl Session {
     /// Bytes read from the peer. A closing session discards them (within its budget).
     pub fn handle_bytes(&mut self, data: &[u8], now: Instant) {
         self.last_heard = now;
-        self.pinged = false;
+        // Heard from after a ping: the next ping is due before the cut that was next.
+        self.deadline_earlier |= std::mem::take(&mut self.pinged);
         match &mut self.closing {
             Some(closing) => closing.read_budget = closing.read_budget.saturating_sub(data.len()),
             None => self.conn.handle_bytes(data),
@@ -351,6 +356,8 @@ impl Session {
     pub fn accept(&mut self) {
         self.conn.accept();
         self.welcomed = true;
+        // From the handshake deadline to the (sooner) first ping.
+        self.deadline_earlier = true;
     }
 
     /// Queues a frame for the peer.
@@ -425,6 +432,7 @@ impl Session {
     }
 
     fn begin_close(&mut self, now: Instant) {
+        self.deadline_earlier = true;
         self.conn.close();
         self.closing = Some(Closing {
             since: now,
@@ -447,6 +455,7 @@ impl Session {
             Admission::Now => {}
             Admission::Wait(at) => {
                 self.rate_resume = Some(at);
+                self.deadline_earlier = true;
                 return Ok(None);
             }
             Admission::Cut(reason) => return Err(Violation::limit(reason)),
@@ -523,6 +532,15 @@ impl Session {
             earliest(self.last_heard + idle);
         }
         next
+    }
+
+    /// Whether the next deadline moved earlier than [`poll_timeout`](Self::poll_timeout) last
+    /// said (a handshake completed, a ping answered, a rate pause, a close); clears it. Every
+    /// other change only moves deadlines later, so a loop that keeps one deadline per session
+    /// in a heap needs to ask `poll_timeout` again only when this is true (a deadline that
+    /// comes too early finds nothing due).
+    pub fn take_deadline_moved_earlier(&mut self) -> bool {
+        std::mem::take(&mut self.deadline_earlier)
     }
 
     /// The next thing the loop must act on.

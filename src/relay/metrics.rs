@@ -28,6 +28,10 @@ pub struct Metrics {
     pub bytes_out: IntCounter,
     /// Time from a player's call reaching the relay to its answer leaving it, in seconds.
     pub call_latency: Histogram,
+    /// `calls{direction="to_host"}` and `{direction="to_player"}`, resolved once: a labelled
+    /// counter's lookup hashes and locks, which a call should not pay.
+    pub(crate) calls_to_host: IntCounter,
+    pub(crate) calls_to_player: IntCounter,
 }
 
 impl Metrics {
@@ -89,6 +93,8 @@ impl Metrics {
             registry,
             players,
             hosts,
+            calls_to_host: calls.with_label_values(&["to_host"]),
+            calls_to_player: calls.with_label_values(&["to_player"]),
             calls,
             call_errors,
             disconnects,

@@ -260,7 +260,7 @@ impl Service {
                 };
                 p.routes.push(route);
                 let id = p.id;
-                self.metrics.calls.with_label_values(&["to_host"]).inc();
+                self.metrics.calls_to_host.inc();
                 let invoke = Frame::Invoke {
                     call: route,
                     name,
@@ -470,7 +470,7 @@ impl Service {
                 if let Some(p) = Self::player(io, pkey) {
                     p.routes.push(route);
                 }
-                self.metrics.calls.with_label_values(&["to_player"]).inc();
+                self.metrics.calls_to_player.inc();
                 let invoke = Frame::Invoke {
                     call: route,
                     name,
