@@ -117,7 +117,7 @@ impl Client {
             let thread = std::thread::Builder::new()
                 .name("rf-client-reactor".into())
                 .spawn(move || reactor.run())?;
-            *ep.reactor.lock() = Some(thread);
+            *ep.reactor() = Some(thread);
             Ok(conn)
         });
         match started {
@@ -158,7 +158,7 @@ impl ClientHandle {
 
     /// Whether the connection to the server is still up.
     pub fn is_connected(&self) -> bool {
-        !self.ep.is_closed() && self.ep.lost.lock().is_none()
+        !self.ep.is_closed() && self.ep.lost().is_none()
     }
 
     /// Calls `function` on the server and blocks until its handler returns or raises, the
@@ -256,12 +256,12 @@ impl ClientHandle {
 
     /// The client's counters: calls, bytes, and how its connection ended.
     pub fn stats(&self) -> crate::Stats {
-        self.ep.counters.snapshot()
+        self.ep.counters().snapshot()
     }
 
     /// `invoke_server` calls currently waiting for an answer.
     pub fn calls_in_flight(&self) -> usize {
-        self.ep.calls.in_flight()
+        self.ep.calls().in_flight()
     }
 
     /// Disconnects: pending calls fail with [`Error::Closed`], the server gets a goodbye, and

@@ -147,27 +147,29 @@ pub struct PlayerInfo {
     pub peer: Option<SocketAddr>,
 }
 
+/// What a server or client is, shared by its API handles, its reactor and its workers. Its
+/// fields are its own: the others go through the methods below.
 pub(crate) struct Endpoint {
-    pub side: Side,
-    pub limits: Limits,
-    pub calls: CallSlots,
-    pub replies: ReplyTable<Route>,
-    pub functions: Registry<FnHandler, Job>,
-    pub events: Registry<EventHandler, Job>,
-    pub player_added: RwLock<Vec<PlayerHook>>,
-    pub player_removing: RwLock<Vec<PlayerHook>>,
-    pub authenticator: RwLock<Option<Authenticator>>,
-    pub players: RwLock<HashMap<u64, PlayerInfo>>,
-    pub pool: OnceLock<Pool>,
-    pub commands: (Sender<Command>, Receiver<Command>),
-    pub waker: OnceLock<mio::Waker>,
-    pub wake_pending: AtomicBool,
-    pub closed: AtomicBool,
-    pub reactor: Mutex<Option<JoinHandle<()>>>,
-    pub local_addr: OnceLock<SocketAddr>,
+    side: Side,
+    limits: Limits,
+    calls: CallSlots,
+    replies: ReplyTable<Route>,
+    functions: Registry<FnHandler, Job>,
+    events: Registry<EventHandler, Job>,
+    player_added: RwLock<Vec<PlayerHook>>,
+    player_removing: RwLock<Vec<PlayerHook>>,
+    authenticator: RwLock<Option<Authenticator>>,
+    players: RwLock<HashMap<u64, PlayerInfo>>,
+    pool: OnceLock<Pool>,
+    commands: (Sender<Command>, Receiver<Command>),
+    waker: OnceLock<mio::Waker>,
+    wake_pending: AtomicBool,
+    closed: AtomicBool,
+    reactor: Mutex<Option<JoinHandle<()>>>,
+    local_addr: OnceLock<SocketAddr>,
     /// Client: why the connection to the server ended, once it has.
-    pub lost: Mutex<Option<String>>,
-    pub counters: crate::stats::Counters,
+    lost: Mutex<Option<String>>,
+    counters: crate::stats::Counters,
 }
 
 impl Endpoint {
@@ -214,6 +216,133 @@ impl Endpoint {
 
     fn pool(&self) -> &Pool {
         self.pool.get().expect("pool started with the endpoint")
+    }
+
+    /// Which end this is.
+    pub(crate) fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The limits it enforces.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Its counters.
+    pub(crate) fn counters(&self) -> &crate::stats::Counters {
+        &self.counters
+    }
+
+    /// The call slots its callers park on.
+    pub(crate) fn calls(&self) -> &CallSlots {
+        &self.calls
+    }
+
+    /// Hands a job to the dispatch pool.
+    pub(crate) fn submit(&self, job: Job) {
+        self.pool().submit(job);
+    }
+
+    /// The commands other threads sent the reactor since it last looked; the reactor is woken
+    /// again for the next.
+    pub(crate) fn take_commands(&self) -> crossbeam_channel::TryIter<'_, Command> {
+        self.wake_pending.store(false, Ordering::Release);
+        self.commands.1.try_iter()
+    }
+
+    /// Gives the endpoint its reactor's waker; false if it already has one.
+    pub(crate) fn set_waker(&self, waker: mio::Waker) -> bool {
+        self.waker.set(waker).is_ok()
+    }
+
+    /// The reactor thread's handle, if it was started.
+    pub(crate) fn reactor(&self) -> parking_lot::MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.reactor.lock()
+    }
+
+    /// Marks the endpoint closed: every later operation fails with `Closed`.
+    pub(crate) fn mark_closed(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// The address a server listens on, once it does.
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr.get().copied()
+    }
+
+    /// Records the address a server listens on (once).
+    pub(crate) fn set_local_addr(&self, addr: SocketAddr) {
+        let _ = self.local_addr.set(addr);
+    }
+
+    /// Client: why its connection ended, once it has.
+    pub(crate) fn lost(&self) -> Option<String> {
+        self.lost.lock().clone()
+    }
+
+    /// Client: records why its connection ended.
+    pub(crate) fn set_lost(&self, why: String) {
+        *self.lost.lock() = Some(why);
+    }
+
+    /// Whether an authenticator decides handshakes.
+    pub(crate) fn has_authenticator(&self) -> bool {
+        self.authenticator.read().is_some()
+    }
+
+    /// Sets the authenticator.
+    pub(crate) fn set_authenticator(&self, authenticator: Authenticator) {
+        *self.authenticator.write() = Some(authenticator);
+    }
+
+    /// Adds a PlayerAdded (`added`) or PlayerRemoving hook.
+    pub(crate) fn add_player_hook(&self, added: bool, hook: PlayerHook) {
+        let hooks = if added {
+            &self.player_added
+        } else {
+            &self.player_removing
+        };
+        hooks.write().push(hook);
+    }
+
+    /// A player finished the handshake.
+    pub(crate) fn add_player(&self, id: u64, info: PlayerInfo) {
+        self.players.write().insert(id, info);
+    }
+
+    /// A player is gone.
+    pub(crate) fn remove_player(&self, id: u64) {
+        self.players.write().remove(&id);
+    }
+
+    /// Players that finished the handshake and are still connected.
+    pub(crate) fn player_count(&self) -> usize {
+        self.players.read().len()
+    }
+
+    /// Whether `id` is a connected player.
+    pub(crate) fn has_player(&self, id: u64) -> bool {
+        self.players.read().contains_key(&id)
+    }
+
+    /// The ids of the connected players.
+    pub(crate) fn player_ids(&self) -> Vec<u64> {
+        self.players.read().keys().copied().collect()
+    }
+
+    /// What is known of a player.
+    pub(crate) fn player_info(&self, id: u64) -> Option<PlayerInfo> {
+        self.players.read().get(&id).cloned()
+    }
+
+    /// Inbound calls waiting for a handler to be bound.
+    pub(crate) fn calls_waiting_for_handler(&self) -> usize {
+        self.functions.waiting()
+    }
+
+    /// Inbound calls whose handler has not answered yet.
+    pub(crate) fn replies_pending(&self) -> usize {
+        self.replies.pending()
     }
 
     pub(crate) fn decode_limits(&self) -> DecodeLimits {

@@ -156,7 +156,7 @@ impl ServerHandle {
     /// ([`attach`](Self::attach)).
     pub fn listen(&self, addr: impl ToSocketAddrs) -> Result<SocketAddr> {
         self.ep.check_open()?;
-        if self.ep.local_addr.get().is_some() {
+        if self.ep.local_addr().is_some() {
             return Err(Error::InvalidArgument(
                 "this server is already listening".into(),
             ));
@@ -164,7 +164,7 @@ impl ServerHandle {
         let listener = crate::driver::socket::bind_listener(addr)
             .map_err(|e| Error::Io(format!("cannot listen: {e}")))?;
         let local = listener.local_addr()?;
-        let mut reactor_slot = self.ep.reactor.lock();
+        let mut reactor_slot = self.ep.reactor();
         if reactor_slot.is_some() {
             // Already running for relay links: hand it the listener.
             let (done, result) = crossbeam_channel::bounded(1);
@@ -177,7 +177,7 @@ impl ServerHandle {
         } else {
             *reactor_slot = Some(self.start_reactor(Some(listener))?);
         }
-        let _ = self.ep.local_addr.set(local);
+        self.ep.set_local_addr(local);
         tracing::info!(%local, "listening for players");
         Ok(local)
     }
@@ -209,11 +209,11 @@ impl ServerHandle {
             place: place.to_owned(),
             secret: bytes::Bytes::copy_from_slice(secret.unwrap_or("").as_bytes()),
         };
-        let max_frame = self.ep.limits.max_frame + crate::proto::LINK_OVERHEAD;
+        let max_frame = self.ep.limits().max_frame + crate::proto::LINK_OVERHEAD;
         let (socket, session) =
             crate::reactor::connect_link(&spec, max_frame, Duration::from_secs(10))?;
         {
-            let mut reactor_slot = self.ep.reactor.lock();
+            let mut reactor_slot = self.ep.reactor();
             if reactor_slot.is_none() {
                 *reactor_slot = Some(self.start_reactor(None)?);
             }
@@ -229,7 +229,7 @@ impl ServerHandle {
 
     /// The address the server listens on, once it does.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.ep.local_addr.get().copied()
+        self.ep.local_addr()
     }
 
     /// Binds the `OnServerInvoke` handler of `function`: it gets the invoking player and the
@@ -309,7 +309,7 @@ impl ServerHandle {
         timeout: Option<Duration>,
     ) -> Result<Tuple> {
         self.ep.check_open()?;
-        if !self.ep.players.read().contains_key(&player) {
+        if !self.ep.has_player(player) {
             return Err(Error::NotFound(player));
         }
         self.ep.invoke(player, function, args, timeout)
@@ -331,7 +331,7 @@ impl ServerHandle {
     /// Fires `event` at one player (fire-and-forget, in order per player).
     pub fn fire_client(&self, player: PlayerId, event: &str, args: &[Value]) -> Result<()> {
         self.ep.check_open()?;
-        if !self.ep.players.read().contains_key(&player) {
+        if !self.ep.has_player(player) {
             return Err(Error::NotFound(player));
         }
         self.ep.fire(player, event, args)
@@ -347,9 +347,10 @@ impl ServerHandle {
     where
         F: Fn(&ServerHandle, PlayerId) + Send + Sync + 'static,
     {
-        self.ep.player_added.write().push(Arc::new(move |ep, p| {
-            callback(&ServerHandle::from_endpoint(ep), p)
-        }));
+        self.ep.add_player_hook(
+            true,
+            Arc::new(move |ep, p| callback(&ServerHandle::from_endpoint(ep), p)),
+        );
     }
 
     /// Adds a callback run when a player leaves (`Players.PlayerRemoving`).
@@ -357,9 +358,10 @@ impl ServerHandle {
     where
         F: Fn(&ServerHandle, PlayerId) + Send + Sync + 'static,
     {
-        self.ep.player_removing.write().push(Arc::new(move |ep, p| {
-            callback(&ServerHandle::from_endpoint(ep), p)
-        }));
+        self.ep.add_player_hook(
+            false,
+            Arc::new(move |ep, p| callback(&ServerHandle::from_endpoint(ep), p)),
+        );
     }
 
     /// Sets the authenticator: it sees each handshake's place and token and accepts with an
@@ -369,13 +371,14 @@ impl ServerHandle {
     where
         F: Fn(&AuthRequest) -> std::result::Result<Identity, String> + Send + Sync + 'static,
     {
-        *self.ep.authenticator.write() = Some(Arc::new(move |_, req| authenticator(req)));
+        self.ep
+            .set_authenticator(Arc::new(move |_, req| authenticator(req)));
     }
 
     /// Disconnects `player` with a reason the client receives.
     pub fn kick(&self, player: PlayerId, reason: &str) -> Result<()> {
         self.ep.check_open()?;
-        if !self.ep.players.read().contains_key(&player) {
+        if !self.ep.has_player(player) {
             return Err(Error::NotFound(player));
         }
         self.ep.command(crate::endpoint::Command::Close {
@@ -388,17 +391,17 @@ impl ServerHandle {
 
     /// Players that finished the handshake and are still connected.
     pub fn player_count(&self) -> usize {
-        self.ep.players.read().len()
+        self.ep.player_count()
     }
 
     /// The ids of the connected players.
     pub fn players(&self) -> Vec<PlayerId> {
-        self.ep.players.read().keys().copied().collect()
+        self.ep.player_ids()
     }
 
     /// What the server knows of a player.
     pub fn player_info(&self, player: PlayerId) -> Option<PlayerInfo> {
-        self.ep.players.read().get(&player).cloned()
+        self.ep.player_info(player)
     }
 
     /// Manual dispatch: runs queued work on this thread until `max` of the game's callbacks
@@ -411,22 +414,22 @@ impl ServerHandle {
 
     /// The server's counters: connections, calls, disconnects by reason, bytes.
     pub fn stats(&self) -> crate::Stats {
-        self.ep.counters.snapshot()
+        self.ep.counters().snapshot()
     }
 
     /// `invoke_client` calls currently waiting for an answer.
     pub fn calls_in_flight(&self) -> usize {
-        self.ep.calls.in_flight()
+        self.ep.calls().in_flight()
     }
 
     /// Inbound calls waiting for a handler to be bound to their function name.
     pub fn calls_waiting_for_handler(&self) -> usize {
-        self.ep.functions.waiting()
+        self.ep.calls_waiting_for_handler()
     }
 
     /// Inbound calls handed to handlers and not yet answered.
     pub fn replies_pending(&self) -> usize {
-        self.ep.replies.pending()
+        self.ep.replies_pending()
     }
 
     /// Stops the server: pending `invoke_client` calls fail with [`Error::Closed`], players get

@@ -52,7 +52,7 @@ fn reattach_in_background(ep: Weak<Endpoint>, spec: LinkSpec) {
                 if ep.is_closed() {
                     return;
                 }
-                let max_frame = ep.limits.max_frame + LINK_OVERHEAD;
+                let max_frame = ep.limits().max_frame + LINK_OVERHEAD;
                 match connect_link(&spec, max_frame, Duration::from_secs(5)) {
                     Ok((socket, session)) => {
                         tracing::info!(relay = %spec.addr, place = %spec.place, "reattached to the relay");
@@ -86,7 +86,7 @@ impl Endpoints {
         }
         let config = self.links_session.clone();
         match io.insert_dialled(socket, session, config, Peer::Link(Box::new(spec))) {
-            Ok(_) => bump(&self.ep.counters.connections, 1),
+            Ok(_) => bump(&self.ep.counters().connections, 1),
             Err(e) => tracing::error!("cannot register the relay link: {e}"),
         }
     }
@@ -108,7 +108,7 @@ impl Endpoints {
         tracing::warn!(relay = %spec.addr, players = players.len(), "relay link lost: {error}");
         let lost = Error::Disconnected(format!("the relay link was lost: {error}"));
         for player in players {
-            bump(&self.ep.counters.disconnects_other, 1);
+            bump(&self.ep.counters().disconnects_other, 1);
             self.release(io, Target::Relayed(player), &lost);
         }
         if self.shutdown_deadline.is_none() && !self.ep.is_closed() {
@@ -135,7 +135,7 @@ impl Endpoints {
                     tracing::warn!(player, "the relay announced a player twice");
                     return;
                 }
-                bump(&self.ep.counters.connections, 1);
+                bump(&self.ep.counters().connections, 1);
                 let relayed = Relayed {
                     link: key,
                     link_id,
@@ -145,7 +145,7 @@ impl Endpoints {
                     calls: Calls::default(),
                 };
                 self.relayed.insert(player, relayed);
-                if self.ep.authenticator.read().is_some() {
+                if self.ep.has_authenticator() {
                     let job = Job::Authenticate {
                         conn: player,
                         place,
@@ -188,7 +188,7 @@ impl Endpoints {
             }
             Frame::PlayerLeft { player, reason } => {
                 if self.relayed.get(&player).is_some_and(|r| r.link == key) {
-                    bump(&self.ep.counters.disconnects_other, 1);
+                    bump(&self.ep.counters().disconnects_other, 1);
                     self.release(io, Target::Relayed(player), &Error::Disconnected(reason));
                 }
             }

@@ -26,7 +26,6 @@ use bytes::BytesMut;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,7 +52,7 @@ impl Calls {
     fn push(&mut self, call: CallId, ep: &Endpoint) {
         self.calls.push(call);
         if self.calls.len() >= self.prune_at.max(64) {
-            self.calls.retain(|id| ep.calls.is_waiting(*id));
+            self.calls.retain(|id| ep.calls().is_waiting(*id));
             self.prune_at = (self.calls.len() * 2).max(64);
         }
     }
@@ -167,22 +166,22 @@ impl Reactor {
         let config = reactor.owner.players_session.clone();
         let state = Peer::Direct(Calls::default());
         let (_, id) = reactor.io.insert_dialled(socket, session, config, state)?;
-        bump(&reactor.owner.ep.counters.connections, 1);
+        bump(&reactor.owner.ep.counters().connections, 1);
         Ok((reactor, id))
     }
 
     fn new(ep: Arc<Endpoint>, listeners: Vec<std::net::TcpListener>) -> io::Result<Reactor> {
         let io = Io::new(listeners)?;
-        if ep.waker.set(io.waker()?).is_err() {
+        if !ep.set_waker(io.waker()?) {
             return Err(io::Error::other("this endpoint already has a reactor"));
         }
-        let limits = &ep.limits;
+        let limits = &ep.limits();
         let players_session = SessionConfig {
             max_frame: limits.max_frame,
             max_output: limits.max_output_buffer,
             // A client always reads its server (answers free its call slots), so the two sides
             // can never both wait for the other to read.
-            pause_reading_above: (ep.side == Side::Server).then_some(PAUSE_READING_ABOVE),
+            pause_reading_above: (ep.side() == Side::Server).then_some(PAUSE_READING_ABOVE),
             handshake_timeout: limits.handshake_timeout,
             idle_timeout: limits.idle_timeout,
             rate: limits.rate,
@@ -196,7 +195,7 @@ impl Reactor {
             max_inflight: u32::MAX,
             ..players_session.clone()
         };
-        let who = match ep.side {
+        let who = match ep.side() {
             Side::Server => "server",
             Side::Client => "client",
         };
@@ -228,8 +227,8 @@ impl Reactor {
                 "reactor panicked: {}",
                 crate::endpoint::panic_message(&panic)
             );
-            ep.closed.store(true, Ordering::SeqCst);
-            ep.calls
+            ep.mark_closed();
+            ep.calls()
                 .fail_all(&Error::Io("the reactor thread panicked".into()));
         }
     }
@@ -240,7 +239,7 @@ impl Endpoints {
     fn stopped(&mut self, io: &mut Io<Peer>) {
         if self.shutdown_deadline.is_none() {
             self.ep
-                .calls
+                .calls()
                 .fail_all(&Error::Io("the event loop stopped: poll failed".into()));
         }
         let keys: Vec<usize> = io.live_conns().map(|(k, _)| k).collect();
@@ -263,9 +262,8 @@ impl Endpoints {
         if self.jobs.is_empty() {
             return;
         }
-        let pool = self.ep.pool.get().expect("pool");
         for job in self.jobs.drain(..) {
-            pool.submit(job);
+            self.ep.submit(job);
         }
     }
 
@@ -332,8 +330,8 @@ impl Endpoints {
     }
 
     fn drain_commands(&mut self, io: &mut Io<Peer>) {
-        self.ep.wake_pending.store(false, Ordering::Release);
-        while let Ok(cmd) = self.ep.commands.1.try_recv() {
+        let ep = self.ep.clone();
+        for cmd in ep.take_commands() {
             self.handle_command(io, cmd);
         }
     }
@@ -350,7 +348,7 @@ impl Endpoints {
                 }
                 _ => {
                     let err = self.missing(conn);
-                    self.ep.calls.complete(call, Err(err));
+                    self.ep.calls().complete(call, Err(err));
                 }
             },
             Command::Send { conn, frame } => {
@@ -424,22 +422,18 @@ impl Endpoints {
 
     /// The error for a call to a connection that is not there.
     fn missing(&self, conn: u64) -> Error {
-        match self.ep.side {
+        match self.ep.side() {
             Side::Server => Error::NotFound(conn),
-            Side::Client => Error::Disconnected(
-                self.ep
-                    .lost
-                    .lock()
-                    .clone()
-                    .unwrap_or_else(|| "not connected".into()),
-            ),
+            Side::Client => {
+                Error::Disconnected(self.ep.lost().unwrap_or_else(|| "not connected".into()))
+            }
         }
     }
 
     fn begin_shutdown(&mut self, io: &mut Io<Peer>) {
         io.stop_listening();
         self.shutdown_deadline = Some(io.now() + SHUTDOWN_FLUSH);
-        let (code, reason) = match self.ep.side {
+        let (code, reason) = match self.ep.side() {
             Side::Server => (GoodbyeCode::Shutdown, "server shutting down"),
             Side::Client => (GoodbyeCode::Normal, "client closed"),
         };
@@ -455,7 +449,7 @@ impl Endpoints {
         let id = Self::id_of(io, target);
         match frame {
             Frame::Hello { place, token } => {
-                if self.ep.authenticator.read().is_some() {
+                if self.ep.has_authenticator() {
                     self.submit(Job::Authenticate {
                         conn: id,
                         place,
@@ -468,7 +462,7 @@ impl Endpoints {
             Frame::Invoke { call, name, args } => {
                 if let Target::Relayed(id) = target {
                     // A direct player's calls in flight are its session's to bound.
-                    let max = self.ep.limits.max_inflight_per_peer;
+                    let max = self.ep.limits().max_inflight_per_peer;
                     let Some(r) = self.relayed.get_mut(&id) else {
                         return;
                     };
@@ -482,7 +476,7 @@ impl Endpoints {
                     }
                     r.inflight += 1;
                 }
-                bump(&self.ep.counters.calls_in, 1);
+                bump(&self.ep.counters().calls_in, 1);
                 self.submit(Job::Invoke {
                     conn: id,
                     call,
@@ -491,7 +485,7 @@ impl Endpoints {
                 });
             }
             Frame::Event { name, args } => {
-                bump(&self.ep.counters.events_in, 1);
+                bump(&self.ep.counters().events_in, 1);
                 self.submit(Job::Event {
                     conn: id,
                     name,
@@ -559,7 +553,7 @@ impl Endpoints {
         outcome: Result<bytes::Bytes, Error>,
     ) {
         if self.calls_mut(io, target).is_some_and(|c| c.take(call)) {
-            self.ep.calls.complete(call, outcome);
+            self.ep.calls().complete(call, outcome);
         } else {
             tracing::debug!(call, "reply to an unknown or expired call dropped");
         }
@@ -571,7 +565,7 @@ impl Endpoints {
         let link = matches!(target, Target::Direct(k) if matches!(io.live(k).map(|c| &c.state), Some(Peer::Link(_))));
         if violation.code == GoodbyeCode::ProtocolError
             && !link
-            && self.ep.side == Side::Server
+            && self.ep.side() == Side::Server
             && !self.welcomed(io, target)
         {
             self.refuse(io, target, &violation.reason);
@@ -582,8 +576,8 @@ impl Endpoints {
     }
 
     fn welcome(&mut self, io: &mut Io<Peer>, target: Target, identity: Identity) {
-        let max = self.ep.limits.max_players;
-        if self.ep.players.read().len() >= max {
+        let max = self.ep.limits().max_players;
+        if self.ep.player_count() >= max {
             return self.refuse(io, target, &format!("server full ({max} players)"));
         }
         let id = Self::id_of(io, target);
@@ -602,7 +596,7 @@ impl Endpoints {
                 conn.session.accept();
                 let welcome = Frame::Welcome {
                     player: id,
-                    max_frame: self.ep.limits.max_frame,
+                    max_frame: self.ep.limits().max_frame,
                 };
                 io.send(key, &welcome);
                 // Frames that arrived behind the HELLO were held back until now.
@@ -622,15 +616,12 @@ impl Endpoints {
                 io.send(link, &accept);
             }
         }
-        self.ep
-            .players
-            .write()
-            .insert(id, PlayerInfo { identity, peer });
+        self.ep.add_player(id, PlayerInfo { identity, peer });
         self.submit(Job::PlayerAdded(id));
     }
 
     fn refuse(&mut self, io: &mut Io<Peer>, target: Target, reason: &str) {
-        bump(&self.ep.counters.refused, 1);
+        bump(&self.ep.counters().refused, 1);
         self.cuts
             .record("handshake refused", &self.peer_addr(io, target), reason);
         match target {
@@ -642,7 +633,7 @@ impl Endpoints {
                 if let Some(r) = self.relayed.get(&id) {
                     io.send(r.link, &reject);
                 }
-                bump(&self.ep.counters.disconnects_other, 1);
+                bump(&self.ep.counters().disconnects_other, 1);
                 self.release(io, target, &Error::Rejected(reason.to_owned()));
             }
             Target::Direct(key) => {
@@ -667,11 +658,11 @@ impl Endpoints {
             self.cuts.record(cause, &who, &format!("closing: {text}"));
         }
         let counter = match reason.goodbye.as_ref().map(|(code, _)| *code) {
-            Some(GoodbyeCode::ProtocolError) => &self.ep.counters.disconnects_protocol,
-            Some(GoodbyeCode::Limit) => &self.ep.counters.disconnects_limit,
-            Some(GoodbyeCode::Timeout) => &self.ep.counters.disconnects_timeout,
-            Some(GoodbyeCode::Kicked) => &self.ep.counters.kicks,
-            _ => &self.ep.counters.disconnects_other,
+            Some(GoodbyeCode::ProtocolError) => &self.ep.counters().disconnects_protocol,
+            Some(GoodbyeCode::Limit) => &self.ep.counters().disconnects_limit,
+            Some(GoodbyeCode::Timeout) => &self.ep.counters().disconnects_timeout,
+            Some(GoodbyeCode::Kicked) => &self.ep.counters().kicks,
+            _ => &self.ep.counters().disconnects_other,
         };
         bump(counter, 1);
         match target {
@@ -714,17 +705,22 @@ impl Endpoints {
                 None => None,
             },
         };
-        let Some(calls) = calls else {
-            return;
-        };
+        if let Some(calls) = calls {
+            self.depart(id, welcomed, calls, error);
+        }
+    }
+
+    /// A player (or, on a client, the server) is gone: its calls fail with `error`, and a
+    /// welcomed player leaves (its `PlayerRemoving` job goes behind those of its last frames).
+    fn depart(&mut self, id: u64, welcomed: bool, calls: Calls, error: &Error) {
         for call in calls.calls {
-            self.ep.calls.complete(call, Err(error.clone()));
+            self.ep.calls().complete(call, Err(error.clone()));
         }
-        if self.ep.side == Side::Client {
-            *self.ep.lost.lock() = Some(error.to_string());
+        if self.ep.side() == Side::Client {
+            self.ep.set_lost(error.to_string());
         }
-        if welcomed && self.ep.side == Side::Server {
-            self.ep.players.write().remove(&id);
+        if welcomed && self.ep.side() == Side::Server {
+            self.ep.remove_player(id);
             tracing::info!(player = id, "player left: {error}");
             self.submit(Job::PlayerRemoving(id));
         }
@@ -735,7 +731,7 @@ impl Owner for Endpoints {
     type State = Peer;
 
     fn accept(&mut self, _: &mut Io<Peer>, _: usize, peer: SocketAddr) -> Admit<Peer> {
-        bump(&self.ep.counters.connections, 1);
+        bump(&self.ep.counters().connections, 1);
         tracing::debug!(%peer, "accepted");
         Admit::Serve(self.players_session.clone(), Peer::Direct(Calls::default()))
     }
@@ -753,24 +749,12 @@ impl Owner for Endpoints {
     }
 
     fn on_closed(&mut self, io: &mut Io<Peer>, key: usize, conn: Conn<Peer>, why: &str) {
-        bump(&self.ep.counters.disconnects_other, 1);
+        bump(&self.ep.counters().disconnects_other, 1);
         let error = Error::Disconnected(why.to_owned());
         let welcomed = conn.session.is_welcomed();
         match conn.state {
             Peer::Link(spec) => self.link_lost(io, key, *spec, &error),
-            Peer::Direct(calls) => {
-                for call in calls.calls {
-                    self.ep.calls.complete(call, Err(error.clone()));
-                }
-                if self.ep.side == Side::Client {
-                    *self.ep.lost.lock() = Some(error.to_string());
-                }
-                if welcomed && self.ep.side == Side::Server {
-                    self.ep.players.write().remove(&conn.id);
-                    tracing::info!(player = conn.id, "player left: {error}");
-                    self.submit(Job::PlayerRemoving(conn.id));
-                }
-            }
+            Peer::Direct(calls) => self.depart(conn.id, welcomed, calls, &error),
         }
     }
 
@@ -784,8 +768,8 @@ impl Owner for Endpoints {
 
     fn on_turn_end(&mut self, io: &mut Io<Peer>) -> bool {
         let (bytes_in, bytes_out) = io.take_byte_counts();
-        bump(&self.ep.counters.bytes_in, bytes_in);
-        bump(&self.ep.counters.bytes_out, bytes_out);
+        bump(&self.ep.counters().bytes_in, bytes_in);
+        bump(&self.ep.counters().bytes_out, bytes_out);
         let served = !self.jobs.is_empty();
         self.submit_pending();
         served
