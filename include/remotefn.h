@@ -57,7 +57,8 @@ typedef enum rf_status {
   RF_ERR_CLOSED = 5,
   // A configured limit was hit (payload, in-flight calls, queue).
   RF_ERR_LIMIT = 6,
-  // A bind, connect or socket failure.
+  // A bind, connect or socket failure, or a peer that broke the protocol (a malformed
+  // handshake or reply).
   RF_ERR_IO = 7,
   // Unknown player.
   RF_ERR_NOT_FOUND = 8,

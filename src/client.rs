@@ -92,7 +92,7 @@ impl Client {
             max_frame: server_max_frame,
         } = welcome
         else {
-            return Err(Error::Io(
+            return Err(Error::Protocol(
                 "the server answered with a host's welcome".into(),
             ));
         };

@@ -434,7 +434,7 @@ impl Endpoint {
     fn decode_outcome(&self, outcome: Outcome) -> Result<Tuple> {
         let values = outcome?;
         codec::decode_tuple(&values, self.decode_limits())
-            .map_err(|e| Error::Io(format!("malformed reply from the peer: {e}")))
+            .map_err(|e| Error::Protocol(format!("malformed reply from the peer: {e}")))
     }
 
     /// Completes inbound call `call` with values or an error message.

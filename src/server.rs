@@ -162,7 +162,7 @@ impl ServerHandle {
             ));
         }
         let listener = crate::driver::socket::bind_listener(addr)
-            .map_err(|e| Error::Io(format!("cannot listen: {e}")))?;
+            .map_err(|e| Error::io_from("cannot listen", e))?;
         let local = listener.local_addr()?;
         let mut reactor_slot = self.ep.reactor();
         if reactor_slot.is_some() {
@@ -173,7 +173,7 @@ impl ServerHandle {
             result
                 .recv()
                 .map_err(|_| Error::Closed("shut down".into()))?
-                .map_err(|e| Error::Io(format!("cannot listen: {e}")))?;
+                .map_err(|e| Error::io_from("cannot listen", e))?;
         } else {
             *reactor_slot = Some(self.start_reactor(Some(listener))?);
         }

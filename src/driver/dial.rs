@@ -73,9 +73,9 @@ fn connect(
 ) -> Result<TcpStream, Error> {
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
-        .map_err(|e| Error::Io(format!("cannot resolve the {} address: {e}", peer.name)))?
+        .map_err(|e| Error::io_from(format!("cannot resolve the {} address", peer.name), e))?
         .collect();
-    let mut last = Error::Io(format!("the {} address resolved to nothing", peer.name));
+    let mut last = Error::io(format!("the {} address resolved to nothing", peer.name));
     for a in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -84,7 +84,9 @@ fn connect(
         match TcpStream::connect_timeout(&a, left) {
             Ok(socket) => return Ok(socket),
             Err(e) if e.kind() == IoKind::TimedOut => last = Error::Timeout(timeout),
-            Err(e) => last = Error::Io(format!("cannot connect to the {} at {a}: {e}", peer.name)),
+            Err(e) => {
+                last = Error::io_from(format!("cannot connect to the {} at {a}", peer.name), e)
+            }
         }
     }
     Err(last)
@@ -100,7 +102,7 @@ fn handshake(
 ) -> Result<Frame, Error> {
     let failed = |e: std::io::Error| match e.kind() {
         IoKind::WouldBlock | IoKind::TimedOut => Error::Timeout(timeout),
-        _ => Error::Io(format!("the {} handshake failed: {e}", peer.name)),
+        _ => Error::io_from(format!("the {} handshake failed", peer.name), e),
     };
     let left = || {
         deadline
@@ -122,7 +124,7 @@ fn handshake(
                 return Err(Error::Rejected(format!("{}{reason}", peer.refused)));
             }
             Ok(Some(other)) => {
-                return Err(Error::Io(format!(
+                return Err(Error::Protocol(format!(
                     "unexpected {:?} frame in the {} handshake",
                     other.frame_type(),
                     peer.name
@@ -130,7 +132,7 @@ fn handshake(
             }
             Ok(None) => {}
             Err(v) => {
-                return Err(Error::Io(format!(
+                return Err(Error::Protocol(format!(
                     "the {} handshake failed: {}",
                     peer.name, v.reason
                 )))
@@ -142,7 +144,7 @@ fn handshake(
         socket.set_read_timeout(Some(left()))?;
         match socket.read(&mut buf) {
             Ok(0) => {
-                return Err(Error::Io(format!(
+                return Err(Error::io(format!(
                     "the {} closed the connection during the handshake",
                     peer.name
                 )))

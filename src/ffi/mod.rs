@@ -40,7 +40,8 @@ pub enum rf_status {
     RF_ERR_CLOSED = 5,
     /// A configured limit was hit (payload, in-flight calls, queue).
     RF_ERR_LIMIT = 6,
-    /// A bind, connect or socket failure.
+    /// A bind, connect or socket failure, or a peer that broke the protocol (a malformed
+    /// handshake or reply).
     RF_ERR_IO = 7,
     /// Unknown player.
     RF_ERR_NOT_FOUND = 8,
@@ -70,7 +71,7 @@ pub(crate) fn fail(error: Error) -> rf_status {
         Error::Timeout(_) => rf_status::RF_ERR_TIMEOUT,
         Error::Closed(_) => rf_status::RF_ERR_CLOSED,
         Error::Limit(_) => rf_status::RF_ERR_LIMIT,
-        Error::Io(_) => rf_status::RF_ERR_IO,
+        Error::Io(_) | Error::Protocol(_) => rf_status::RF_ERR_IO,
         Error::NotFound(_) => rf_status::RF_ERR_NOT_FOUND,
         Error::Rejected(_) => rf_status::RF_ERR_REJECTED,
     };

@@ -229,7 +229,7 @@ impl Reactor {
             );
             ep.mark_closed();
             ep.calls()
-                .fail_all(&Error::Io("the reactor thread panicked".into()));
+                .fail_all(&Error::io("the reactor thread panicked"));
         }
     }
 }
@@ -240,7 +240,7 @@ impl Endpoints {
         if self.shutdown_deadline.is_none() {
             self.ep
                 .calls()
-                .fail_all(&Error::Io("the event loop stopped: poll failed".into()));
+                .fail_all(&Error::io("the event loop stopped: poll failed"));
         }
         let keys: Vec<usize> = io.live_conns().map(|(k, _)| k).collect();
         for key in keys {

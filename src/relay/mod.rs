@@ -122,19 +122,20 @@ impl Relay {
     /// Binds both listeners (and the metrics endpoint, if configured) and starts serving.
     pub fn start(config: RelayConfig) -> Result<Relay> {
         let players = crate::driver::socket::bind_listener(&config.players).map_err(|e| {
-            Error::Io(format!(
-                "cannot listen for players on {}: {e}",
-                config.players
-            ))
+            Error::io_from(
+                format!("cannot listen for players on {}", config.players),
+                e,
+            )
         })?;
-        let hosts = crate::driver::socket::bind_listener(&config.hosts)
-            .map_err(|e| Error::Io(format!("cannot listen for hosts on {}: {e}", config.hosts)))?;
+        let hosts = crate::driver::socket::bind_listener(&config.hosts).map_err(|e| {
+            Error::io_from(format!("cannot listen for hosts on {}", config.hosts), e)
+        })?;
         let (players_addr, hosts_addr) = (players.local_addr()?, hosts.local_addr()?);
         let metrics = Arc::new(Metrics::new());
         let metrics_server = match &config.metrics {
             Some(addr) => Some(
                 MetricsServer::start(addr, metrics.clone())
-                    .map_err(|e| Error::Io(format!("cannot serve metrics on {addr}: {e}")))?,
+                    .map_err(|e| Error::io_from(format!("cannot serve metrics on {addr}"), e))?,
             ),
             None => None,
         };
