@@ -269,8 +269,12 @@ impl Endpoints {
 
     /// The player (or connection) with this id, if it is live.
     fn lookup(&self, io: &Io<Peer>, id: u64) -> Option<Target> {
-        if self.relayed.contains_key(&id) {
-            return Some(Target::Relayed(id));
+        // A relay's ids have the top bit set; the driver's never do.
+        if id >> 63 == 1 {
+            return self
+                .relayed
+                .contains_key(&id)
+                .then_some(Target::Relayed(id));
         }
         io.by_id(id).map(Target::Direct)
     }
