@@ -22,7 +22,9 @@ pub use frame::{
     ErrorKind, Frame, FrameType, GoodbyeCode, ProtocolError,
 };
 pub use rate::{Admission, Deadlines, RateLimit, RateShaper};
-pub use session::{Event, Session, SessionConfig, Violation, CLOSING_GRACE, READ_CHUNK};
+pub use session::{
+    Event, Session, SessionConfig, Violation, CLOSING_GRACE, PAUSE_READING_ABOVE, READ_CHUNK,
+};
 
 /// The stream preface a client sends before its first frame.
 pub const MAGIC: [u8; 4] = *b"RMFN";

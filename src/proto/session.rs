@@ -35,6 +35,11 @@ use std::time::{Duration, Instant};
 /// Bytes read per read call by the loops; a peer still in the handshake may have this much
 /// beyond one frame buffered.
 pub const READ_CHUNK: usize = 64 * 1024;
+/// Unwritten output above which a player's input is left unread until the output drains: a
+/// peer that does not read its answers gets no more requests served (TCP pushes back on it)
+/// rather than costing the server work whose results pile up.
+pub const PAUSE_READING_ABOVE: usize = 256 * 1024;
+
 /// How long a closing connection may linger while its goodbye is written and the peer closes
 /// its side.
 pub const CLOSING_GRACE: Duration = Duration::from_secs(2);

@@ -20,7 +20,10 @@ use crate::dispatch::Job;
 use crate::driver::{self, Admit, Conn, Io, Owner};
 use crate::endpoint::{Command, Endpoint, Identity, LinkSpec, PlayerInfo, Side};
 use crate::error::Error;
-use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, SessionConfig, Violation, LINK_OVERHEAD};
+use crate::proto::{
+    self, ErrorKind, Frame, GoodbyeCode, SessionConfig, Violation, LINK_OVERHEAD,
+    PAUSE_READING_ABOVE,
+};
 use crate::stats::{bump, CutLog};
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -34,10 +37,6 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 /// Jobs gathered before they are handed to the pool, at most (the rest of a turn's jobs follow
 /// at its end): enough to cover a worker's wake-up, few enough that the first waits little.
 const SUBMIT_BATCH: usize = 32;
-/// Unwritten output above which a player's input is left unread until the output drains: a
-/// peer that does not read its answers gets no more requests served (TCP pushes back on it)
-/// rather than costing the server work whose results pile up.
-const PAUSE_READING_ABOVE: usize = 256 * 1024;
 
 /// Outbound calls awaiting a reply from one peer: only these can be completed by it, so no
 /// peer can answer (or forge answers to) calls made to another.

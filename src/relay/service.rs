@@ -9,6 +9,7 @@ use super::RelayConfig;
 use crate::driver::{self, Admit, Conn, Io, Owner};
 use crate::proto::{
     self, ErrorKind, Frame, GoodbyeCode, RateLimit, SessionConfig, Violation, LINK_OVERHEAD,
+    PAUSE_READING_ABOVE,
 };
 use crate::stats::CutLog;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -24,8 +25,6 @@ use std::time::{Duration, Instant};
 const PLAYERS: usize = 0;
 /// After the drain, how long goodbyes may take to be written.
 const FINAL_FLUSH: Duration = Duration::from_secs(1);
-/// Unwritten output above which a player's input is left unread until it drains.
-const PAUSE_READING_ABOVE: usize = 256 * 1024;
 
 /// What the relay's owner asks of the loop.
 pub(crate) enum RelayCommand {
