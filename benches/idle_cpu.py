@@ -39,7 +39,7 @@ def main():
     ap.add_argument("--window", type=float, default=30.0)
     ap.add_argument("--binary", default="./target/release/remotefn")
     args = ap.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.players + 1000), hard))
     server = subprocess.Popen([args.binary, "serve", "--listen", "127.0.0.1:0", "--log", "error",
                                "--max-players", str(args.players + 10)],

@@ -14,11 +14,12 @@
 //! [`Io`]: send, close, refuse, read again. The driver never runs user code and never blocks
 //! but in `poll`.
 
-use crate::proto::{
-    Deadlines, Event, Frame, GoodbyeCode, Session, SessionConfig, Violation, READ_CHUNK,
-};
+mod deadlines;
 pub(crate) mod dial;
 pub(crate) mod socket;
+
+use crate::proto::{Event, Frame, GoodbyeCode, Session, SessionConfig, Violation, READ_CHUNK};
+use deadlines::Deadlines;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -353,7 +354,7 @@ impl<S> Io<S> {
         let peer = socket.peer_addr()?;
         let session = session.with_config(config);
         let (key, id) = self.insert(TcpStream::from_std(socket), peer, session, state)?;
-        self.reprocess.push(key);
+        self.process_later(key);
         Ok((key, id))
     }
 
@@ -537,7 +538,7 @@ fn expire<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, id: u64) {
     conn.scheduled = None;
     conn.session.handle_timeout(now);
     if conn.session.pending_output() > 0 {
-        // A ping.
+        // What the session queued by itself (a ping) goes out like anything sent.
         io.queue_flush(key);
     }
     session_events(owner, io, key);
@@ -558,7 +559,7 @@ fn session_events<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize) {
                     owner.on_violation(io, key, violation);
                 }
             }
-            Event::Finished => return finish(owner, io, key, "closed"),
+            Event::Finished => return finish(owner, io, key, "the closing grace ran out"),
         }
     }
 }
@@ -672,17 +673,16 @@ fn settle<O: Owner>(owner: &mut O, io: &mut Io<O::State>) {
     }
 }
 
-/// The peer's end of connection `key` (or a failure). A closing connection may still have
-/// its goodbye to write (a half-closed peer can read it); otherwise it is gone.
+/// The peer's end of connection `key` (or a failure): gone, unless its session still has a
+/// goodbye for a half-closed peer to read.
 fn end<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, why: &str) {
-    let Some(conn) = io.conns.get_mut(key) else {
-        return;
-    };
-    if conn.session.is_closing() && conn.session.pending_output() > 0 {
-        conn.session.handle_peer_closed();
-        return;
+    if io
+        .conns
+        .get_mut(key)
+        .is_some_and(|c| c.session.handle_peer_closed())
+    {
+        finish(owner, io, key, why);
     }
-    finish(owner, io, key, why);
 }
 
 /// Drops connection `key`, telling the owner if it had not let go of it.

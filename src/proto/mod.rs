@@ -21,7 +21,7 @@ pub use frame::{
     encode_error, encode_event, encode_goodbye, encode_invoke, encode_result, encode_routed,
     ErrorKind, Frame, FrameType, GoodbyeCode, ProtocolError,
 };
-pub use rate::{Admission, Deadlines, RateLimit, RateShaper};
+pub use rate::{Admission, RateLimit, RateShaper};
 pub use session::{
     Event, Session, SessionConfig, Violation, CLOSING_GRACE, PAUSE_READING_ABOVE, READ_CHUNK,
 };

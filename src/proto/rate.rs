@@ -7,11 +7,9 @@
 //! for [`RateLimit::cut_after`] without a break is cut.
 //!
 //! Nothing here reads a clock or a socket: the loop passes the time, asks [`RateShaper::admit`]
-//! before each frame, and keeps the resume deadlines it is handed in [`Deadlines`].
+//! before each frame, and reads the player again at the resume deadline it is handed.
 
 use super::conn::Connection;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 /// A peer's allowance of calls and events.
@@ -101,43 +99,6 @@ impl RateShaper {
     /// Whether the peer has input waiting that its rate did not allow yet.
     pub fn is_over(&self) -> bool {
         self.over_since.is_some()
-    }
-}
-
-/// Deadlines of connections, earliest first, by slab key and what tells the connection apart
-/// from a later one given the same key before the deadline (its id, or when it opened).
-#[derive(Debug)]
-pub struct Deadlines<Id: Ord = u64> {
-    heap: BinaryHeap<Reverse<(Instant, usize, Id)>>,
-}
-
-impl<Id: Ord> Default for Deadlines<Id> {
-    fn default() -> Self {
-        Deadlines {
-            heap: BinaryHeap::new(),
-        }
-    }
-}
-
-impl<Id: Ord> Deadlines<Id> {
-    /// Adds a deadline.
-    pub fn push(&mut self, at: Instant, key: usize, id: Id) {
-        self.heap.push(Reverse((at, key, id)));
-    }
-
-    /// The earliest deadline.
-    pub fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, ..))| *at)
-    }
-
-    /// Removes and returns a deadline that has passed at `now`, earliest first.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(usize, Id)> {
-        match self.heap.peek() {
-            Some(Reverse((at, ..))) if *at <= now => {
-                self.heap.pop().map(|Reverse((_, key, id))| (key, id))
-            }
-            _ => None,
-        }
     }
 }
 
@@ -250,21 +211,5 @@ mod tests {
                 Admission::Now
             );
         }
-    }
-
-    #[test]
-    fn deadlines_come_out_earliest_first_once_due() {
-        let t0 = Instant::now();
-        let mut d = Deadlines::default();
-        d.push(t0 + Duration::from_millis(30), 3, 30);
-        d.push(t0 + Duration::from_millis(10), 1, 10);
-        d.push(t0 + Duration::from_millis(20), 2, 20);
-        assert_eq!(d.next(), Some(t0 + Duration::from_millis(10)));
-        assert_eq!(d.pop_due(t0), None);
-        let t = t0 + Duration::from_millis(25);
-        assert_eq!(d.pop_due(t), Some((1, 10)));
-        assert_eq!(d.pop_due(t), Some((2, 20)));
-        assert_eq!(d.pop_due(t), None);
-        assert_eq!(d.next(), Some(t0 + Duration::from_millis(30)));
     }
 }

@@ -113,8 +113,8 @@ pub enum Event {
     /// A timer expired: close the session with this goodbye (after whatever the owner does
     /// for a departing peer).
     Expired(Violation),
-    /// The close is complete (the peer closed its side after our goodbye, or the grace ran
-    /// out): drop the connection.
+    /// The grace of a closing session ran out (its peer did not close its side): drop the
+    /// connection.
     Finished,
 }
 
@@ -240,11 +240,6 @@ impl Session {
         self.out.len()
     }
 
-    /// Input received but not yet cut into frames.
-    pub fn buffered(&self) -> usize {
-        self.conn.buffered()
-    }
-
     // ---- input from the network ----
 
     /// Bytes read from the peer. A closing session discards them (within its budget).
@@ -258,12 +253,12 @@ impl Session {
         }
     }
 
-    /// The peer closed its side (end of stream). A closing session is finished once its
-    /// output is written; otherwise the owner treats the peer as gone.
-    pub fn handle_peer_closed(&mut self) {
-        if self.closing.is_some() && self.out.is_empty() {
-            self.finished = true;
-        }
+    /// The peer closed its side (end of stream, or the socket failed): whether the connection
+    /// is over. It is, unless the session is closing with its goodbye still to write: a
+    /// half-closed peer can still read it, and the close finishes once it is written (or at
+    /// the grace).
+    pub fn handle_peer_closed(&mut self) -> bool {
+        self.closing.is_none() || self.out.is_empty()
     }
 
     /// The first `n` bytes of [`poll_transmit`](Self::poll_transmit) were written.
@@ -423,8 +418,9 @@ impl Session {
     }
 
     /// Closes with a goodbye: for a violation, output not yet started is dropped so the
-    /// goodbye goes next. The goodbye is written, then a FIN; the session is finished when the
-    /// peer closes its side or the grace runs out (see [`Event::Finished`]).
+    /// goodbye goes next. The goodbye is written, then a FIN; the connection is over when the
+    /// peer closes its side ([`handle_peer_closed`](Self::handle_peer_closed)) or the grace
+    /// runs out ([`Event::Finished`]).
     pub fn close(&mut self, code: GoodbyeCode, reason: &str, now: Instant) {
         if self.closing.is_some() {
             return;
@@ -873,7 +869,9 @@ mod tests {
         transfer(&mut p.server, &mut p.client, 50, now);
         p.server.close(GoodbyeCode::Limit, "too much", now);
         assert!(p.server.is_closing() && !p.server.is_welcomed());
-        // Output: the rest of the partial frame, then the goodbye.
+        // Output: the rest of the partial frame, then the goodbye; a peer that closes its side
+        // now (half-closed) may still read it.
+        assert!(!p.server.handle_peer_closed());
         // 63 bytes left of the 113-byte frame, then the goodbye: length, type, code, reason.
         assert_eq!(p.server.pending_output(), 63 + 4 + 1 + 1 + 8);
         assert!(
@@ -898,9 +896,8 @@ mod tests {
         assert!(Pair::frames(&mut p.server, p.now).is_empty());
         assert!(p.server.send(&Frame::Ping(1), p.now).is_ok());
         assert_eq!(p.server.pending_output(), 0);
-        // The peer closes its side: finished.
-        p.server.handle_peer_closed();
-        assert_eq!(events(&mut p.server), vec![Event::Finished]);
+        // Written: the peer closing its side ends the connection.
+        assert!(p.server.handle_peer_closed());
     }
 
     #[test]

@@ -516,33 +516,16 @@ impl Endpoints {
                 let why = format!("the peer said goodbye ({code:?}): {reason}");
                 self.close(io, target, CloseReason::peer_gone(why));
             }
-            Frame::HostHello { .. }
-            | Frame::HostWelcome { .. }
-            | Frame::PlayerJoin { .. }
-            | Frame::PlayerAccept { .. }
-            | Frame::PlayerReject { .. }
-            | Frame::PlayerLeft { .. }
-            | Frame::Routed { .. }
-            | Frame::Kick { .. }
-            | Frame::Broadcast { .. } => {
-                let frame = frame.frame_type();
-                let state = "from a player (host-link frames travel only between hosts and relays)";
-                self.violation(
-                    io,
-                    target,
-                    proto::ProtocolError::Unexpected { frame, state }.into(),
-                );
-            }
-            Frame::Welcome { .. } | Frame::Refused { .. } => {
-                // The protocol state machine only yields these before the handshake, which a
-                // client completes before its reactor starts.
-                let frame = frame.frame_type();
-                let state = "after the handshake";
-                self.violation(
-                    io,
-                    target,
-                    proto::ProtocolError::Unexpected { frame, state }.into(),
-                );
+            // Handshake answers (which the protocol state machine yields only before the
+            // handshake, done before a connection reaches here) and host-link frames.
+            unexpected => {
+                let state = match unexpected {
+                    Frame::Welcome { .. } | Frame::Refused { .. } => "after the handshake",
+                    _ => "from a player (host-link frames travel only between hosts and relays)",
+                };
+                let frame = unexpected.frame_type();
+                let violation = proto::ProtocolError::Unexpected { frame, state }.into();
+                self.violation(io, target, violation);
             }
         }
     }
