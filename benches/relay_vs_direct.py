@@ -8,11 +8,15 @@ Usage (from the repository root, after `cargo build --release --features cli`):
 Each round starts, for each build, a relay with a game server attached to it and a game server
 of its own (rate and in-flight limits lifted), then loads each with the same generator (this
 tree's `remotefn bench`): 100 players x 16 calls in flight (pipelined) and 1,000 x 1, 32-byte
-echo. It prints calls/s through the relay, directly, and their ratio, then the medians. With
-`--before`, the two builds alternate which goes first, so they share the machine's state.
+echo. It prints calls/s through the relay, directly, and their ratio, and what a call costs in
+CPU time (user + system of the relay and its game server together, or of the direct server,
+over a window inside the measured run, divided by the calls answered in it), then the
+medians. With `--before`, the two builds
+alternate which goes first, so they share the machine's state.
 """
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -29,13 +33,29 @@ def start(args):
     return proc, addrs
 
 
-def bench(target, players, inflight, duration, place=None):
+def cpu_seconds(procs):
+    total = 0
+    for proc in procs:
+        fields = open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def bench(target, players, inflight, duration, servers, place=None):
+    """Calls/s, and CPU microseconds per call of `servers` in steady load."""
     cmd = [NEW, "bench", "--target", target, "--players", str(players), "--inflight", str(inflight),
            "--duration", str(duration), "--warmup", "1", "--json"]
     if place:
         cmd += ["--place", place]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["calls_per_sec"]
+    load = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # CPU is sampled inside the measured window (after connecting and the 1 s warm-up, and
+    # before its end), so it is the steady cost of a call.
+    time.sleep(1.5 + players / 2000)
+    start, before = time.monotonic(), cpu_seconds(servers)
+    time.sleep(max(duration - 1.0, 0.5))
+    window, used = time.monotonic() - start, cpu_seconds(servers) - before
+    run = json.loads(load.communicate()[0].strip().splitlines()[-1])
+    return run["calls_per_sec"], 1e6 * used / (run["calls_per_sec"] * window)
 
 
 def one_build(binary, duration):
@@ -46,8 +66,8 @@ def one_build(binary, duration):
     direct, direct_addrs = start([binary, "serve", "--listen", "127.0.0.1:0", "--log", "error", *LIFT])
     time.sleep(0.3)
     try:
-        return {load: (bench(relay_addrs[0], *load, duration, place="p"),
-                       bench(direct_addrs[0], *load, duration)) for load in LOADS}
+        return {load: (bench(relay_addrs[0], *load, duration, [relay, host], place="p"),
+                       bench(direct_addrs[0], *load, duration, [direct])) for load in LOADS}
     finally:
         for proc in (relay, host, direct):
             proc.kill()
@@ -69,13 +89,16 @@ def main():
         for name, binary in order:
             for (players, inflight), (via, direct) in one_build(binary, args.duration).items():
                 results.setdefault((name, players, inflight), []).append((via, direct))
-                print(f"round {r} {name:6} {players}x{inflight}: relay {via:,.0f}  direct {direct:,.0f}  "
-                      f"ratio {via / direct:.3f}", flush=True)
+                print(f"round {r} {name:6} {players}x{inflight}: relay {via[0]:,.0f} calls/s "
+                      f"({via[1]:.2f} us CPU/call)  direct {direct[0]:,.0f} ({direct[1]:.2f} us)  "
+                      f"ratio {via[0] / direct[0]:.3f}", flush=True)
     print()
+    med = statistics.median
     for (name, players, inflight), runs in sorted(results.items()):
-        print(f"{name:6} {players}x{inflight}: median relay {statistics.median(v for v, _ in runs):,.0f}  "
-              f"median direct {statistics.median(d for _, d in runs):,.0f}  "
-              f"median ratio {statistics.median(v / d for v, d in runs):.3f}")
+        print(f"{name:6} {players}x{inflight}: median relay {med(v[0] for v, _ in runs):,.0f} "
+              f"({med(v[1] for v, _ in runs):.2f} us CPU/call)  "
+              f"median direct {med(d[0] for _, d in runs):,.0f} ({med(d[1] for _, d in runs):.2f} us)  "
+              f"median ratio {med(v[0] / d[0] for v, d in runs):.3f}")
 
 
 if __name__ == "__main__":

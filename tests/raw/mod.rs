@@ -97,6 +97,27 @@ impl RawPlayer {
         goodbye
     }
 
+    /// Reads frames until the server's end of stream: the goodbye it sent, if any, and how the
+    /// stream ended (an error, such as a reset, instead of a clean end).
+    pub fn goodbye_and_end(
+        &mut self,
+    ) -> (Option<(proto::GoodbyeCode, String)>, std::io::Result<()>) {
+        let mut goodbye = None;
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(frame) = self.proto.poll_frame().expect("server speaks the protocol") {
+                if let Frame::Goodbye { code, reason } = frame {
+                    goodbye = Some((code, reason));
+                }
+            }
+            match self.socket.read(&mut buf) {
+                Ok(0) => return (goodbye, Ok(())),
+                Ok(n) => self.proto.handle_bytes(&buf[..n]),
+                Err(e) => return (goodbye, Err(e)),
+            }
+        }
+    }
+
     /// The next frame, or None once the server closed the connection.
     pub fn next_frame(&mut self) -> Option<Frame> {
         let mut buf = [0u8; 4096];
