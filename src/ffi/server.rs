@@ -651,6 +651,15 @@ pub unsafe extern "C" fn rf_server_set_authenticator(
     })
 }
 
+/// The handshake being decided.
+///
+/// # Safety
+/// `a` is NULL or the `rf_auth` of the authenticator callback now running.
+unsafe fn auth<'a>(a: *mut rf_auth, _: &str) -> Result<&'a mut rf_auth, Error> {
+    // SAFETY: forwarded caller contract.
+    unsafe { handle_mut(a, "auth") }
+}
+
 /// Records a decision once.
 fn decide(auth: &mut rf_auth, decision: Result<Identity, String>) -> Result<(), Error> {
     if auth.decision.is_some() {
@@ -672,7 +681,7 @@ pub unsafe extern "C" fn rf_auth_accept(
     user_id: u64,
     name: *const c_char,
 ) -> rf_status {
-    entry!(auth = handle_mut(a), name = optional_str(name) => {
+    entry!(auth = auth(a), name = optional_str(name) => {
         let name = name.unwrap_or("").to_owned();
         decide(auth, Ok(Identity { user_id, name }))
     })
@@ -686,7 +695,7 @@ pub unsafe extern "C" fn rf_auth_accept(
 /// a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn rf_auth_reject(a: *mut rf_auth, reason: *const c_char) -> rf_status {
-    entry!(auth = handle_mut(a), reason = optional_str(reason) => {
+    entry!(auth = auth(a), reason = optional_str(reason) => {
         decide(auth, Err(reason.unwrap_or("rejected").to_owned()))
     })
 }

@@ -363,6 +363,15 @@ unsafe fn value<'a>(v: *const rf_value, _: &str) -> Result<&'a Value, Error> {
     unsafe { v.cast::<Value>().as_ref() }.ok_or_else(|| invalid("value is NULL"))
 }
 
+/// A `CFrame` argument.
+///
+/// # Safety
+/// `v` is NULL or points to a readable `rf_cframe`.
+unsafe fn cframe<'a>(v: *const rf_cframe, _: &str) -> Result<&'a rf_cframe, Error> {
+    // SAFETY: forwarded caller contract.
+    unsafe { handle(v, "cframe") }
+}
+
 /// A tuple being built.
 ///
 /// # Safety
@@ -461,7 +470,7 @@ pub unsafe extern "C" fn rf_tuple_push_vector3(t: *mut rf_tuple, v: rf_vector3) 
 /// readable `rf_cframe`.
 #[no_mangle]
 pub unsafe extern "C" fn rf_tuple_push_cframe(t: *mut rf_tuple, v: *const rf_cframe) -> rf_status {
-    entry!(t = tuple_mut(t), c = handle(v) => {
+    entry!(t = tuple_mut(t), c = cframe(v) => {
         t.push(Value::from(CFrame { position: c.position, rotation: c.rotation }))
     })
 }
