@@ -3,11 +3,11 @@
 use crate::calls::CallId;
 use crate::dispatch::DispatchMode;
 use crate::driver::dial;
-use crate::endpoint::{Endpoint, Limits, Responder, Side};
+use crate::endpoint::{Endpoint, Responder, Side};
 use crate::error::{Error, Result};
-use crate::proto::{self, Frame, DEFAULT_MAX_FRAME};
+use crate::limits::Limits;
+use crate::proto::Frame;
 use crate::reactor::Reactor;
-use crate::value::codec::DEFAULT_MAX_DEPTH;
 use crate::value::{Tuple, Value};
 use bytes::Bytes;
 use std::fmt::Display;
@@ -28,17 +28,10 @@ pub struct ClientConfig {
     pub workers: usize,
     /// How long connecting and the handshake may take. Default: 10 s.
     pub connect_timeout: Duration,
-    /// Largest frame accepted from the server. Default: 4 MiB.
-    pub max_payload: u32,
-    /// Deepest table nesting accepted in values. Default: 64.
-    pub max_depth: usize,
-    /// Calls queued per name while no handler is bound. Default: 256.
-    pub queue_per_function: usize,
-    /// `invoke_server` calls in flight at once, over all threads. Default: 4,096.
-    pub max_calls_in_flight: usize,
-    /// The server not heard from for this long closes the connection (pending calls fail
-    /// with Disconnected); the client pings after a third of it. Zero disables. Default: 60 s.
-    pub idle_timeout: Duration,
+    /// What the client allows its server. Default: [`Limits::client`]. When the server is not
+    /// heard from for `idle_timeout`, the connection closes and pending calls fail with
+    /// Disconnected.
+    pub limits: Limits,
 }
 
 impl Default for ClientConfig {
@@ -49,11 +42,7 @@ impl Default for ClientConfig {
             dispatch: DispatchMode::Workers,
             workers: 1,
             connect_timeout: Duration::from_secs(10),
-            max_payload: DEFAULT_MAX_FRAME,
-            max_depth: DEFAULT_MAX_DEPTH,
-            queue_per_function: 256,
-            max_calls_in_flight: 4096,
-            idle_timeout: Duration::from_secs(60),
+            limits: Limits::client(),
         }
     }
 }
@@ -80,13 +69,19 @@ impl Client {
     /// Fails with [`Error::Rejected`] (the server's reason) when refused, [`Error::Timeout`]
     /// when `connect_timeout` passes, or [`Error::Io`].
     pub fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client> {
+        config.limits.validate()?;
         let hello = Frame::Hello {
             place: config.place.clone(),
             token: config.token.clone(),
         };
         let timeout = config.connect_timeout;
-        let (socket, session, welcome) =
-            dial::dial(addr, &hello, config.max_payload, timeout, dial::SERVER)?;
+        let (socket, session, welcome) = dial::dial(
+            addr,
+            &hello,
+            config.limits.max_payload,
+            timeout,
+            dial::SERVER,
+        )?;
         let Frame::Welcome {
             player,
             max_frame: server_max_frame,
@@ -97,22 +92,13 @@ impl Client {
             ));
         };
 
-        let limits = Limits {
-            max_frame: config.max_payload,
-            max_send: server_max_frame,
-            max_depth: config.max_depth,
-            queue_per_name: config.queue_per_function,
-            max_calls_in_flight: config.max_calls_in_flight,
-            max_pending_replies: 4096,
-            max_output_buffer: 64 * 1024 * 1024,
-            max_players: 1,
-            handshake_timeout: config.connect_timeout,
-            idle_timeout: config.idle_timeout,
-            // The server is trusted by its players: it is not rate limited.
-            max_inflight_per_peer: u32::MAX,
-            rate: proto::RateLimit::UNLIMITED,
-        };
-        let ep = Endpoint::start(Side::Client, limits, config.dispatch, config.workers);
+        let ep = Endpoint::start(
+            Side::Client,
+            config.limits,
+            server_max_frame,
+            config.dispatch,
+            config.workers,
+        );
         let started = Reactor::client(ep.clone(), socket, session).and_then(|(reactor, conn)| {
             let thread = std::thread::Builder::new()
                 .name("rf-client-reactor".into())

@@ -9,6 +9,7 @@
 use crate::calls::{CallId, CallSlots, Outcome, ReplyTable};
 use crate::dispatch::{self, blocking_section, DispatchMode, Job, Lookup, Pool, Registry};
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::proto::{self, ErrorKind, GoodbyeCode};
 use crate::value::codec::{self, DecodeLimits};
 use crate::value::{Tuple, Value};
@@ -28,30 +29,6 @@ use std::time::Duration;
 pub(crate) enum Side {
     Server,
     Client,
-}
-
-/// The limits an endpoint enforces.
-#[derive(Clone, Debug)]
-pub(crate) struct Limits {
-    /// Largest frame accepted from the peer.
-    pub max_frame: u32,
-    /// Largest frame the peer accepts from us (a client learns it from the welcome).
-    pub max_send: u32,
-    pub max_depth: usize,
-    pub queue_per_name: usize,
-    pub max_calls_in_flight: usize,
-    pub max_pending_replies: usize,
-    pub max_output_buffer: usize,
-    pub max_players: usize,
-    /// A connection must finish the handshake within this.
-    pub handshake_timeout: Duration,
-    /// A peer heard from for this long is closed; a ping goes out after a third of it.
-    /// Zero disables heartbeats.
-    pub idle_timeout: Duration,
-    /// Inbound calls a peer may have unanswered at once.
-    pub max_inflight_per_peer: u32,
-    /// Calls and events a peer may send per second, and what happens past them.
-    pub rate: proto::RateLimit,
 }
 
 /// Who a player is, as decided by the authenticator.
@@ -152,6 +129,8 @@ pub struct PlayerInfo {
 pub(crate) struct Endpoint {
     side: Side,
     limits: Limits,
+    /// Largest frame the peer accepts from us (a client learns it from the welcome).
+    max_send: u32,
     calls: CallSlots,
     replies: ReplyTable<Route>,
     functions: Registry<FnHandler, Job>,
@@ -177,15 +156,17 @@ impl Endpoint {
     pub(crate) fn start(
         side: Side,
         limits: Limits,
+        max_send: u32,
         mode: DispatchMode,
         workers: usize,
     ) -> Arc<Endpoint> {
         let ep = Arc::new(Endpoint {
             side,
+            max_send,
             calls: CallSlots::new(limits.max_calls_in_flight),
             replies: ReplyTable::new(limits.max_pending_replies),
-            functions: Registry::new(limits.queue_per_name),
-            events: Registry::new(limits.queue_per_name),
+            functions: Registry::new(limits.queue_per_function),
+            events: Registry::new(limits.queue_per_function),
             limits,
             player_added: RwLock::new(Vec::new()),
             player_removing: RwLock::new(Vec::new()),
@@ -387,10 +368,10 @@ impl Endpoint {
 
     fn check_frame_size(&self, frame: &[u8]) -> Result<()> {
         let len = frame.len() - 4;
-        if len > self.limits.max_send as usize {
+        if len > self.max_send as usize {
             return Err(Error::Limit(format!(
                 "payload of {len} bytes exceeds the peer's limit of {} bytes",
-                self.limits.max_send
+                self.max_send
             )));
         }
         Ok(())
@@ -601,7 +582,7 @@ impl Endpoint {
             Lookup::Full(_) => {
                 let msg = format!(
                     "no handler is bound to {fname:?} and its queue is full ({} calls)",
-                    self.limits.queue_per_name
+                    self.limits.queue_per_function
                 );
                 self.send_error(conn, call, ErrorKind::Limit, &msg);
                 return false;

@@ -11,6 +11,7 @@
 //! - [`value`]: the Luau value set and its binary encoding;
 //! - [`proto`]: the wire protocol, sans-IO (bytes in, frames out);
 //! - `reactor`: the mio event loop that owns every socket;
+//! - [`Limits`]: what an end allows its peers, shared by every config, the C setters and the CLI;
 //! - `calls`: preallocated slots for calls in flight, where callers park;
 //! - `dispatch`: handler registries, worker pool and manual dispatch;
 //! - [`server`] and [`client`]: the two ends, built from the pieces above;
@@ -41,6 +42,8 @@ mod endpoint;
 mod error;
 pub mod ffi;
 /// cbindgen:ignore
+mod limits;
+/// cbindgen:ignore
 mod reactor;
 /// cbindgen:ignore
 #[cfg(feature = "relay")]
@@ -55,6 +58,7 @@ pub use client::{Client, ClientConfig, ClientHandle};
 pub use dispatch::DispatchMode;
 pub use endpoint::{AuthRequest, Identity, PlayerInfo, Responder};
 pub use error::{Error, Result};
+pub use limits::Limits;
 #[cfg(feature = "relay")]
 pub use relay::{Relay, RelayConfig};
 pub use server::{PlayerId, Server, ServerConfig, ServerHandle};

@@ -2,11 +2,11 @@
 
 use crate::calls::CallId;
 use crate::dispatch::DispatchMode;
-use crate::endpoint::{AuthRequest, Endpoint, Identity, Limits, PlayerInfo, Responder, Side};
+use crate::endpoint::{AuthRequest, Endpoint, Identity, PlayerInfo, Responder, Side};
 use crate::error::{Error, Result};
-use crate::proto::{GoodbyeCode, RateLimit, DEFAULT_MAX_FRAME};
+use crate::limits::Limits;
+use crate::proto::GoodbyeCode;
 use crate::reactor::Reactor;
-use crate::value::codec::DEFAULT_MAX_DEPTH;
 use crate::value::{Tuple, Value};
 use std::fmt::Display;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -23,39 +23,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Where handlers run. Default: [`DispatchMode::Workers`].
     pub dispatch: DispatchMode,
-    /// Largest frame a player may send, and the server may send: type byte plus body, so a
-    /// call's arguments get slightly less. Default: 4 MiB.
-    pub max_payload: u32,
-    /// Deepest table nesting accepted in values. Default: 64.
-    pub max_depth: usize,
-    /// Calls (and events) queued per name while no handler is bound. Default: 256.
-    pub queue_per_function: usize,
-    /// `invoke_client` calls in flight at once, over all players. Default: 65,536.
-    pub max_calls_in_flight: usize,
-    /// Inbound calls handed to handlers and not yet answered. Default: 65,536.
-    pub max_pending_replies: usize,
-    /// Bytes queued for one player before it is disconnected as not reading. Default: 8 MiB.
-    pub max_output_buffer: usize,
-    /// Connected players at once; the next handshake is refused. Default: 100,000.
-    pub max_players: usize,
-    /// A connection that has not completed the handshake by then is closed. Default: 10 s.
-    pub handshake_timeout: Duration,
-    /// A player not heard from for this long is disconnected; the server pings a player idle
-    /// for a third of it, and the client answers by itself. Zero disables. Default: 60 s.
-    pub idle_timeout: Duration,
-    /// Calls one player may have unanswered at once; one more disconnects it. Default: 64
-    /// (handlers serve calls in arrival order, so this also bounds how long one player can make
-    /// everyone else wait).
-    pub max_inflight_per_player: u32,
-    /// Calls and events one player may send per second, on average (token bucket). A faster
-    /// player is slowed down, not cut: past the bucket its input is left unread until tokens
-    /// refill (TCP pushes back on it), so it loses nothing. 0 is unlimited. Default: 10,000.
-    pub rate_per_sec: u32,
-    /// The bucket: how many calls and events may arrive in one burst. Default: 10,000.
-    pub rate_burst: u32,
-    /// A player that stays over its rate this long without a break is disconnected ("rate
-    /// limit"). Zero never disconnects. Default: 30 s.
-    pub rate_cut_after: Duration,
+    /// What the server allows its players. Default: [`Limits::default`].
+    pub limits: Limits,
 }
 
 impl Default for ServerConfig {
@@ -63,19 +32,7 @@ impl Default for ServerConfig {
         ServerConfig {
             workers: 4,
             dispatch: DispatchMode::Workers,
-            max_payload: DEFAULT_MAX_FRAME,
-            max_depth: DEFAULT_MAX_DEPTH,
-            queue_per_function: 256,
-            max_calls_in_flight: 65_536,
-            max_pending_replies: 65_536,
-            max_output_buffer: 8 * 1024 * 1024,
-            max_players: 100_000,
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            max_inflight_per_player: 64,
-            rate_per_sec: 10_000,
-            rate_burst: 10_000,
-            rate_cut_after: Duration::from_secs(30),
+            limits: Limits::default(),
         }
     }
 }
@@ -98,30 +55,15 @@ pub struct ServerHandle {
 impl Server {
     /// Creates a server: starts its handler workers, but does not listen yet.
     pub fn new(config: ServerConfig) -> Result<Server> {
-        if config.max_payload < 64 {
-            return Err(Error::InvalidArgument(
-                "max_payload must be at least 64 bytes".into(),
-            ));
-        }
-        let limits = Limits {
-            max_frame: config.max_payload,
-            max_send: config.max_payload,
-            max_depth: config.max_depth,
-            queue_per_name: config.queue_per_function,
-            max_calls_in_flight: config.max_calls_in_flight,
-            max_pending_replies: config.max_pending_replies,
-            max_output_buffer: config.max_output_buffer,
-            max_players: config.max_players,
-            handshake_timeout: config.handshake_timeout,
-            idle_timeout: config.idle_timeout,
-            max_inflight_per_peer: config.max_inflight_per_player,
-            rate: RateLimit {
-                per_sec: config.rate_per_sec,
-                burst: config.rate_burst.max(1),
-                cut_after: config.rate_cut_after,
-            },
-        };
-        let ep = Endpoint::start(Side::Server, limits, config.dispatch, config.workers);
+        config.limits.validate()?;
+        let max_send = config.limits.max_payload;
+        let ep = Endpoint::start(
+            Side::Server,
+            config.limits,
+            max_send,
+            config.dispatch,
+            config.workers,
+        );
         Ok(Server {
             handle: ServerHandle { ep },
         })
@@ -209,7 +151,7 @@ impl ServerHandle {
             place: place.to_owned(),
             secret: bytes::Bytes::copy_from_slice(secret.unwrap_or("").as_bytes()),
         };
-        let max_frame = self.ep.limits().max_frame + crate::proto::LINK_OVERHEAD;
+        let max_frame = self.ep.limits().max_payload + crate::proto::LINK_OVERHEAD;
         let (socket, session) =
             crate::reactor::connect_link(&spec, max_frame, Duration::from_secs(10))?;
         {

@@ -48,15 +48,18 @@ fn frame(f: Frame) -> BytesMut {
 #[test]
 fn a_hostile_crowd_cannot_hurt_a_well_behaved_player() {
     let config = ServerConfig {
-        handshake_timeout: Duration::from_secs(1),
-        // A player that takes none of its output this long is cut even below the output
-        // bound (the server stops serving it well before: see the deaf player below).
-        idle_timeout: Duration::from_secs(3),
-        rate_per_sec: 1000,
-        rate_burst: 2000,
-        // The flooder below is over its rate for 3 s: slowed down for 1 s, then cut.
-        rate_cut_after: Duration::from_secs(1),
-        max_output_buffer: 1024 * 1024,
+        limits: Limits {
+            handshake_timeout: Duration::from_secs(1),
+            // A player that takes none of its output this long is cut even below the output
+            // bound (the server stops serving it well before: see the deaf player below).
+            idle_timeout: Duration::from_secs(3),
+            rate_per_sec: 1000,
+            rate_burst: 2000,
+            // The flooder below is over its rate for 3 s: slowed down for 1 s, then cut.
+            rate_cut_after: Duration::from_secs(1),
+            max_output_buffer: 1024 * 1024,
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     };
     let (server, addr) = echo_server(config);

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 #[test]
 fn a_stalled_handshake_is_closed_with_a_timeout() {
     let config = ServerConfig {
-        handshake_timeout: Duration::from_millis(300),
+        limits: Limits {
+            handshake_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     };
     let (server, addr) = echo_server(config);
@@ -50,7 +53,10 @@ fn a_stalled_handshake_is_closed_with_a_timeout() {
 #[test]
 fn a_connection_storm_while_a_player_keeps_calling_admits_every_newcomer() {
     let config = ServerConfig {
-        handshake_timeout: Duration::from_secs(10),
+        limits: Limits {
+            handshake_timeout: Duration::from_secs(10),
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     };
     let (server, addr) = echo_server(config);
@@ -94,7 +100,10 @@ fn a_connection_storm_while_a_player_keeps_calling_admits_every_newcomer() {
 #[test]
 fn heartbeats_keep_a_quiet_player_and_cut_a_silent_one() {
     let config = ServerConfig {
-        idle_timeout: Duration::from_millis(600),
+        limits: Limits {
+            idle_timeout: Duration::from_millis(600),
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     };
     let (server, addr) = echo_server(config);
@@ -133,7 +142,10 @@ fn a_client_gives_up_on_a_silent_server() {
         std::thread::sleep(Duration::from_secs(3));
     });
     let config = ClientConfig {
-        idle_timeout: Duration::from_millis(500),
+        limits: Limits {
+            idle_timeout: Duration::from_millis(500),
+            ..Limits::client()
+        },
         ..ClientConfig::default()
     };
     let client = Client::connect(addr, config).unwrap();
@@ -151,9 +163,12 @@ fn a_client_gives_up_on_a_silent_server() {
 fn a_flood_past_the_rate_limit_disconnects_only_the_flooder() {
     // 500 events at 100 a second: over the rate for 4.5 s, past the 1 s it may stay over.
     let config = ServerConfig {
-        rate_per_sec: 100,
-        rate_burst: 50,
-        rate_cut_after: Duration::from_secs(1),
+        limits: Limits {
+            rate_per_sec: 100,
+            rate_burst: 50,
+            rate_cut_after: Duration::from_secs(1),
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     };
     let (server, addr) = echo_server(config);
@@ -185,7 +200,10 @@ fn a_flood_past_the_rate_limit_disconnects_only_the_flooder() {
 #[test]
 fn too_many_calls_in_flight_disconnects_the_player() {
     let config = ServerConfig {
-        max_inflight_per_player: 8,
+        limits: Limits {
+            max_inflight_per_player: 8,
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     };
     let (server, addr) = echo_server(config);
@@ -227,7 +245,10 @@ fn too_many_calls_in_flight_disconnects_the_player() {
 #[test]
 fn a_player_that_never_reads_is_cut_at_the_output_bound() {
     let config = ServerConfig {
-        max_output_buffer: 256 * 1024,
+        limits: Limits {
+            max_output_buffer: 256 * 1024,
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     };
     let (server, addr) = echo_server(config);
@@ -254,11 +275,14 @@ fn a_player_that_never_reads_is_cut_at_the_output_bound() {
 #[test]
 fn a_caller_that_never_reads_its_answers_gets_no_more_served_and_is_cut_after_the_idle_timeout() {
     let config = ServerConfig {
-        idle_timeout: Duration::from_secs(2),
-        rate_per_sec: 0,
-        max_inflight_per_player: 100_000,
-        // Room for every answer: without the pause, all 1,600 calls would be served.
-        max_output_buffer: 256 * 1024 * 1024,
+        limits: Limits {
+            idle_timeout: Duration::from_secs(2),
+            rate_per_sec: 0,
+            max_inflight_per_player: 100_000,
+            // Room for every answer: without the pause, all 1,600 calls would be served.
+            max_output_buffer: 256 * 1024 * 1024,
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     };
     let (server, addr) = echo_server(config);

@@ -54,9 +54,12 @@ fn game_server(config: ServerConfig) -> (Server, Arc<AtomicU64>) {
 impl Target {
     fn server(cut_after: Duration) -> Target {
         let (server, spam) = game_server(ServerConfig {
-            rate_per_sec: RATE,
-            rate_burst: BURST,
-            rate_cut_after: cut_after,
+            limits: Limits {
+                rate_per_sec: RATE,
+                rate_burst: BURST,
+                rate_cut_after: cut_after,
+                ..Limits::default()
+            },
             ..ServerConfig::default()
         });
         Target {
@@ -74,15 +77,21 @@ impl Target {
             players: "127.0.0.1:0".into(),
             hosts: "127.0.0.1:0".into(),
             secret: Some("s3cret".into()),
-            rate_per_sec: RATE,
-            rate_burst: BURST,
-            rate_cut_after: cut_after,
+            limits: Limits {
+                rate_per_sec: RATE,
+                rate_burst: BURST,
+                rate_cut_after: cut_after,
+                ..Limits::default()
+            },
             ..RelayConfig::default()
         })
         .unwrap();
         // The host does not shape relayed players (their relay does): its own limit is off.
         let (server, spam) = game_server(ServerConfig {
-            rate_per_sec: 0,
+            limits: Limits {
+                rate_per_sec: 0,
+                ..Limits::default()
+            },
             ..ServerConfig::default()
         });
         server

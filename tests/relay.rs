@@ -177,7 +177,10 @@ fn calls_events_and_lifecycle_work_unchanged_through_the_relay() {
 #[test]
 fn hundreds_of_stalled_handshakes_at_the_relay_all_get_their_timeout() {
     let relay = relay_with(RelayConfig {
-        handshake_timeout: Duration::from_millis(500),
+        limits: Limits {
+            handshake_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        },
         ..RelayConfig::default()
     });
     let _host = host(&relay, "arena");
@@ -558,7 +561,10 @@ fn a_host_that_stops_reading_is_cut_at_its_output_bound_and_its_players_fail_fas
     use std::io::{Read, Write};
     let relay = relay_with(RelayConfig {
         max_host_output_buffer: 1024 * 1024,
-        rate_per_sec: 0,
+        limits: Limits {
+            rate_per_sec: 0,
+            ..Limits::default()
+        },
         ..RelayConfig::default()
     });
     // A host by hand: it attaches, accepts one player, then never reads again.
@@ -663,7 +669,10 @@ fn a_player_cut_for_a_violation_gets_its_goodbye_even_with_unread_input() {
 #[test]
 fn a_player_that_does_not_read_its_answers_stops_being_served_and_is_cut() {
     let relay = relay_with(RelayConfig {
-        idle_timeout: Duration::from_secs(2),
+        limits: Limits {
+            idle_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        },
         ..RelayConfig::default()
     });
     let server = host(&relay, "lobby");
@@ -701,7 +710,10 @@ fn a_player_that_does_not_read_its_answers_stops_being_served_and_is_cut() {
 #[test]
 fn a_hostile_crowd_at_the_relay_cannot_hurt_a_well_behaved_player() {
     let relay = relay_with(RelayConfig {
-        handshake_timeout: Duration::from_secs(1),
+        limits: Limits {
+            handshake_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        },
         ..RelayConfig::default()
     });
     let server = host(&relay, "lobby");

@@ -154,7 +154,10 @@ fn timeout_returns_timeout_and_the_late_reply_never_reaches_a_later_call() {
         .unwrap();
     // One call slot: the second call reuses the slot the first timed out in.
     let config = ClientConfig {
-        max_calls_in_flight: 1,
+        limits: Limits {
+            max_calls_in_flight: 1,
+            ..Limits::client()
+        },
         ..ClientConfig::default()
     };
     let client = Client::connect(addr, config).unwrap();
@@ -178,7 +181,10 @@ fn timeout_returns_timeout_and_the_late_reply_never_reaches_a_later_call() {
 fn calls_to_an_unbound_name_wait_for_a_handler_and_overflow_fails_at_once() {
     // 257 calls from one player at once: above the default bound on calls in flight.
     let config = ServerConfig {
-        max_inflight_per_player: 1024,
+        limits: Limits {
+            max_inflight_per_player: 1024,
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     };
     let (server, addr) = echo_server(config);
@@ -605,7 +611,10 @@ fn every_value_type_round_trips_through_a_call() {
 #[test]
 fn local_misuse_is_an_error_not_a_crash() {
     let (server, addr) = echo_server(ServerConfig {
-        max_payload: 1024,
+        limits: Limits {
+            max_payload: 1024,
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     });
     let client = connect(addr);

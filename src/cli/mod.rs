@@ -2,6 +2,7 @@
 
 mod bench;
 mod call;
+mod limits;
 mod relay;
 mod serve;
 

@@ -1,15 +1,16 @@
 //! `remotefn relay`: the relay as a service, until SIGTERM or SIGINT.
 
+use super::limits::{secs, PlayerLimitArgs};
 use clap::Args;
 use remotefn::{Relay, RelayConfig};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Flags override the config file, which overrides the defaults.
 #[derive(Args, Debug)]
 pub struct RelayArgs {
     /// A TOML file with any of the settings below (same names, with underscores; durations in
-    /// seconds), e.g. `players = "0.0.0.0:7878"` and `secret = "..."`.
+    /// seconds; the limits in a `[limits]` table), e.g. `players = "0.0.0.0:7878"`,
+    /// `secret = "..."` and `[limits] max_players = 20000`.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Where players connect [default: 127.0.0.1:7878].
@@ -27,37 +28,11 @@ pub struct RelayArgs {
     /// Seconds in-flight calls may take to finish on shutdown [default: 5].
     #[arg(long)]
     drain_timeout: Option<f64>,
-    /// Largest frame a player may send, in bytes [default: 4 MiB].
-    #[arg(long)]
-    max_payload: Option<u32>,
-    /// Players at once [default: 100,000].
-    #[arg(long)]
-    max_players: Option<usize>,
-    /// Calls and events per second per player, 0 for unlimited [default: 10,000].
-    #[arg(long)]
-    rate_per_sec: Option<u32>,
-    /// Burst size of the per-player rate limit [default: 10,000].
-    #[arg(long)]
-    rate_burst: Option<u32>,
-    /// Seconds a player may stay over its rate (slowed down meanwhile) before it is cut, 0 for
-    /// never [default: 30].
-    #[arg(long)]
-    rate_cut_after: Option<f64>,
-    /// Calls a player may have unanswered at once [default: 64].
-    #[arg(long)]
-    max_inflight_per_player: Option<u32>,
-    /// Bytes queued for one player before it is cut as not reading [default: 8 MiB].
-    #[arg(long)]
-    max_output_buffer: Option<usize>,
+    #[command(flatten)]
+    limits: PlayerLimitArgs,
     /// Bytes queued for one host before it is cut as not reading [default: 256 MiB].
     #[arg(long)]
     max_host_output_buffer: Option<usize>,
-    /// Seconds allowed for a handshake [default: 10].
-    #[arg(long)]
-    handshake_timeout: Option<f64>,
-    /// Seconds of silence before a peer is disconnected, pinged at a third [default: 60].
-    #[arg(long)]
-    idle_timeout: Option<f64>,
 }
 
 fn config(args: RelayArgs) -> Result<RelayConfig, Box<dyn std::error::Error>> {
@@ -69,8 +44,6 @@ fn config(args: RelayArgs) -> Result<RelayConfig, Box<dyn std::error::Error>> {
         }
         None => RelayConfig::default(),
     };
-    let secs =
-        |s: f64| Duration::try_from_secs_f64(s).map_err(|e| format!("bad duration {s}: {e}"));
     if let Some(v) = args.players {
         c.players = v;
     }
@@ -84,37 +57,11 @@ fn config(args: RelayArgs) -> Result<RelayConfig, Box<dyn std::error::Error>> {
         c.metrics = args.metrics;
     }
     if let Some(v) = args.drain_timeout {
-        c.drain_timeout = secs(v)?;
+        c.drain_timeout = secs("--drain-timeout", v)?;
     }
-    if let Some(v) = args.max_payload {
-        c.max_payload = v;
-    }
-    if let Some(v) = args.max_players {
-        c.max_players = v;
-    }
-    if let Some(v) = args.rate_per_sec {
-        c.rate_per_sec = v;
-    }
-    if let Some(v) = args.rate_burst {
-        c.rate_burst = v.max(1);
-    }
-    if let Some(v) = args.rate_cut_after {
-        c.rate_cut_after = secs(v)?;
-    }
-    if let Some(v) = args.max_inflight_per_player {
-        c.max_inflight_per_player = v;
-    }
-    if let Some(v) = args.max_output_buffer {
-        c.max_output_buffer = v;
-    }
+    args.limits.apply(&mut c.limits)?;
     if let Some(v) = args.max_host_output_buffer {
         c.max_host_output_buffer = v;
-    }
-    if let Some(v) = args.handshake_timeout {
-        c.handshake_timeout = secs(v)?;
-    }
-    if let Some(v) = args.idle_timeout {
-        c.idle_timeout = secs(v)?;
     }
     Ok(c)
 }

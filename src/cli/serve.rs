@@ -1,7 +1,8 @@
 //! `remotefn serve`: an embedded server with a few demo functions.
 
+use super::limits::{CallLimitArgs, PlayerLimitArgs};
 use clap::Args;
-use remotefn::{tuple, Server, ServerConfig, Tuple, Value};
+use remotefn::{tuple, Limits, Server, ServerConfig, Tuple, Value};
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -21,36 +22,10 @@ pub struct ServeArgs {
     /// Handler worker threads.
     #[arg(long, default_value_t = 4)]
     workers: usize,
-    /// Largest frame a player may send, in bytes.
-    #[arg(long, default_value_t = remotefn::proto::DEFAULT_MAX_FRAME)]
-    max_payload: u32,
-    /// Calls and events one player may send per second (0: unlimited); a faster player is
-    /// slowed down to it, not cut.
-    #[arg(long, default_value_t = ServerConfig::default().rate_per_sec)]
-    rate_per_sec: u32,
-    /// Calls and events one player may send in one burst.
-    #[arg(long, default_value_t = ServerConfig::default().rate_burst)]
-    rate_burst: u32,
-    /// Seconds a player may stay over its rate without a break before it is cut (0: never).
-    #[arg(long, default_value_t = ServerConfig::default().rate_cut_after.as_secs_f64())]
-    rate_cut_after: f64,
-    /// Calls one player may have unanswered at once.
-    #[arg(long, default_value_t = ServerConfig::default().max_inflight_per_player)]
-    max_inflight_per_player: u32,
-    /// Connected players at once.
-    #[arg(long, default_value_t = ServerConfig::default().max_players)]
-    max_players: usize,
-    /// Seconds a connection may take to complete the handshake.
-    #[arg(long, default_value_t = ServerConfig::default().handshake_timeout.as_secs_f64())]
-    handshake_timeout: f64,
-    /// Seconds a player may stay silent (it is pinged after a third of it); 0 disables.
-    #[arg(long, default_value_t = ServerConfig::default().idle_timeout.as_secs_f64())]
-    idle_timeout: f64,
-}
-
-/// A duration flag given in seconds; negative or not finite is an error.
-fn secs(flag: &str, value: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value).map_err(|e| format!("{flag} {value}: {e}"))
+    #[command(flatten)]
+    player_limits: PlayerLimitArgs,
+    #[command(flatten)]
+    call_limits: CallLimitArgs,
 }
 
 /// How long `CallMeBack` waits for the client's answer.
@@ -62,16 +37,12 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
     ])?;
+    let mut limits = Limits::default();
+    args.player_limits.apply(&mut limits)?;
+    args.call_limits.apply(&mut limits);
     let server = Server::new(ServerConfig {
         workers: args.workers,
-        max_payload: args.max_payload,
-        rate_per_sec: args.rate_per_sec,
-        rate_burst: args.rate_burst,
-        rate_cut_after: secs("--rate-cut-after", args.rate_cut_after)?,
-        max_inflight_per_player: args.max_inflight_per_player,
-        max_players: args.max_players,
-        handshake_timeout: secs("--handshake-timeout", args.handshake_timeout)?,
-        idle_timeout: secs("--idle-timeout", args.idle_timeout)?,
+        limits,
         ..ServerConfig::default()
     })?;
     bind_demo_functions(&server)?;

@@ -3,15 +3,14 @@
 use super::server::{borrow_args, pump, rf_call_id, rf_player_id, take_results};
 use super::tuple::rf_tuple;
 use super::{
-    boundary, byte_slice, c_str, entry, handle, handle_mut, invalid, out_handle, out_ptr,
-    positive_millis, rf_dispatch, rf_status, setter, to_timeout, HandlePtr, UserData,
+    boundary, byte_slice, c_str, entry, handle, handle_mut, invalid, limit, millis, out_handle,
+    out_ptr, positive_millis, rf_dispatch, rf_status, setter, to_timeout, HandlePtr, UserData,
 };
 use crate::client::{Client, ClientConfig};
 use crate::error::Error;
 use crate::value::Tuple;
 use bytes::Bytes;
 use std::ffi::{c_char, c_void};
-use std::time::Duration;
 
 /// Client settings; create with `rf_client_config_new`, free with `rf_client_config_free`.
 /// Not thread-safe: configure on one thread, then pass to `rf_client_connect` (which copies it).
@@ -160,10 +159,7 @@ pub unsafe extern "C" fn rf_client_config_set_idle_timeout(
     c: *mut rf_client_config,
     ms: u32,
 ) -> rf_status {
-    setter!(
-        config(c),
-        idle_timeout = Duration::from_millis(u64::from(ms))
-    )
+    limit!(config(c), idle_timeout = millis(ms))
 }
 
 /// Connects to `addr` and completes the handshake before returning: `RF_OK` with `*out` a new

@@ -194,6 +194,22 @@ macro_rules! setter {
 }
 pub(crate) use setter;
 
+/// The body of a limit's setter: `limit!(config(c), field = value)` sets one field of the
+/// config's [`Limits`](crate::Limits) and keeps it only if the limits are still valid, so the
+/// rules are the ones the Rust API and the command line apply.
+macro_rules! limit {
+    ($resolve:ident($ptr:ident), $($field:ident = $value:expr),+) => {
+        $crate::ffi::entry!($ptr = $resolve($ptr) => {
+            let mut limits = $ptr.limits.clone();
+            $(limits.$field = $value;)+
+            limits.validate()?;
+            $ptr.limits = limits;
+            Ok(())
+        })
+    };
+}
+pub(crate) use limit;
+
 /// A borrowed NUL-terminated UTF-8 string argument.
 ///
 /// # Safety
@@ -349,6 +365,11 @@ impl UserData {
 /// Converts a timeout in milliseconds (0 = forever) to the Rust form.
 pub(crate) fn to_timeout(ms: u32) -> Option<std::time::Duration> {
     (ms > 0).then(|| std::time::Duration::from_millis(u64::from(ms)))
+}
+
+/// A duration given in milliseconds.
+pub(crate) fn millis(ms: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::from(ms))
 }
 
 /// A required duration in milliseconds: 0 is refused, naming `what`.

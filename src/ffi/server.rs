@@ -2,8 +2,8 @@
 
 use super::tuple::rf_tuple;
 use super::{
-    at_least, boundary, c_str, entry, handle, handle_mut, invalid, optional_str, out_handle,
-    out_ptr, positive_millis, rf_dispatch, rf_status, setter, to_timeout, HandlePtr, UserData,
+    at_least, boundary, c_str, entry, handle, handle_mut, invalid, limit, millis, optional_str,
+    out_handle, out_ptr, rf_dispatch, rf_status, setter, to_timeout, HandlePtr, UserData,
 };
 use crate::endpoint::Identity;
 use crate::error::Error;
@@ -151,10 +151,7 @@ pub unsafe extern "C" fn rf_server_config_set_max_payload(
     c: *mut rf_server_config,
     bytes: u32,
 ) -> rf_status {
-    setter!(
-        config(c),
-        max_payload = at_least(bytes, 64, "max_payload (bytes)")?
-    )
+    limit!(config(c), max_payload = bytes)
 }
 
 /// Sets the deepest table nesting accepted in values (at least 1; default 64).
@@ -166,10 +163,7 @@ pub unsafe extern "C" fn rf_server_config_set_max_depth(
     c: *mut rf_server_config,
     depth: u32,
 ) -> rf_status {
-    setter!(
-        config(c),
-        max_depth = at_least(depth, 1, "max_depth")? as usize
-    )
+    limit!(config(c), max_depth = depth as usize)
 }
 
 /// Sets how many calls (and events) may wait per function name while no handler is bound
@@ -182,7 +176,7 @@ pub unsafe extern "C" fn rf_server_config_set_queue_limit(
     c: *mut rf_server_config,
     calls: u32,
 ) -> rf_status {
-    setter!(config(c), queue_per_function = calls as usize)
+    limit!(config(c), queue_per_function = calls as usize)
 }
 
 /// Sets how long a connection may take to complete the handshake, in milliseconds (at least
@@ -195,10 +189,7 @@ pub unsafe extern "C" fn rf_server_config_set_handshake_timeout(
     c: *mut rf_server_config,
     ms: u32,
 ) -> rf_status {
-    setter!(
-        config(c),
-        handshake_timeout = positive_millis(ms, "handshake timeout")?
-    )
+    limit!(config(c), handshake_timeout = millis(ms))
 }
 
 /// Sets how long a player may stay silent before it is disconnected, in milliseconds; it is
@@ -211,10 +202,7 @@ pub unsafe extern "C" fn rf_server_config_set_idle_timeout(
     c: *mut rf_server_config,
     ms: u32,
 ) -> rf_status {
-    setter!(
-        config(c),
-        idle_timeout = Duration::from_millis(u64::from(ms))
-    )
+    limit!(config(c), idle_timeout = millis(ms))
 }
 
 /// Sets how many calls one player may have unanswered at once (at least 1; default 64);
@@ -227,10 +215,7 @@ pub unsafe extern "C" fn rf_server_config_set_max_inflight_per_player(
     c: *mut rf_server_config,
     calls: u32,
 ) -> rf_status {
-    setter!(
-        config(c),
-        max_inflight_per_player = at_least(calls, 1, "max_inflight_per_player")?
-    )
+    limit!(config(c), max_inflight_per_player = calls)
 }
 
 /// Sets the per-player rate limit on calls and events: `per_sec` on average (0: unlimited),
@@ -246,11 +231,7 @@ pub unsafe extern "C" fn rf_server_config_set_rate_limit(
     per_sec: u32,
     burst: u32,
 ) -> rf_status {
-    entry!(c = config(c) => {
-        c.rate_burst = at_least(burst, 1, "burst")?;
-        c.rate_per_sec = per_sec;
-        Ok(())
-    })
+    limit!(config(c), rate_per_sec = per_sec, rate_burst = burst)
 }
 
 /// Sets how long a player may stay over its rate without a break before it is disconnected
@@ -264,10 +245,7 @@ pub unsafe extern "C" fn rf_server_config_set_rate_cut_after(
     c: *mut rf_server_config,
     ms: u32,
 ) -> rf_status {
-    setter!(
-        config(c),
-        rate_cut_after = Duration::from_millis(u64::from(ms))
-    )
+    limit!(config(c), rate_cut_after = millis(ms))
 }
 
 /// Sets how many players may be connected at once (at least 1; default 100,000); the next
@@ -280,10 +258,7 @@ pub unsafe extern "C" fn rf_server_config_set_max_players(
     c: *mut rf_server_config,
     players: u32,
 ) -> rf_status {
-    setter!(
-        config(c),
-        max_players = at_least(players, 1, "max_players")? as usize
-    )
+    limit!(config(c), max_players = players as usize)
 }
 
 /// Sets how many bytes may wait to be sent to one player (at least 64 KiB; default 8 MiB); a
@@ -296,10 +271,7 @@ pub unsafe extern "C" fn rf_server_config_set_max_output_buffer(
     c: *mut rf_server_config,
     bytes: u32,
 ) -> rf_status {
-    setter!(
-        config(c),
-        max_output_buffer = at_least(bytes, 64 * 1024, "max_output_buffer (bytes)")? as usize
-    )
+    limit!(config(c), max_output_buffer = bytes as usize)
 }
 
 /// Creates a server (`c` NULL: defaults; the config is copied and may be freed after). It does

@@ -52,7 +52,7 @@ fn reattach_in_background(ep: Weak<Endpoint>, spec: LinkSpec) {
                 if ep.is_closed() {
                     return;
                 }
-                let max_frame = ep.limits().max_frame + LINK_OVERHEAD;
+                let max_frame = ep.limits().max_payload + LINK_OVERHEAD;
                 match connect_link(&spec, max_frame, Duration::from_secs(5)) {
                     Ok((socket, session)) => {
                         tracing::info!(relay = %spec.addr, place = %spec.place, "reattached to the relay");

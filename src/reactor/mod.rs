@@ -20,10 +20,7 @@ use crate::dispatch::Job;
 use crate::driver::{self, Admit, Conn, Io, Owner};
 use crate::endpoint::{Command, Endpoint, Identity, LinkSpec, PlayerInfo, Side};
 use crate::error::Error;
-use crate::proto::{
-    self, ErrorKind, Frame, GoodbyeCode, SessionConfig, Violation, LINK_OVERHEAD,
-    PAUSE_READING_ABOVE,
-};
+use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, SessionConfig, Violation};
 use crate::stats::{bump, CutLog};
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -174,26 +171,9 @@ impl Reactor {
         if !ep.set_waker(io.waker()?) {
             return Err(io::Error::other("this endpoint already has a reactor"));
         }
-        let limits = &ep.limits();
-        let players_session = SessionConfig {
-            max_frame: limits.max_frame,
-            max_output: limits.max_output_buffer,
-            // A client always reads its server (answers free its call slots), so the two sides
-            // can never both wait for the other to read.
-            pause_reading_above: (ep.side() == Side::Server).then_some(PAUSE_READING_ABOVE),
-            handshake_timeout: limits.handshake_timeout,
-            idle_timeout: limits.idle_timeout,
-            rate: limits.rate,
-            max_inflight: limits.max_inflight_per_peer,
-        };
-        // A link carries a whole place: its players are shaped and counted by the relay.
-        let links_session = SessionConfig {
-            max_frame: limits.max_frame + LINK_OVERHEAD,
-            pause_reading_above: None,
-            rate: proto::RateLimit::UNLIMITED,
-            max_inflight: u32::MAX,
-            ..players_session.clone()
-        };
+        let limits = ep.limits();
+        let players_session = limits.player_session(ep.side() == Side::Server);
+        let links_session = limits.link_session(limits.max_output_buffer);
         let who = match ep.side() {
             Side::Server => "server",
             Side::Client => "client",
@@ -465,7 +445,7 @@ impl Endpoints {
             Frame::Invoke { call, name, args } => {
                 if let Target::Relayed(id) = target {
                     // A direct player's calls in flight are its session's to bound.
-                    let max = self.ep.limits().max_inflight_per_peer;
+                    let max = self.ep.limits().max_inflight_per_player;
                     let Some(r) = self.relayed.get_mut(&id) else {
                         return;
                     };
@@ -582,7 +562,7 @@ impl Endpoints {
                 conn.session.accept();
                 let welcome = Frame::Welcome {
                     player: id,
-                    max_frame: self.ep.limits().max_frame,
+                    max_frame: self.ep.limits().max_payload,
                 };
                 io.send(key, &welcome);
                 // Frames that arrived behind the HELLO were held back until now.

@@ -17,6 +17,7 @@ mod service;
 pub use metrics::Metrics;
 
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crossbeam_channel::{unbounded, Sender};
 use metrics::MetricsServer;
 use mio::Waker;
@@ -41,35 +42,15 @@ pub struct RelayConfig {
     /// Serve Prometheus metrics at `http://ADDR/metrics`. Default: off.
     pub metrics: Option<String>,
     /// On shutdown, how long in-flight calls may take to finish. Default: 5 s.
-    #[serde(with = "secs")]
+    #[serde(with = "crate::limits::secs")]
     pub drain_timeout: Duration,
-    /// Largest frame a player may send. Default: 4 MiB.
-    pub max_payload: u32,
-    /// Players at once. Default: 100,000.
-    pub max_players: usize,
-    /// Calls and events per second per player (0: unlimited). Default: 10,000.
-    pub rate_per_sec: u32,
-    /// Burst size of the rate limit. Default: 10,000. A player over its rate is slowed down
-    /// (its input left unread until tokens refill), not cut.
-    pub rate_burst: u32,
-    /// A player that stays over its rate this long without a break is disconnected ("rate
-    /// limit"); zero never disconnects. Default: 30 s.
-    #[serde(with = "secs")]
-    pub rate_cut_after: Duration,
-    /// Calls a player may have unanswered at once. Default: 64.
-    pub max_inflight_per_player: u32,
-    /// Bytes queued for one player before it is cut as not reading. Default: 8 MiB.
-    pub max_output_buffer: usize,
+    /// What the relay allows its players (in the TOML file: a `[limits]` table). Default:
+    /// [`Limits::default`], as a server's.
+    pub limits: Limits,
     /// Bytes queued for one host before it is cut as not reading (its players' calls then
     /// fail as when a host goes away), so a stalled game server cannot grow the relay's memory
     /// without bound. Default: 256 MiB.
     pub max_host_output_buffer: usize,
-    /// Time allowed to complete a handshake. Default: 10 s.
-    #[serde(with = "secs")]
-    pub handshake_timeout: Duration,
-    /// Silence before a player or host is disconnected (pinged at a third). Default: 60 s.
-    #[serde(with = "secs")]
-    pub idle_timeout: Duration,
 }
 
 impl Default for RelayConfig {
@@ -80,28 +61,9 @@ impl Default for RelayConfig {
             secret: None,
             metrics: None,
             drain_timeout: Duration::from_secs(5),
-            max_payload: crate::proto::DEFAULT_MAX_FRAME,
-            max_players: 100_000,
-            rate_per_sec: 10_000,
-            rate_burst: 10_000,
-            rate_cut_after: Duration::from_secs(30),
-            max_inflight_per_player: 64,
-            max_output_buffer: 8 * 1024 * 1024,
+            limits: Limits::default(),
             max_host_output_buffer: 256 * 1024 * 1024,
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
         }
-    }
-}
-
-/// Durations in the TOML config file are seconds (integer or fractional).
-mod secs {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 
@@ -121,6 +83,12 @@ pub struct Relay {
 impl Relay {
     /// Binds both listeners (and the metrics endpoint, if configured) and starts serving.
     pub fn start(config: RelayConfig) -> Result<Relay> {
+        config.limits.validate()?;
+        if config.max_host_output_buffer < crate::limits::MIN_OUTPUT_BUFFER {
+            return Err(Error::InvalidArgument(
+                "max_host_output_buffer must be at least 65536 bytes".into(),
+            ));
+        }
         let players = crate::driver::socket::bind_listener(&config.players).map_err(|e| {
             Error::io_from(
                 format!("cannot listen for players on {}", config.players),
@@ -207,5 +175,26 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example config in DEPLOY.md is one the relay accepts, and means what it says.
+    #[test]
+    fn the_deploy_guides_config_file_parses() {
+        let guide = include_str!("../../docs/DEPLOY.md");
+        let start = guide.find("```toml\n").expect("a toml example") + 8;
+        let text = &guide[start..start + guide[start..].find("```").unwrap()];
+        let config: RelayConfig = toml::from_str(text).unwrap();
+        assert_eq!(config.limits.rate_per_sec, 200);
+        assert_eq!(config.limits.max_payload, 65536);
+        assert_eq!(config.max_host_output_buffer, 256 << 20);
+        assert_eq!(config.limits.max_players, Limits::default().max_players);
+        config.limits.validate().unwrap();
+        let typo = toml::from_str::<RelayConfig>("[limits]\nmax_player = 5\n");
+        assert!(typo.unwrap_err().to_string().contains("max_player"));
     }
 }

@@ -7,10 +7,7 @@ use super::metrics::Metrics;
 use super::routes::{Direction, Route, Routes};
 use super::RelayConfig;
 use crate::driver::{self, Admit, Conn, Io, Owner};
-use crate::proto::{
-    self, ErrorKind, Frame, GoodbyeCode, RateLimit, SessionConfig, Violation, LINK_OVERHEAD,
-    PAUSE_READING_ABOVE,
-};
+use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, SessionConfig, Violation, LINK_OVERHEAD};
 use crate::stats::CutLog;
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::Receiver;
@@ -107,29 +104,8 @@ impl Service {
         commands: Receiver<RelayCommand>,
         wake_pending: Arc<AtomicBool>,
     ) -> Service {
-        let players_session = SessionConfig {
-            max_frame: config.max_payload,
-            max_output: config.max_output_buffer,
-            pause_reading_above: Some(PAUSE_READING_ABOVE),
-            handshake_timeout: config.handshake_timeout,
-            idle_timeout: config.idle_timeout,
-            rate: RateLimit {
-                per_sec: config.rate_per_sec,
-                burst: config.rate_burst.max(1),
-                cut_after: config.rate_cut_after,
-            },
-            max_inflight: config.max_inflight_per_player,
-        };
-        // A host carries a whole place: not rate limited, its calls counted per player, and a
-        // host that stops reading is cut at its own (larger) bound rather than paused.
-        let hosts_session = SessionConfig {
-            max_frame: config.max_payload + LINK_OVERHEAD,
-            max_output: config.max_host_output_buffer,
-            pause_reading_above: None,
-            rate: RateLimit::UNLIMITED,
-            max_inflight: u32::MAX,
-            ..players_session.clone()
-        };
+        let players_session = config.limits.player_session(true);
+        let hosts_session = config.limits.link_session(config.max_host_output_buffer);
         Service {
             places: HashMap::new(),
             players_by_id: HashMap::new(),
@@ -345,7 +321,7 @@ impl Service {
                     self.metrics.players.inc();
                     let welcome = Frame::Welcome {
                         player,
-                        max_frame: self.config.max_payload,
+                        max_frame: self.config.limits.max_payload,
                     };
                     io.send(pkey, &welcome);
                     // Frames the player sent behind its HELLO were held until now.
@@ -425,7 +401,7 @@ impl Service {
         self.places.insert(place.clone(), key);
         self.metrics.hosts.inc();
         let welcome = Frame::HostWelcome {
-            max_frame: self.config.max_payload + LINK_OVERHEAD,
+            max_frame: self.config.limits.max_payload + LINK_OVERHEAD,
         };
         io.send(key, &welcome);
         // Players who stayed connected while the place had no host are announced again.
@@ -704,7 +680,7 @@ impl Owner for Service {
         if listener != PLAYERS {
             return Admit::Serve(self.hosts_session.clone(), PeerRole::Host(None));
         }
-        if self.players_by_id.len() >= self.config.max_players {
+        if self.players_by_id.len() >= self.config.limits.max_players {
             self.metrics.disconnects.with_label_values(&["limit"]).inc();
             return Admit::Refuse("relay full".into());
         }
