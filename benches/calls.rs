@@ -21,7 +21,7 @@ fn slots(c: &mut Criterion) {
     // A waiter parked on its slot, woken by a completion from another thread: the path of a
     // blocking invoke minus the network.
     let shared = Arc::new(CallSlots::new(4096));
-    let (to_completer, ids) = crossbeam_channel::bounded::<u64>(1);
+    let (to_completer, ids) = crossbeam_channel::bounded::<remotefn::CallId>(1);
     let completer = {
         let shared = shared.clone();
         let reply = reply.clone();

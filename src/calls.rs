@@ -8,21 +8,21 @@
 //! callers on different slots never contend.
 
 use crate::error::Error;
+pub use crate::ids::CallId;
+use crate::ids::ConnId;
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Identifies one pending invocation: slot index and generation. Never 0.
-pub type CallId = u64;
-
 fn split(id: CallId) -> (usize, u32) {
+    let id = id.get();
     ((id & 0xffff_ffff) as usize, (id >> 32) as u32)
 }
 
 fn join(index: usize, generation: u32) -> CallId {
-    (u64::from(generation) << 32) | index as u64
+    CallId::from_raw((u64::from(generation) << 32) | index as u64)
 }
 
 fn next_generation(g: u32) -> u32 {
@@ -98,6 +98,17 @@ impl CallSlots {
 
     /// Parks until the call completes or `timeout` elapses, then frees the slot.
     pub fn wait(&self, id: CallId, timeout: Option<Duration>) -> Outcome {
+        self.wait_or(id, timeout, || {})
+    }
+
+    /// [`wait`](Self::wait), running `on_timeout` when the call times out, before its slot is
+    /// freed: until it returns, no other call can take the slot (nor its index).
+    pub(crate) fn wait_or(
+        &self,
+        id: CallId,
+        timeout: Option<Duration>,
+        on_timeout: impl FnOnce(),
+    ) -> Outcome {
         let (index, generation) = split(id);
         let slot = &self.slots[index];
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -120,7 +131,11 @@ impl CallSlots {
                         if let Phase::Done(_) = state.1 {
                             continue;
                         }
+                        // Abandoned: a completion from now on is refused as stale.
                         state.1 = Phase::Free;
+                        drop(state);
+                        on_timeout();
+                        state = slot.state.lock();
                         break Err(Error::Timeout(timeout.unwrap_or_default()));
                     }
                 }
@@ -161,15 +176,6 @@ impl CallSlots {
         true
     }
 
-    /// Whether `id` still names a call waiting for its outcome.
-    pub fn is_waiting(&self, id: CallId) -> bool {
-        let (index, generation) = split(id);
-        self.slots.get(index).is_some_and(|slot| {
-            let state = slot.state.lock();
-            state.0 == generation && matches!(state.1, Phase::Waiting)
-        })
-    }
-
     /// Refuses new calls and fails every waiting one with `error`.
     pub fn fail_all(&self, error: &Error) {
         self.closed.store(true, Ordering::SeqCst);
@@ -186,6 +192,138 @@ impl CallSlots {
     /// Calls currently holding a slot.
     pub fn in_flight(&self) -> usize {
         self.slots.len() - self.free.len()
+    }
+}
+
+/// No entry: the end of a peer's list.
+const NIL: u32 = u32::MAX;
+
+/// Where one outbound call went, as the reactor keeps it: the call (with its generation) and
+/// the peer it was sent to, threaded into that peer's list.
+#[derive(Clone, Copy)]
+struct Sent {
+    call: Option<CallId>,
+    peer: ConnId,
+    prev: u32,
+    next: u32,
+}
+
+/// The reactor's record of outbound calls in flight: which peer each was sent to, so that only
+/// that peer can answer it and its close fails exactly its calls. One entry per call slot (same
+/// index), threaded into one list per peer whose head the peer keeps ([`PeerCalls`]): sending,
+/// answering, abandoning and closing cost O(1) per call, with nothing to scan or prune.
+///
+/// Only the reactor thread touches it. A caller that gives up on a call tells the reactor
+/// ([`Outbound::abandon`]) before it frees the slot, so the slot's next call is always recorded
+/// after its last one is forgotten.
+pub(crate) struct Outbound {
+    sent: Box<[Sent]>,
+}
+
+/// The outbound calls in flight to one peer: the head of its list in [`Outbound`].
+#[derive(Debug)]
+pub(crate) struct PeerCalls {
+    head: u32,
+}
+
+impl Default for PeerCalls {
+    fn default() -> Self {
+        PeerCalls { head: NIL }
+    }
+}
+
+impl Outbound {
+    /// A record for the calls of a table of `capacity` slots.
+    pub(crate) fn new(capacity: usize) -> Outbound {
+        let capacity = capacity.clamp(1, u32::MAX as usize);
+        let free = Sent {
+            call: None,
+            peer: ConnId(0),
+            prev: NIL,
+            next: NIL,
+        };
+        Outbound {
+            sent: vec![free; capacity].into_boxed_slice(),
+        }
+    }
+
+    /// Records that `call` went to `peer`, whose list is `list`.
+    pub(crate) fn sent(&mut self, list: &mut PeerCalls, peer: ConnId, call: CallId) {
+        let (index, _) = split(call);
+        debug_assert!(
+            self.sent[index].call.is_none(),
+            "a slot's last call is forgotten before its next one is sent"
+        );
+        self.sent[index] = Sent {
+            call: Some(call),
+            peer,
+            prev: NIL,
+            next: list.head,
+        };
+        if list.head != NIL {
+            self.sent[list.head as usize].prev = index as u32;
+        }
+        list.head = index as u32;
+    }
+
+    /// A reply from `peer` to `call`: whether `call` is in flight to that peer (and so may be
+    /// completed by it). It is taken off the list either way it is answered.
+    pub(crate) fn answered(&mut self, list: &mut PeerCalls, peer: ConnId, call: CallId) -> bool {
+        let (index, _) = split(call);
+        match self.sent.get(index) {
+            Some(s) if s.call == Some(call) && s.peer == peer => {
+                self.unlink(list, index);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The peer `call` was sent to, while it is in flight.
+    pub(crate) fn peer_of(&self, call: CallId) -> Option<ConnId> {
+        let s = self.sent.get(split(call).0)?;
+        (s.call == Some(call)).then_some(s.peer)
+    }
+
+    /// The caller gave up on `call` (it timed out): forgets it, so a late reply is dropped.
+    /// `list` is the list of the peer [`peer_of`](Self::peer_of) named.
+    pub(crate) fn abandon(&mut self, list: &mut PeerCalls, call: CallId) {
+        let (index, _) = split(call);
+        if self.sent.get(index).is_some_and(|s| s.call == Some(call)) {
+            self.unlink(list, index);
+        }
+    }
+
+    /// The peer whose list is `list` is gone: its calls in flight, taken off.
+    pub(crate) fn take_all(&mut self, list: &mut PeerCalls) -> Vec<CallId> {
+        let mut calls = Vec::new();
+        let mut at = list.head;
+        while at != NIL {
+            let s = &mut self.sent[at as usize];
+            calls.extend(s.call.take());
+            at = std::mem::replace(&mut s.next, NIL);
+            s.prev = NIL;
+        }
+        list.head = NIL;
+        calls
+    }
+
+    fn unlink(&mut self, list: &mut PeerCalls, index: usize) {
+        let Sent { prev, next, .. } = self.sent[index];
+        if prev == NIL {
+            list.head = next;
+        } else {
+            self.sent[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.sent[next as usize].prev = prev;
+        }
+        self.sent[index] = Sent {
+            call: None,
+            peer: ConnId(0),
+            prev: NIL,
+            next: NIL,
+        };
     }
 }
 
@@ -265,7 +403,7 @@ mod tests {
         ));
         let second = slots.acquire().unwrap();
         assert_ne!(first, second, "same slot, new generation");
-        assert_eq!(first & 0xffff_ffff, second & 0xffff_ffff);
+        assert_eq!(split(first).0, split(second).0);
         assert!(!slots.complete(first, Ok(Bytes::from_static(b"late"))));
         assert!(slots.complete(second, Ok(Bytes::from_static(b"mine"))));
         assert_eq!(
@@ -279,7 +417,7 @@ mod tests {
         let slots = CallSlots::new(2);
         let a = slots.acquire().unwrap();
         let b = slots.acquire().unwrap();
-        assert!(a != 0 && b != 0);
+        assert!(a.get() != 0 && b.get() != 0);
         assert!(matches!(slots.acquire(), Err(Error::Limit(_))));
         slots.release(a);
         assert!(slots.acquire().is_ok());
@@ -307,7 +445,7 @@ mod tests {
     #[test]
     fn forged_ids_are_ignored() {
         let slots = CallSlots::new(2);
-        assert!(!slots.complete(u64::MAX, Ok(Bytes::new())));
+        assert!(!slots.complete(CallId::from_raw(u64::MAX), Ok(Bytes::new())));
         assert!(!slots.complete(join(1, 7), Ok(Bytes::new())));
     }
 
@@ -413,7 +551,7 @@ mod tests {
     #[test]
     fn racing_threads_never_cross_replies_or_leak_slots() {
         let slots = Arc::new(CallSlots::new(64));
-        let (ids_tx, ids_rx) = crossbeam_channel::unbounded::<u64>();
+        let (ids_tx, ids_rx) = crossbeam_channel::unbounded::<CallId>();
         let completer = {
             let slots = slots.clone();
             std::thread::spawn(move || {
@@ -421,9 +559,12 @@ mod tests {
                 for id in ids_rx {
                     seen.push(id);
                     // Answer this call with its own id, and replay an old one (stale).
-                    slots.complete(id, Ok(Bytes::copy_from_slice(&id.to_le_bytes())));
-                    let stale = seen[(id as usize * 7919) % seen.len()];
-                    slots.complete(stale, Ok(Bytes::copy_from_slice(&stale.to_le_bytes())));
+                    slots.complete(id, Ok(Bytes::copy_from_slice(&id.get().to_le_bytes())));
+                    let stale = seen[(id.get() as usize * 7919) % seen.len()];
+                    slots.complete(
+                        stale,
+                        Ok(Bytes::copy_from_slice(&stale.get().to_le_bytes())),
+                    );
                 }
             })
         };
@@ -443,7 +584,7 @@ mod tests {
                         match slots.wait(id, timeout.or(Some(Duration::from_secs(10)))) {
                             Ok(reply) => assert_eq!(
                                 reply.as_ref(),
-                                id.to_le_bytes(),
+                                id.get().to_le_bytes(),
                                 "a reply crossed calls"
                             ),
                             Err(Error::Timeout(_)) | Err(Error::Closed(_)) => {}
@@ -466,13 +607,141 @@ mod tests {
         assert_eq!(slots.in_flight(), 0);
     }
 
+    const ALICE: ConnId = ConnId(1);
+    const BOB: ConnId = ConnId(2);
+
+    #[test]
+    fn only_the_peer_a_call_went_to_can_answer_it_and_only_once() {
+        let slots = CallSlots::new(8);
+        let mut outbound = Outbound::new(8);
+        let (mut alice, mut bob) = (PeerCalls::default(), PeerCalls::default());
+        let call = slots.acquire().unwrap();
+        outbound.sent(&mut alice, ALICE, call);
+        assert_eq!(outbound.peer_of(call), Some(ALICE));
+        assert!(
+            !outbound.answered(&mut bob, BOB, call),
+            "bob answered alice's call"
+        );
+        assert!(outbound.answered(&mut alice, ALICE, call));
+        assert!(
+            !outbound.answered(&mut alice, ALICE, call),
+            "answered twice"
+        );
+        assert!(outbound.take_all(&mut alice).is_empty());
+        // Ids that name no slot at all are refused, not a panic.
+        assert!(!outbound.answered(&mut alice, ALICE, CallId::from_raw(u64::MAX)));
+        assert_eq!(outbound.peer_of(CallId::from_raw(u64::MAX)), None);
+    }
+
+    #[test]
+    fn a_closing_peer_fails_exactly_its_calls_and_an_abandoned_call_is_forgotten() {
+        // Four slots, all taken: the next call can only reuse the abandoned one's.
+        let slots = CallSlots::new(4);
+        let mut outbound = Outbound::new(4);
+        let (mut alice, mut bob) = (PeerCalls::default(), PeerCalls::default());
+        let to_alice: Vec<_> = (0..3).map(|_| slots.acquire().unwrap()).collect();
+        let to_bob = slots.acquire().unwrap();
+        for &c in &to_alice {
+            outbound.sent(&mut alice, ALICE, c);
+        }
+        outbound.sent(&mut bob, BOB, to_bob);
+        // The middle call times out: its caller abandons it, then frees the slot.
+        let abandoned = to_alice[1];
+        assert!(matches!(
+            slots.wait_or(abandoned, Some(Duration::ZERO), || {
+                outbound.abandon(&mut alice, abandoned)
+            }),
+            Err(Error::Timeout(_))
+        ));
+        assert!(
+            !outbound.answered(&mut alice, ALICE, abandoned),
+            "late reply"
+        );
+        // Its slot carries a new call to bob; alice's close fails only her two.
+        let reused = slots.acquire().unwrap();
+        assert_eq!(split(reused).0, split(abandoned).0);
+        outbound.sent(&mut bob, BOB, reused);
+        let mut failed = outbound.take_all(&mut alice);
+        failed.sort();
+        let mut expected = vec![to_alice[0], to_alice[2]];
+        expected.sort();
+        assert_eq!(failed, expected);
+        assert!(outbound.answered(&mut bob, BOB, reused));
+        assert_eq!(outbound.take_all(&mut bob), vec![to_bob]);
+    }
+
+    proptest::proptest! {
+        /// Any sequence of sends, replies (right or wrong peer), abandons and closes leaves the
+        /// record agreeing with a plain map of call to peer.
+        #[test]
+        fn the_record_agrees_with_a_map_of_calls_to_peers(
+            ops in proptest::collection::vec((0u8..4, 0usize..3, 0usize..16), 1..200)
+        ) {
+            let slots = CallSlots::new(16);
+            let mut outbound = Outbound::new(16);
+            let mut lists: Vec<PeerCalls> = (0..3).map(|_| PeerCalls::default()).collect();
+            let mut model: std::collections::HashMap<CallId, usize> = Default::default();
+            let mut issued: Vec<CallId> = Vec::new();
+            for (op, peer, pick) in ops {
+                let id = ConnId(peer as u64 + 1);
+                match op {
+                    0 => {
+                        if let Ok(call) = slots.acquire() {
+                            outbound.sent(&mut lists[peer], id, call);
+                            model.insert(call, peer);
+                            issued.push(call);
+                        }
+                    }
+                    1 if !issued.is_empty() => {
+                        let call = issued[pick % issued.len()];
+                        let expect = model.get(&call) == Some(&peer);
+                        proptest::prop_assert_eq!(
+                            outbound.answered(&mut lists[peer], id, call),
+                            expect
+                        );
+                        if expect {
+                            model.remove(&call);
+                            slots.release(call);
+                        }
+                    }
+                    2 if !issued.is_empty() => {
+                        let call = issued[pick % issued.len()];
+                        if let Some(owner) = model.remove(&call) {
+                            proptest::prop_assert_eq!(
+                                outbound.peer_of(call),
+                                Some(ConnId(owner as u64 + 1))
+                            );
+                            outbound.abandon(&mut lists[owner], call);
+                            slots.release(call);
+                        }
+                    }
+                    _ => {
+                        let mut got = outbound.take_all(&mut lists[peer]);
+                        let mut want: Vec<CallId> = model
+                            .iter()
+                            .filter(|(_, p)| **p == peer)
+                            .map(|(c, _)| *c)
+                            .collect();
+                        got.sort();
+                        want.sort();
+                        proptest::prop_assert_eq!(&got, &want);
+                        for call in want {
+                            model.remove(&call);
+                            slots.release(call);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn reply_routes_are_taken_exactly_once() {
         let table = ReplyTable::new(2);
         let id = table.insert("route").unwrap();
         assert_eq!(table.take(id), Some("route"));
         assert_eq!(table.take(id), None);
-        assert_eq!(table.take(12345), None);
+        assert_eq!(table.take(CallId::from_raw(12345)), None);
         let again = table.insert("next").unwrap();
         assert_ne!(again, id);
         assert_eq!(table.take(id), None);

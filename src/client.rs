@@ -1,10 +1,10 @@
 //! The player's API: connect, invoke the server, bind `OnClientInvoke` handlers, fire events.
 
-use crate::calls::CallId;
 use crate::dispatch::DispatchMode;
 use crate::driver::dial;
 use crate::endpoint::{Endpoint, Responder, Side};
 use crate::error::{Error, Result};
+use crate::ids::{CallId, ConnId, PlayerId};
 use crate::limits::Limits;
 use crate::proto::Frame;
 use crate::reactor::Reactor;
@@ -59,8 +59,8 @@ pub struct Client {
 #[derive(Clone)]
 pub struct ClientHandle {
     ep: Arc<Endpoint>,
-    conn: u64,
-    player: u64,
+    conn: ConnId,
+    player: PlayerId,
 }
 
 impl Client {
@@ -108,7 +108,11 @@ impl Client {
         });
         match started {
             Ok(conn) => Ok(Client {
-                handle: ClientHandle { ep, conn, player },
+                handle: ClientHandle {
+                    ep,
+                    conn,
+                    player: PlayerId::from_raw(player),
+                },
             }),
             Err(e) => {
                 ep.shutdown();
@@ -138,7 +142,7 @@ impl Drop for Client {
 
 impl ClientHandle {
     /// The id the server gave this player.
-    pub fn player_id(&self) -> u64 {
+    pub fn player_id(&self) -> PlayerId {
         self.player
     }
 
@@ -269,8 +273,8 @@ impl ClientHandle {
 /// A client's ids, captured by handler closures instead of a full handle.
 #[derive(Clone, Copy)]
 struct IdsOnly {
-    conn: u64,
-    player: u64,
+    conn: ConnId,
+    player: PlayerId,
 }
 
 impl IdsOnly {

@@ -6,9 +6,10 @@
 //! are thin public APIs over it. The endpoint never touches a socket: it encodes frames and
 //! sends [`Command`]s to the reactor, which owns every socket.
 
-use crate::calls::{CallId, CallSlots, Outcome, ReplyTable};
+use crate::calls::{CallSlots, Outcome, ReplyTable};
 use crate::dispatch::{self, blocking_section, DispatchMode, Job, Lookup, Pool, Registry};
 use crate::error::{Error, Result};
+use crate::ids::{CallId, ConnId, PlayerId};
 use crate::limits::Limits;
 use crate::proto::{self, ErrorKind, GoodbyeCode};
 use crate::value::codec::{self, DecodeLimits};
@@ -51,9 +52,9 @@ pub struct AuthRequest {
     pub peer: Option<SocketAddr>,
 }
 
-pub(crate) type FnHandler = Arc<dyn Fn(&Arc<Endpoint>, u64, Tuple, CallId) + Send + Sync>;
-pub(crate) type EventHandler = Arc<dyn Fn(&Arc<Endpoint>, u64, Tuple) + Send + Sync>;
-pub(crate) type PlayerHook = Arc<dyn Fn(&Arc<Endpoint>, u64) + Send + Sync>;
+pub(crate) type FnHandler = Arc<dyn Fn(&Arc<Endpoint>, ConnId, Tuple, CallId) + Send + Sync>;
+pub(crate) type EventHandler = Arc<dyn Fn(&Arc<Endpoint>, ConnId, Tuple) + Send + Sync>;
+pub(crate) type PlayerHook = Arc<dyn Fn(&Arc<Endpoint>, PlayerId) + Send + Sync>;
 pub(crate) type Authenticator = Arc<
     dyn Fn(&Arc<Endpoint>, &AuthRequest) -> std::result::Result<Identity, String> + Send + Sync,
 >;
@@ -61,7 +62,7 @@ pub(crate) type Authenticator = Arc<
 /// Where the reply to an inbound call goes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Route {
-    pub conn: u64,
+    pub conn: ConnId,
     pub call: u64,
 }
 
@@ -71,23 +72,26 @@ pub(crate) enum Command {
     /// Send an outbound call's frame and track `call` on the connection, so a disconnect or a
     /// reply from that connection (and only that one) completes it.
     Call {
-        conn: u64,
+        conn: ConnId,
         call: CallId,
         frame: Bytes,
     },
+    /// The caller of `call` gave up on it (timed out) and frees its slot after this command:
+    /// a late reply from `conn` must find nothing to complete.
+    Abandon { conn: ConnId, call: CallId },
     /// Send a frame.
-    Send { conn: u64, frame: Bytes },
+    Send { conn: ConnId, frame: Bytes },
     /// Send the reply (RESULT or ERROR) to an inbound call of `conn`.
-    Reply { conn: u64, frame: Bytes },
+    Reply { conn: ConnId, frame: Bytes },
     /// Send a frame to every player that finished the handshake.
     Broadcast { frame: Bytes },
     /// The authenticator accepted a handshake.
-    Accept { conn: u64, identity: Identity },
+    Accept { conn: ConnId, identity: Identity },
     /// The authenticator refused a handshake.
-    Refuse { conn: u64, reason: String },
+    Refuse { conn: ConnId, reason: String },
     /// Close a connection with a goodbye.
     Close {
-        conn: u64,
+        conn: ConnId,
         code: GoodbyeCode,
         reason: String,
     },
@@ -138,7 +142,7 @@ pub(crate) struct Endpoint {
     player_added: RwLock<Vec<PlayerHook>>,
     player_removing: RwLock<Vec<PlayerHook>>,
     authenticator: RwLock<Option<Authenticator>>,
-    players: RwLock<HashMap<u64, PlayerInfo>>,
+    players: RwLock<HashMap<PlayerId, PlayerInfo>>,
     pool: OnceLock<Pool>,
     commands: (Sender<Command>, Receiver<Command>),
     waker: OnceLock<mio::Waker>,
@@ -287,12 +291,12 @@ impl Endpoint {
     }
 
     /// A player finished the handshake.
-    pub(crate) fn add_player(&self, id: u64, info: PlayerInfo) {
+    pub(crate) fn add_player(&self, id: PlayerId, info: PlayerInfo) {
         self.players.write().insert(id, info);
     }
 
     /// A player is gone.
-    pub(crate) fn remove_player(&self, id: u64) {
+    pub(crate) fn remove_player(&self, id: PlayerId) {
         self.players.write().remove(&id);
     }
 
@@ -302,17 +306,17 @@ impl Endpoint {
     }
 
     /// Whether `id` is a connected player.
-    pub(crate) fn has_player(&self, id: u64) -> bool {
+    pub(crate) fn has_player(&self, id: PlayerId) -> bool {
         self.players.read().contains_key(&id)
     }
 
     /// The ids of the connected players.
-    pub(crate) fn player_ids(&self) -> Vec<u64> {
+    pub(crate) fn player_ids(&self) -> Vec<PlayerId> {
         self.players.read().keys().copied().collect()
     }
 
     /// What is known of a player.
-    pub(crate) fn player_info(&self, id: u64) -> Option<PlayerInfo> {
+    pub(crate) fn player_info(&self, id: PlayerId) -> Option<PlayerInfo> {
         self.players.read().get(&id).cloned()
     }
 
@@ -380,7 +384,7 @@ impl Endpoint {
     /// Calls `name` on connection `conn` and blocks until it answers, fails, or times out.
     pub(crate) fn invoke(
         &self,
-        conn: u64,
+        conn: ConnId,
         name: &str,
         args: &[Value],
         timeout: Option<Duration>,
@@ -392,9 +396,10 @@ impl Endpoint {
         }
         let call = self.calls.acquire()?;
         let mut frame = BytesMut::with_capacity(64);
-        let encoded = proto::encode_invoke(&mut frame, call, name, args, self.limits.max_depth)
-            .map_err(|e| Error::InvalidArgument(format!("arguments cannot be sent: {e}")))
-            .and_then(|()| self.check_frame_size(&frame));
+        let encoded =
+            proto::encode_invoke(&mut frame, call.get(), name, args, self.limits.max_depth)
+                .map_err(|e| Error::InvalidArgument(format!("arguments cannot be sent: {e}")))
+                .and_then(|()| self.check_frame_size(&frame));
         if let Err(e) = encoded {
             self.calls.release(call);
             return Err(e);
@@ -407,7 +412,8 @@ impl Endpoint {
         });
         let outcome = {
             let _blocked = blocking_section();
-            self.calls.wait(call, timeout)
+            let abandon = || self.command(Command::Abandon { conn, call });
+            self.calls.wait_or(call, timeout, abandon)
         };
         self.decode_outcome(outcome)
     }
@@ -426,7 +432,8 @@ impl Endpoint {
     ) -> Result<()> {
         let Some(route) = self.replies.take(call) else {
             return Err(Error::InvalidArgument(format!(
-                "call id {call:#x} is unknown or already completed"
+                "call id {:#x} is unknown or already completed",
+                call.get()
             )));
         };
         let mut frame = BytesMut::with_capacity(64);
@@ -467,7 +474,7 @@ impl Endpoint {
         }
     }
 
-    fn send_error(&self, conn: u64, call: u64, kind: ErrorKind, message: &str) {
+    fn send_error(&self, conn: ConnId, call: u64, kind: ErrorKind, message: &str) {
         let mut frame = BytesMut::new();
         proto::encode_error(&mut frame, call, kind, message);
         self.command(Command::Reply {
@@ -487,7 +494,7 @@ impl Endpoint {
     }
 
     /// Fires event `name` at connection `conn`.
-    pub(crate) fn fire(&self, conn: u64, name: &str, args: &[Value]) -> Result<()> {
+    pub(crate) fn fire(&self, conn: ConnId, name: &str, args: &[Value]) -> Result<()> {
         let frame = self.encode_event(name, args)?;
         if let Some(why) = self.lost.lock().as_ref() {
             return Err(Error::Disconnected(why.clone()));
@@ -565,7 +572,7 @@ impl Endpoint {
         }
     }
 
-    fn run_invoke(self: &Arc<Self>, conn: u64, call: u64, name: Bytes, args: Bytes) -> bool {
+    fn run_invoke(self: &Arc<Self>, conn: ConnId, call: u64, name: Bytes, args: Bytes) -> bool {
         let fname = dispatch::name_str(&name);
         let handler = match self.functions.lookup_or_queue(
             fname,
@@ -612,14 +619,14 @@ impl Endpoint {
         };
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(self, conn, args, local))) {
             let msg = format!("handler for {fname:?} panicked: {}", panic_message(&panic));
-            tracing::error!(player = conn, "{msg}");
+            tracing::error!(player = conn.0, "{msg}");
             // Ignored when the handler replied before panicking.
             let _ = self.reply(local, Err(&msg));
         }
         true
     }
 
-    fn run_event(self: &Arc<Self>, conn: u64, name: Bytes, args: Bytes) -> bool {
+    fn run_event(self: &Arc<Self>, conn: ConnId, name: Bytes, args: Bytes) -> bool {
         let ename = dispatch::name_str(&name);
         let (handler, args) = match self.events.lookup_or_queue(
             ename,
@@ -634,7 +641,7 @@ impl Endpoint {
             Lookup::Queued => return false,
             Lookup::Full(_) => {
                 tracing::warn!(
-                    player = conn,
+                    player = conn.0,
                     event = ename,
                     "event dropped: no handler and its queue is full"
                 );
@@ -645,7 +652,7 @@ impl Endpoint {
             Ok(args) => {
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(self, conn, args))) {
                     tracing::error!(
-                        player = conn,
+                        player = conn.0,
                         event = ename,
                         "event handler panicked: {}",
                         panic_message(&panic)
@@ -664,13 +671,13 @@ impl Endpoint {
         }
     }
 
-    fn run_hooks(self: &Arc<Self>, hooks: &RwLock<Vec<PlayerHook>>, player: u64) -> bool {
+    fn run_hooks(self: &Arc<Self>, hooks: &RwLock<Vec<PlayerHook>>, player: PlayerId) -> bool {
         let hooks = hooks.read().clone();
         let ran = !hooks.is_empty();
         for hook in hooks {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(self, player))) {
                 tracing::error!(
-                    player,
+                    player = player.get(),
                     "player callback panicked: {}",
                     panic_message(&panic)
                 );
@@ -679,10 +686,10 @@ impl Endpoint {
         ran
     }
 
-    fn run_authenticate(self: &Arc<Self>, conn: u64, place: String, token: Bytes) -> bool {
+    fn run_authenticate(self: &Arc<Self>, conn: ConnId, place: String, token: Bytes) -> bool {
         let auth = self.authenticator.read().clone();
         let ran = auth.is_some();
-        let peer = self.players.read().get(&conn).and_then(|p| p.peer);
+        let peer = self.players.read().get(&conn.player()).and_then(|p| p.peer);
         let request = AuthRequest { place, token, peer };
         let decision = match auth {
             None => Ok(Identity::default()),

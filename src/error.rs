@@ -35,7 +35,7 @@ pub enum Error {
     Protocol(String),
     /// No connected player has this id.
     #[error("no player with id {0}")]
-    NotFound(u64),
+    NotFound(crate::ids::PlayerId),
     /// The handshake was refused.
     #[error("rejected: {0}")]
     Rejected(String),

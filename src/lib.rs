@@ -42,6 +42,8 @@ mod endpoint;
 mod error;
 pub mod ffi;
 /// cbindgen:ignore
+mod ids;
+/// cbindgen:ignore
 mod limits;
 /// cbindgen:ignore
 mod reactor;
@@ -53,15 +55,15 @@ pub mod server;
 /// cbindgen:ignore
 mod stats;
 
-pub use calls::CallId;
 pub use client::{Client, ClientConfig, ClientHandle};
 pub use dispatch::DispatchMode;
 pub use endpoint::{AuthRequest, Identity, PlayerInfo, Responder};
 pub use error::{Error, Result};
+pub use ids::{CallId, PlayerId};
 pub use limits::Limits;
 #[cfg(feature = "relay")]
 pub use relay::{Relay, RelayConfig};
-pub use server::{PlayerId, Server, ServerConfig, ServerHandle};
+pub use server::{Server, ServerConfig, ServerHandle};
 pub use stats::Stats;
 
 /// Internals exposed for `benches/` only: not part of the API, no stability promise.

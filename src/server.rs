@@ -1,9 +1,9 @@
 //! The game server's API: listen for players, bind `OnServerInvoke` handlers, invoke clients.
 
-use crate::calls::CallId;
 use crate::dispatch::DispatchMode;
 use crate::endpoint::{AuthRequest, Endpoint, Identity, PlayerInfo, Responder, Side};
 use crate::error::{Error, Result};
+use crate::ids::{CallId, ConnId};
 use crate::limits::Limits;
 use crate::proto::GoodbyeCode;
 use crate::reactor::Reactor;
@@ -13,8 +13,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Identifies a connected player. Never 0; not reused while the server runs.
-pub type PlayerId = u64;
+pub use crate::ids::PlayerId;
 
 /// How a server is set up. `ServerConfig::default()` gives the embedded defaults.
 #[derive(Clone, Debug)]
@@ -187,10 +186,10 @@ impl ServerHandle {
     {
         self.ep.bind(
             function,
-            Arc::new(move |ep, player, args, call| {
+            Arc::new(move |ep, conn: ConnId, args, call| {
                 let _ = ep.reply_result(
                     call,
-                    handler(&ServerHandle::from_endpoint(ep), player, args),
+                    handler(&ServerHandle::from_endpoint(ep), conn.player(), args),
                 );
             }),
         )
@@ -204,10 +203,10 @@ impl ServerHandle {
     {
         self.ep.bind(
             function,
-            Arc::new(move |ep, player, args, call| {
+            Arc::new(move |ep, conn: ConnId, args, call| {
                 handler(
                     &ServerHandle::from_endpoint(ep),
-                    player,
+                    conn.player(),
                     args,
                     Responder::new(ep.clone(), call),
                 )
@@ -223,8 +222,8 @@ impl ServerHandle {
     {
         self.ep.bind(
             function,
-            Arc::new(move |ep, player, args, call| {
-                handler(&ServerHandle::from_endpoint(ep), player, args, call)
+            Arc::new(move |ep, conn: ConnId, args, call| {
+                handler(&ServerHandle::from_endpoint(ep), conn.player(), args, call)
             }),
         )
     }
@@ -254,7 +253,7 @@ impl ServerHandle {
         if !self.ep.has_player(player) {
             return Err(Error::NotFound(player));
         }
-        self.ep.invoke(player, function, args, timeout)
+        self.ep.invoke(player.into(), function, args, timeout)
     }
 
     /// Binds the handler of a `RemoteEvent` fired by clients.
@@ -264,8 +263,8 @@ impl ServerHandle {
     {
         self.ep.bind_event(
             event,
-            Arc::new(move |ep, player, args| {
-                handler(&ServerHandle::from_endpoint(ep), player, args)
+            Arc::new(move |ep, conn: ConnId, args| {
+                handler(&ServerHandle::from_endpoint(ep), conn.player(), args)
             }),
         )
     }
@@ -276,7 +275,7 @@ impl ServerHandle {
         if !self.ep.has_player(player) {
             return Err(Error::NotFound(player));
         }
-        self.ep.fire(player, event, args)
+        self.ep.fire(player.into(), event, args)
     }
 
     /// Fires `event` at every connected player.
@@ -324,7 +323,7 @@ impl ServerHandle {
             return Err(Error::NotFound(player));
         }
         self.ep.command(crate::endpoint::Command::Close {
-            conn: player,
+            conn: player.into(),
             code: GoodbyeCode::Kicked,
             reason: reason.to_owned(),
         });

@@ -178,7 +178,7 @@ fn a_hostile_crowd_cannot_hurt_a_well_behaved_player() {
         "a forged reply landed: {outcome:?}"
     );
     // A forged reply is dropped, not a violation: the forger is still connected.
-    assert!(server.player_info(forger_id).is_some());
+    assert!(server.player_info(PlayerId::from_raw(forger_id)).is_some());
     drop(forger);
 
     // A flood of events past the rate limit.
@@ -203,7 +203,7 @@ fn a_hostile_crowd_cannot_hurt_a_well_behaved_player() {
     let big = [remotefn::Value::buffer(vec![7u8; 16 * 1024])];
     deaf.call_without_reading(1500, "Echo", &big, PATIENCE);
     wait_until("the deaf player is cut", || {
-        server.player_info(deaf_id).is_none()
+        server.player_info(PlayerId::from_raw(deaf_id)).is_none()
     });
 
     // The slowloris handshakes all time out.

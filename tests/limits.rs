@@ -254,6 +254,7 @@ fn a_player_that_never_reads_is_cut_at_the_output_bound() {
     let (server, addr) = echo_server(config);
     let good = connect(addr);
     let (stubborn, id) = RawPlayer::handshake(addr);
+    let id = PlayerId::from_raw(id);
     // Events to a player that never reads pile up in the kernel's buffers, then in ours.
     let big = tuple![Value::buffer(vec![0u8; 64 * 1024])];
     let deadline = Instant::now() + PATIENCE;
@@ -298,6 +299,7 @@ fn a_caller_that_never_reads_its_answers_gets_no_more_served_and_is_cut_after_th
     }
     let good = connect(addr);
     let (mut deaf, id) = RawPlayer::handshake(addr);
+    let id = PlayerId::from_raw(id);
     // 100 MiB of calls whose 64 KiB answers it never reads. Once the answers back up past the
     // kernel's buffers and a little of ours, the server leaves its calls unread instead of
     // serving them, so TCP stops the sender: it cannot make the server work for nothing.

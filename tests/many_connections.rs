@@ -58,7 +58,7 @@ fn two_thousand_concurrent_connections_each_complete_calls() {
     // The server can call each of them too (the raw players answer by hand).
     let (p, id) = &mut players[1234];
     let handle = server.handle();
-    let target = *id;
+    let target = PlayerId::from_raw(*id);
     let call = std::thread::spawn(move || {
         handle.invoke_client(target, "Ping", &tuple!["hi"], Some(PATIENCE))
     });

@@ -40,7 +40,7 @@ fn host(relay: &Relay, place: &str) -> Server {
         .unwrap();
     server
         .bind("WhoAmI", |_, player, _| {
-            Ok::<_, String>(tuple![player as f64])
+            Ok::<_, String>(tuple![player.get() as f64])
         })
         .unwrap();
     server
@@ -92,7 +92,7 @@ fn calls_events_and_lifecycle_work_unchanged_through_the_relay() {
     );
     assert_eq!(
         bob.invoke_server("WhoAmI", &[], Some(PATIENCE)).unwrap(),
-        tuple![bob.player_id() as f64]
+        tuple![bob.player_id().get() as f64]
     );
     // InvokeClient and errors both ways.
     alice
@@ -425,7 +425,7 @@ fn two_relays_in_front_of_one_host() {
     let server = Server::new(ServerConfig::default()).unwrap();
     server
         .bind("WhoAmI", |_, player, _| {
-            Ok::<_, String>(tuple![player as f64])
+            Ok::<_, String>(tuple![player.get() as f64])
         })
         .unwrap();
     for r in [&east, &west] {
@@ -437,24 +437,26 @@ fn two_relays_in_front_of_one_host() {
         .map(|i| player(if i % 2 == 0 { &east } else { &west }, "world"))
         .collect();
     wait_until("the host sees the union", || server.player_count() == 10);
-    let mut ids: Vec<u64> = players.iter().map(|p| p.player_id()).collect();
+    let mut ids: Vec<PlayerId> = players.iter().map(|p| p.player_id()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 10, "player ids from two relays collide");
     for p in &players {
         assert_eq!(
             p.invoke_server("WhoAmI", &[], Some(PATIENCE)).unwrap(),
-            tuple![p.player_id() as f64]
+            tuple![p.player_id().get() as f64]
         );
-        p.bind("Ping", |c, _| Ok::<_, String>(tuple![c.player_id() as f64]))
-            .unwrap();
+        p.bind("Ping", |c, _| {
+            Ok::<_, String>(tuple![c.player_id().get() as f64])
+        })
+        .unwrap();
     }
     for p in &players {
         assert_eq!(
             server
                 .invoke_client(p.player_id(), "Ping", &[], Some(PATIENCE))
                 .unwrap(),
-            tuple![p.player_id() as f64]
+            tuple![p.player_id().get() as f64]
         );
     }
 }
@@ -541,7 +543,7 @@ fn no_player_can_answer_another_players_call_through_the_relay() {
     // A player cannot send host-link frames either.
     let mut out = BytesMut::new();
     Frame::Kick {
-        player: id,
+        player: id.get(),
         reason: "gotcha".into(),
     }
     .encode(&mut out);

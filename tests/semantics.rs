@@ -43,7 +43,7 @@ fn the_handler_gets_the_invoking_player() {
     let (server, addr) = echo_server(ServerConfig::default());
     server
         .bind("WhoAmI", |_, player, _| {
-            Ok::<_, String>(tuple![player as f64])
+            Ok::<_, String>(tuple![player.get() as f64])
         })
         .unwrap();
     let a = connect(addr);
@@ -51,7 +51,7 @@ fn the_handler_gets_the_invoking_player() {
     assert_ne!(a.player_id(), b.player_id());
     for c in [&a, &b] {
         let got = c.invoke_server("WhoAmI", &[], patient()).unwrap();
-        assert_eq!(got, tuple![c.player_id() as f64]);
+        assert_eq!(got, tuple![c.player_id().get() as f64]);
     }
 }
 
@@ -337,7 +337,7 @@ fn deferred_replies_from_another_thread_and_double_replies_are_refused() {
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        server.reply(0xdead_beef, Ok(&[])),
+        server.reply(CallId::from_raw(0xdead_beef), Ok(&[])),
         Err(Error::InvalidArgument(_))
     ));
 }
@@ -492,9 +492,10 @@ fn player_lifecycle_kick_and_counts() {
         server.kick(first.player_id(), "again"),
         Err(Error::NotFound(first.player_id()))
     );
+    let stranger = PlayerId::from_raw(999);
     assert!(matches!(
-        server.invoke_client(999, "X", &[], None),
-        Err(Error::NotFound(999))
+        server.invoke_client(stranger, "X", &[], None),
+        Err(Error::NotFound(p)) if p == stranger
     ));
     // The other player is unaffected.
     assert_eq!(

@@ -47,10 +47,10 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     })?;
     bind_demo_functions(&server)?;
     server.on_player_added(|srv, player| {
-        tracing::info!(player, players = srv.player_count(), "player added");
+        tracing::info!(%player, players = srv.player_count(), "player added");
     });
     server.on_player_removing(|srv, player| {
-        tracing::info!(player, players = srv.player_count(), "player removing");
+        tracing::info!(%player, players = srv.player_count(), "player removing");
     });
     for relay in &args.attach {
         server.attach(relay, &args.place, args.secret.as_deref())?;

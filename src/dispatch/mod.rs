@@ -11,6 +11,7 @@ mod registry;
 pub(crate) use pool::{blocking_section, Pool};
 pub(crate) use registry::{Lookup, Registry};
 
+use crate::ids::{ConnId, PlayerId};
 use bytes::Bytes;
 
 /// How handlers are run.
@@ -29,20 +30,24 @@ pub enum DispatchMode {
 pub(crate) enum Job {
     /// A call to a named function; `call` is the peer's id for it.
     Invoke {
-        conn: u64,
+        conn: ConnId,
         call: u64,
         name: Bytes,
         args: Bytes,
     },
     /// A fire-and-forget event.
-    Event { conn: u64, name: Bytes, args: Bytes },
+    Event {
+        conn: ConnId,
+        name: Bytes,
+        args: Bytes,
+    },
     /// A player finished the handshake.
-    PlayerAdded(u64),
+    PlayerAdded(PlayerId),
     /// A player is gone.
-    PlayerRemoving(u64),
+    PlayerRemoving(PlayerId),
     /// A handshake to decide.
     Authenticate {
-        conn: u64,
+        conn: ConnId,
         place: String,
         token: Bytes,
     },
@@ -52,8 +57,8 @@ impl Job {
     /// The connection whose jobs must run in order (events and player lifecycle), if any.
     pub(crate) fn ordering_key(&self) -> Option<u64> {
         match self {
-            Job::Event { conn, .. } => Some(*conn),
-            Job::PlayerAdded(p) | Job::PlayerRemoving(p) => Some(*p),
+            Job::Event { conn, .. } => Some(conn.0),
+            Job::PlayerAdded(p) | Job::PlayerRemoving(p) => Some(p.get()),
             Job::Invoke { .. } | Job::Authenticate { .. } => None,
         }
     }

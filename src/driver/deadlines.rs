@@ -1,5 +1,6 @@
 //! The driver's timers: one heap of connection deadlines, earliest first.
 
+use crate::ids::ConnId;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
@@ -9,12 +10,12 @@ use std::time::Instant;
 /// gone, or whose deadline has since moved, is simply found to have nothing due when it comes.
 #[derive(Debug, Default)]
 pub(crate) struct Deadlines {
-    heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    heap: BinaryHeap<Reverse<(Instant, usize, ConnId)>>,
 }
 
 impl Deadlines {
     /// Adds a deadline.
-    pub(crate) fn push(&mut self, at: Instant, key: usize, id: u64) {
+    pub(crate) fn push(&mut self, at: Instant, key: usize, id: ConnId) {
         self.heap.push(Reverse((at, key, id)));
     }
 
@@ -24,7 +25,7 @@ impl Deadlines {
     }
 
     /// Removes and returns a deadline that has passed at `now`, earliest first.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(usize, u64)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(usize, ConnId)> {
         match self.heap.peek() {
             Some(Reverse((at, ..))) if *at <= now => {
                 self.heap.pop().map(|Reverse((_, key, id))| (key, id))
@@ -43,14 +44,14 @@ mod tests {
     fn deadlines_come_out_earliest_first_once_due() {
         let t0 = Instant::now();
         let mut d = Deadlines::default();
-        d.push(t0 + Duration::from_millis(30), 3, 30);
-        d.push(t0 + Duration::from_millis(10), 1, 10);
-        d.push(t0 + Duration::from_millis(20), 2, 20);
+        d.push(t0 + Duration::from_millis(30), 3, ConnId(30));
+        d.push(t0 + Duration::from_millis(10), 1, ConnId(10));
+        d.push(t0 + Duration::from_millis(20), 2, ConnId(20));
         assert_eq!(d.next(), Some(t0 + Duration::from_millis(10)));
         assert_eq!(d.pop_due(t0), None);
         let t = t0 + Duration::from_millis(25);
-        assert_eq!(d.pop_due(t), Some((1, 10)));
-        assert_eq!(d.pop_due(t), Some((2, 20)));
+        assert_eq!(d.pop_due(t), Some((1, ConnId(10))));
+        assert_eq!(d.pop_due(t), Some((2, ConnId(20))));
         assert_eq!(d.pop_due(t), None);
         assert_eq!(d.next(), Some(t0 + Duration::from_millis(30)));
     }

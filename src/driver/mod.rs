@@ -18,6 +18,7 @@ mod deadlines;
 pub(crate) mod dial;
 pub(crate) mod socket;
 
+pub(crate) use crate::ids::ConnId;
 use crate::proto::{Event, Frame, GoodbyeCode, Session, SessionConfig, Violation, READ_CHUNK};
 use deadlines::Deadlines;
 
@@ -108,7 +109,7 @@ pub(crate) struct Conn<S> {
     /// Tells this connection from a later one with the same key: `serial << 32 | key`, with
     /// `serial` kept to 31 bits (so it never collides with a relay's player ids, which have
     /// the top bit set) and never 0.
-    pub id: u64,
+    pub id: ConnId,
     /// The peer's address.
     pub peer: SocketAddr,
     /// What the owner keeps for it.
@@ -123,7 +124,7 @@ pub(crate) struct Conn<S> {
 /// Readiness of a connection waiting for housekeeping.
 struct Pending {
     key: usize,
-    id: u64,
+    id: ConnId,
     readable: bool,
     peer_closed: bool,
     writable: bool,
@@ -142,7 +143,7 @@ pub(crate) struct Io<S> {
     read_again: Vec<usize>,
     backlog: VecDeque<Pending>,
     /// Violations found while the owner was acting (an output bound), for it to handle next.
-    violations: Vec<(usize, u64, Violation)>,
+    violations: Vec<(usize, ConnId, Violation)>,
     /// Connections whose buffered frames the owner wants handled again (a handshake decided).
     reprocess: Vec<usize>,
     scratch: Box<[u8]>,
@@ -214,8 +215,8 @@ impl<S> Io<S> {
     }
 
     /// The key of live connection `id`.
-    pub(crate) fn by_id(&self, id: u64) -> Option<usize> {
-        let key = (id & 0xffff_ffff) as usize;
+    pub(crate) fn by_id(&self, id: ConnId) -> Option<usize> {
+        let key = id.key();
         self.live(key).filter(|c| c.id == id).map(|_| key)
     }
 
@@ -349,7 +350,7 @@ impl<S> Io<S> {
         session: Session,
         config: Arc<SessionConfig>,
         state: S,
-    ) -> io::Result<(usize, u64)> {
+    ) -> io::Result<(usize, ConnId)> {
         socket.set_nonblocking(true)?;
         let peer = socket.peer_addr()?;
         let session = session.with_config(config);
@@ -364,7 +365,7 @@ impl<S> Io<S> {
         peer: SocketAddr,
         session: Session,
         state: S,
-    ) -> io::Result<(usize, u64)> {
+    ) -> io::Result<(usize, ConnId)> {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         self.poll.registry().register(
@@ -373,7 +374,7 @@ impl<S> Io<S> {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         self.serial = (self.serial.wrapping_add(1) & 0x7fff_ffff).max(1);
-        let id = (u64::from(self.serial) << 32) | key as u64;
+        let id = ConnId::new(self.serial, key);
         entry.insert(Conn {
             socket,
             session,
@@ -530,7 +531,7 @@ fn housekeeping<O: Owner>(owner: &mut O, io: &mut Io<O::State>, deadline: Instan
 }
 
 /// A deadline of connection `key` came.
-fn expire<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, id: u64) {
+fn expire<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, id: ConnId) {
     let now = io.now;
     let Some(conn) = io.conns.get_mut(key).filter(|c| c.id == id) else {
         return;

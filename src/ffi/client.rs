@@ -8,6 +8,7 @@ use super::{
 };
 use crate::client::{Client, ClientConfig};
 use crate::error::Error;
+use crate::ids::CallId;
 use crate::value::Tuple;
 use bytes::Bytes;
 use std::ffi::{c_char, c_void};
@@ -210,7 +211,7 @@ pub unsafe extern "C" fn rf_client_player_id(
     out: *mut rf_player_id,
 ) -> rf_status {
     entry!(cl = client(c), out = out_ptr(out) => {
-        *out = cl.player_id();
+        *out = cl.player_id().get();
         Ok(())
     })
 }
@@ -264,7 +265,7 @@ pub unsafe extern "C" fn rf_client_bind(
             let args = rf_tuple::from_tuple(args);
             // SAFETY: `cb` is the C function given; `me` outlives callbacks (rf_client_free
             // joins the workers first); `args` outlives the call.
-            unsafe { cb(user.get(), me.get(), &args, call) }
+            unsafe { cb(user.get(), me.get(), &args, call.get()) }
         })
     })
 }
@@ -291,7 +292,7 @@ pub unsafe extern "C" fn rf_client_return(
     results: *mut rf_tuple,
 ) -> rf_status {
     entry!(results = take_results(results), cl = client(c) => {
-        cl.reply(call, Ok(&results.sendable()?))
+        cl.reply(CallId::from_raw(call), Ok(&results.sendable()?))
     })
 }
 
@@ -305,7 +306,9 @@ pub unsafe extern "C" fn rf_client_error(
     call: rf_call_id,
     message: *const c_char,
 ) -> rf_status {
-    entry!(cl = client(c), message = c_str(message) => cl.reply(call, Err(message)))
+    entry!(cl = client(c), message = c_str(message) => {
+        cl.reply(CallId::from_raw(call), Err(message))
+    })
 }
 
 /// `RF_DISPATCH_MANUAL` only: runs queued callbacks on this thread until `max_calls` have run

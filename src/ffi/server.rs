@@ -7,6 +7,7 @@ use super::{
 };
 use crate::endpoint::Identity;
 use crate::error::Error;
+use crate::ids::{CallId, PlayerId};
 use crate::server::{Server, ServerConfig};
 use crate::value::Tuple;
 use std::ffi::{c_char, c_void, CString};
@@ -381,7 +382,7 @@ pub unsafe extern "C" fn rf_server_bind(
             let args = rf_tuple::from_tuple(args);
             // SAFETY: `cb` is the C function given at bind time; `me` stays valid while
             // callbacks run (rf_server_free joins the workers first); `args` outlives the call.
-            unsafe { cb(user.get(), me.get(), player, &args, call) }
+            unsafe { cb(user.get(), me.get(), player.get(), &args, call.get()) }
         })
     })
 }
@@ -441,7 +442,7 @@ pub unsafe extern "C" fn rf_server_return(
 ) -> rf_status {
     // `results` first: it is consumed whatever happens next.
     entry!(results = take_results(results), srv = server(s) => {
-        srv.reply(call, Ok(&results.sendable()?))
+        srv.reply(CallId::from_raw(call), Ok(&results.sendable()?))
     })
 }
 
@@ -457,7 +458,7 @@ pub unsafe extern "C" fn rf_server_error(
     message: *const c_char,
 ) -> rf_status {
     entry!(srv = server(s), message = c_str(message) => {
-        srv.reply(call, Err(message))
+        srv.reply(CallId::from_raw(call), Err(message))
     })
 }
 
@@ -488,7 +489,12 @@ pub unsafe extern "C" fn rf_server_invoke_client(
         // Hold the server's state for the whole wait: rf_server_free may run meanwhile (it
         // fails this call with RF_ERR_CLOSED), and must not free it under this thread.
         let srv = srv.handle();
-        let results = srv.invoke_client(player, name, &args, to_timeout(timeout_ms))?;
+        let results = srv.invoke_client(
+            PlayerId::from_raw(player),
+            name,
+            &args,
+            to_timeout(timeout_ms),
+        )?;
         *out = Box::into_raw(Box::new(rf_tuple::from_tuple(results)));
         Ok(())
     })
@@ -507,9 +513,9 @@ unsafe fn on_player(
     entry!(srv = server(s) => {
         let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
         let (me, user) = (HandlePtr(s), UserData(user));
-        let hook = move |_: &crate::ServerHandle, player| {
+        let hook = move |_: &crate::ServerHandle, player: PlayerId| {
             // SAFETY: `cb` is the C function given; `me` outlives every callback.
-            unsafe { cb(user.get(), me.get(), player) }
+            unsafe { cb(user.get(), me.get(), player.get()) }
         };
         if added {
             srv.on_player_added(hook);
@@ -563,7 +569,7 @@ pub unsafe extern "C" fn rf_server_kick(
     reason: *const c_char,
 ) -> rf_status {
     entry!(srv = server(s), reason = optional_str(reason) => {
-        srv.kick(player, reason.unwrap_or("kicked"))
+        srv.kick(PlayerId::from_raw(player), reason.unwrap_or("kicked"))
     })
 }
 
@@ -591,6 +597,7 @@ pub unsafe extern "C" fn rf_server_player_user_id(
     out: *mut u64,
 ) -> rf_status {
     entry!(srv = server(s), out = out_ptr(out) => {
+        let player = PlayerId::from_raw(player);
         *out = srv.player_info(player).ok_or(Error::NotFound(player))?.identity.user_id;
         Ok(())
     })
@@ -692,7 +699,7 @@ pub unsafe extern "C" fn rf_server_bind_event(
         srv.bind_event(name, move |_, player, args: Tuple| {
             let args = rf_tuple::from_tuple(args);
             // SAFETY: as for rf_server_bind.
-            unsafe { cb(user.get(), me.get(), player, &args) }
+            unsafe { cb(user.get(), me.get(), player.get(), &args) }
         })
     })
 }
@@ -711,7 +718,7 @@ pub unsafe extern "C" fn rf_server_fire_client(
     args: *const rf_tuple,
 ) -> rf_status {
     entry!(srv = server(s), name = c_str(event), args = borrow_args(args) => {
-        srv.fire_client(player, name, &args)
+        srv.fire_client(PlayerId::from_raw(player), name, &args)
     })
 }
 

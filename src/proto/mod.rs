@@ -23,7 +23,8 @@ pub use frame::{
 };
 pub use rate::{Admission, RateLimit, RateShaper};
 pub use session::{
-    Event, Session, SessionConfig, Violation, CLOSING_GRACE, PAUSE_READING_ABOVE, READ_CHUNK,
+    Event, InboundCalls, Session, SessionConfig, Violation, CLOSING_GRACE, PAUSE_READING_ABOVE,
+    READ_CHUNK,
 };
 
 /// The stream preface a client sends before its first frame.

@@ -104,6 +104,34 @@ impl From<ProtocolError> for Violation {
     }
 }
 
+/// A peer's inbound calls not yet answered, against their bound: one count per peer, kept by
+/// its session (or, for a player behind a relay, by the game server's record of it).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InboundCalls {
+    unanswered: u32,
+}
+
+impl InboundCalls {
+    /// A call arrived: a violation when it is one more than `max` unanswered.
+    pub fn arrived(&mut self, max: u32) -> Result<(), Violation> {
+        if self.unanswered >= max {
+            return Err(Violation::limit(format!("more than {max} calls in flight")));
+        }
+        self.unanswered += 1;
+        Ok(())
+    }
+
+    /// One of them was answered.
+    pub fn answered(&mut self) {
+        self.unanswered = self.unanswered.saturating_sub(1);
+    }
+
+    /// How many are unanswered.
+    pub fn unanswered(&self) -> u32 {
+        self.unanswered
+    }
+}
+
 /// What the event loop must act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -147,7 +175,7 @@ pub struct Session {
     reading_paused: bool,
     rate: RateShaper,
     rate_resume: Option<Instant>,
-    inflight: u32,
+    inbound: InboundCalls,
     closing: Option<Closing>,
     /// Events not yet polled, as flags (a session costs a few bytes for them, not a queue).
     read_again: bool,
@@ -185,7 +213,7 @@ impl Session {
             expired: false,
             reading_paused: false,
             rate_resume: None,
-            inflight: 0,
+            inbound: InboundCalls::default(),
             closing: None,
             read_again: false,
             finished: false,
@@ -232,7 +260,7 @@ impl Session {
 
     /// Inbound calls not yet answered.
     pub fn inflight(&self) -> u32 {
-        self.inflight
+        self.inbound.unanswered()
     }
 
     /// Output waiting to be written.
@@ -403,7 +431,7 @@ impl Session {
 
     /// An inbound call of the peer's was answered.
     pub fn answered(&mut self) {
-        self.inflight = self.inflight.saturating_sub(1);
+        self.inbound.answered();
     }
 
     /// Refuses the handshake with `reason`, then closes.
@@ -463,13 +491,7 @@ impl Session {
         }
         match self.conn.poll_frame()? {
             Some(frame @ Frame::Invoke { .. }) => {
-                if self.inflight >= self.config.max_inflight {
-                    return Err(Violation::limit(format!(
-                        "more than {} calls in flight",
-                        self.config.max_inflight
-                    )));
-                }
-                self.inflight += 1;
+                self.inbound.arrived(self.config.max_inflight)?;
                 Ok(Some(frame))
             }
             Some(frame) => Ok(Some(frame)),

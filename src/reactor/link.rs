@@ -8,13 +8,15 @@
 //! a link drops, its players are gone (their pending calls fail), and the link is re-established
 //! in the background with exponential backoff; the relay then announces its players again.
 
-use super::{Calls, CloseReason, Endpoints, Peer, Relayed, Target};
+use super::{CloseReason, Endpoints, Peer, Relayed, Target};
+use crate::calls::PeerCalls;
 use crate::dispatch::Job;
 use crate::driver::{dial, Io};
 use crate::endpoint::{Command, Endpoint, Identity, LinkSpec};
 use crate::error::Error;
+use crate::ids::ConnId;
 use crate::proto::LINK_OVERHEAD;
-use crate::proto::{self, Frame, ProtocolError};
+use crate::proto::{self, Frame, InboundCalls, ProtocolError};
 use crate::stats::bump;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -99,7 +101,7 @@ impl Endpoints {
         spec: LinkSpec,
         error: &Error,
     ) {
-        let players: Vec<u64> = self
+        let players: Vec<ConnId> = self
             .relayed
             .iter()
             .filter(|(_, r)| r.link == key)
@@ -124,6 +126,7 @@ impl Endpoints {
                 token,
                 peer,
             } => {
+                let player = ConnId(player);
                 let Some(conn) = io.live(key) else {
                     return;
                 };
@@ -132,7 +135,7 @@ impl Endpoints {
                 };
                 let (place, link_id) = (spec.place.clone(), conn.id);
                 if self.relayed.contains_key(&player) {
-                    tracing::warn!(player, "the relay announced a player twice");
+                    tracing::warn!(player = player.0, "the relay announced a player twice");
                     return;
                 }
                 bump(&self.ep.counters().connections, 1);
@@ -141,8 +144,8 @@ impl Endpoints {
                     link_id,
                     peer: peer.parse().ok(),
                     welcomed: false,
-                    inflight: 0,
-                    calls: Calls::default(),
+                    inbound: InboundCalls::default(),
+                    calls: PeerCalls::default(),
                 };
                 self.relayed.insert(player, relayed);
                 if self.ep.has_authenticator() {
@@ -157,11 +160,12 @@ impl Endpoints {
                 }
             }
             Frame::Routed { player, frame } => {
+                let player = ConnId(player);
                 let Some(r) = self.relayed.get(&player) else {
                     // The player left while this was on its way.
                     return;
                 };
-                if r.link != key || r.link_id != io.live(key).map_or(0, |c| c.id) {
+                if r.link != key || io.live(key).is_none_or(|c| c.id != r.link_id) {
                     return;
                 }
                 let welcomed = r.welcomed;
@@ -187,6 +191,7 @@ impl Endpoints {
                 }
             }
             Frame::PlayerLeft { player, reason } => {
+                let player = ConnId(player);
                 if self.relayed.get(&player).is_some_and(|r| r.link == key) {
                     bump(&self.ep.counters().disconnects_other, 1);
                     self.release(io, Target::Relayed(player), &Error::Disconnected(reason));

@@ -15,12 +15,13 @@ mod link;
 
 pub(crate) use link::connect_link;
 
-use crate::calls::CallId;
+use crate::calls::{Outbound, PeerCalls};
 use crate::dispatch::Job;
 use crate::driver::{self, Admit, Conn, Io, Owner};
 use crate::endpoint::{Command, Endpoint, Identity, LinkSpec, PlayerInfo, Side};
 use crate::error::Error;
-use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, SessionConfig, Violation};
+use crate::ids::{CallId, ConnId};
+use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, InboundCalls, SessionConfig, Violation};
 use crate::stats::{bump, CutLog};
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -35,40 +36,10 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 /// at its end): enough to cover a worker's wake-up, few enough that the first waits little.
 const SUBMIT_BATCH: usize = 32;
 
-/// Outbound calls awaiting a reply from one peer: only these can be completed by it, so no
-/// peer can answer (or forge answers to) calls made to another.
-#[derive(Default)]
-pub(crate) struct Calls {
-    calls: Vec<CallId>,
-    /// Prune timed-out ids when the list reaches this length.
-    prune_at: usize,
-}
-
-impl Calls {
-    fn push(&mut self, call: CallId, ep: &Endpoint) {
-        self.calls.push(call);
-        if self.calls.len() >= self.prune_at.max(64) {
-            self.calls.retain(|id| ep.calls().is_waiting(*id));
-            self.prune_at = (self.calls.len() * 2).max(64);
-        }
-    }
-
-    /// Takes `call` off the list; whether it was there.
-    fn take(&mut self, call: u64) -> bool {
-        match self.calls.iter().position(|&c| c == call) {
-            Some(pos) => {
-                self.calls.swap_remove(pos);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
 /// What the reactor keeps per connection of the driver.
 pub(crate) enum Peer {
-    /// A player of a server, or a client's server.
-    Direct(Calls),
+    /// A player of a server, or a client's server, and the calls in flight to it.
+    Direct(PeerCalls),
     /// A host link to a relay; the players it carries are in [`Endpoints::relayed`]. Boxed:
     /// every player pays for the size of this enum, and links are few.
     Link(Box<LinkSpec>),
@@ -78,12 +49,13 @@ pub(crate) enum Peer {
 struct Relayed {
     /// The driver key and id of its host link.
     link: usize,
-    link_id: u64,
+    link_id: ConnId,
     peer: Option<SocketAddr>,
     welcomed: bool,
-    /// Inbound calls not yet answered.
-    inflight: u32,
-    calls: Calls,
+    /// Its calls to the game server not yet answered.
+    inbound: InboundCalls,
+    /// The game server's calls to it in flight.
+    calls: PeerCalls,
 }
 
 /// Who a frame or a command is for.
@@ -92,7 +64,7 @@ enum Target {
     /// A connection of the driver, by key.
     Direct(usize),
     /// A player behind a relay, by id.
-    Relayed(u64),
+    Relayed(ConnId),
 }
 
 /// Why a connection is being closed.
@@ -130,7 +102,9 @@ pub(crate) struct Reactor {
 pub(crate) struct Endpoints {
     ep: Arc<Endpoint>,
     /// Players behind relays, by id.
-    relayed: HashMap<u64, Relayed>,
+    relayed: HashMap<ConnId, Relayed>,
+    /// Which peer each outbound call in flight went to.
+    outbound: Outbound,
     shutdown_deadline: Option<Instant>,
     /// Jobs for the pool from this turn, handed over together: under load one wake-up of a
     /// parked worker then covers many jobs rather than one.
@@ -157,10 +131,10 @@ impl Reactor {
         ep: Arc<Endpoint>,
         socket: std::net::TcpStream,
         session: proto::Session,
-    ) -> io::Result<(Reactor, u64)> {
+    ) -> io::Result<(Reactor, ConnId)> {
         let mut reactor = Reactor::new(ep, Vec::new())?;
         let config = reactor.owner.players_session.clone();
-        let state = Peer::Direct(Calls::default());
+        let state = Peer::Direct(PeerCalls::default());
         let (_, id) = reactor.io.insert_dialled(socket, session, config, state)?;
         bump(&reactor.owner.ep.counters().connections, 1);
         Ok((reactor, id))
@@ -181,6 +155,7 @@ impl Reactor {
         Ok(Reactor {
             io,
             owner: Endpoints {
+                outbound: Outbound::new(ep.limits().max_calls_in_flight),
                 ep,
                 relayed: HashMap::new(),
                 shutdown_deadline: None,
@@ -247,9 +222,9 @@ impl Endpoints {
     }
 
     /// The player (or connection) with this id, if it is live.
-    fn lookup(&self, io: &Io<Peer>, id: u64) -> Option<Target> {
+    fn lookup(&self, io: &Io<Peer>, id: ConnId) -> Option<Target> {
         // A relay's ids have the top bit set; the driver's never do.
-        if id >> 63 == 1 {
+        if id.0 >> 63 == 1 {
             return self
                 .relayed
                 .contains_key(&id)
@@ -258,9 +233,9 @@ impl Endpoints {
         io.by_id(id).map(Target::Direct)
     }
 
-    fn id_of(io: &Io<Peer>, target: Target) -> u64 {
+    fn id_of(io: &Io<Peer>, target: Target) -> ConnId {
         match target {
-            Target::Direct(key) => io.live(key).map_or(0, |c| c.id),
+            Target::Direct(key) => io.live(key).map_or(ConnId(0), |c| c.id),
             Target::Relayed(id) => id,
         }
     }
@@ -279,13 +254,19 @@ impl Endpoints {
         }
     }
 
-    fn calls_mut<'a>(&'a mut self, io: &'a mut Io<Peer>, target: Target) -> Option<&'a mut Calls> {
+    /// The outbound calls in flight to `target` (a free function, so that the caller can
+    /// borrow `outbound` beside it).
+    fn calls_of<'a>(
+        relayed: &'a mut HashMap<ConnId, Relayed>,
+        io: &'a mut Io<Peer>,
+        target: Target,
+    ) -> Option<&'a mut PeerCalls> {
         match target {
             Target::Direct(key) => match &mut io.live_mut(key)?.state {
                 Peer::Direct(calls) => Some(calls),
                 Peer::Link(_) => None,
             },
-            Target::Relayed(id) => self.relayed.get_mut(&id).map(|r| &mut r.calls),
+            Target::Relayed(id) => relayed.get_mut(&id).map(|r| &mut r.calls),
         }
     }
 
@@ -295,7 +276,7 @@ impl Endpoints {
             Target::Direct(key) => io.send_bytes(key, frame),
             Target::Relayed(id) => {
                 if let Some(r) = self.relayed.get(&id) {
-                    io.send_with(r.link, |out| proto::encode_routed(out, id, frame));
+                    io.send_with(r.link, |out| proto::encode_routed(out, id.0, frame));
                 }
             }
         }
@@ -323,9 +304,8 @@ impl Endpoints {
         match cmd {
             Command::Call { conn, call, frame } => match self.lookup(io, conn) {
                 Some(target) if self.welcomed(io, target) => {
-                    let ep = self.ep.clone();
-                    if let Some(calls) = self.calls_mut(io, target) {
-                        calls.push(call, &ep);
+                    if let Some(calls) = Self::calls_of(&mut self.relayed, io, target) {
+                        self.outbound.sent(calls, conn, call);
                     }
                     self.send_to(io, target, &frame);
                 }
@@ -334,6 +314,15 @@ impl Endpoints {
                     self.ep.calls().complete(call, Err(err));
                 }
             },
+            Command::Abandon { conn, call } => {
+                if self.outbound.peer_of(call) == Some(conn) {
+                    if let Some(target) = self.lookup(io, conn) {
+                        if let Some(calls) = Self::calls_of(&mut self.relayed, io, target) {
+                            self.outbound.abandon(calls, call);
+                        }
+                    }
+                }
+            }
             Command::Send { conn, frame } => {
                 if let Some(target) = self.lookup(io, conn) {
                     self.send_to(io, target, &frame);
@@ -349,7 +338,7 @@ impl Endpoints {
                         }
                         Target::Relayed(id) => {
                             if let Some(r) = self.relayed.get_mut(&id) {
-                                r.inflight = r.inflight.saturating_sub(1);
+                                r.inbound.answered();
                             }
                         }
                     }
@@ -404,9 +393,9 @@ impl Endpoints {
     }
 
     /// The error for a call to a connection that is not there.
-    fn missing(&self, conn: u64) -> Error {
+    fn missing(&self, conn: ConnId) -> Error {
         match self.ep.side() {
-            Side::Server => Error::NotFound(conn),
+            Side::Server => Error::NotFound(conn.player()),
             Side::Client => {
                 Error::Disconnected(self.ep.lost().unwrap_or_else(|| "not connected".into()))
             }
@@ -449,15 +438,9 @@ impl Endpoints {
                     let Some(r) = self.relayed.get_mut(&id) else {
                         return;
                     };
-                    if r.inflight >= max {
-                        let why = format!("more than {max} calls in flight");
-                        return self.close(
-                            io,
-                            target,
-                            CloseReason::goodbye(GoodbyeCode::Limit, why),
-                        );
+                    if let Err(violation) = r.inbound.arrived(max) {
+                        return self.violation(io, target, violation);
                     }
-                    r.inflight += 1;
                 }
                 bump(&self.ep.counters().calls_in, 1);
                 self.submit(Job::Invoke {
@@ -518,10 +501,17 @@ impl Endpoints {
         call: u64,
         outcome: Result<bytes::Bytes, Error>,
     ) {
-        if self.calls_mut(io, target).is_some_and(|c| c.take(call)) {
+        let (peer, call) = (Self::id_of(io, target), CallId::from_raw(call));
+        let outbound = &mut self.outbound;
+        if Self::calls_of(&mut self.relayed, io, target)
+            .is_some_and(|calls| outbound.answered(calls, peer, call))
+        {
             self.ep.calls().complete(call, outcome);
         } else {
-            tracing::debug!(call, "reply to an unknown or expired call dropped");
+            tracing::debug!(
+                call = call.get(),
+                "reply to an unknown or expired call dropped"
+            );
         }
     }
 
@@ -549,7 +539,7 @@ impl Endpoints {
         let id = Self::id_of(io, target);
         let peer = self.peer_addr(io, target);
         tracing::info!(
-            player = id,
+            player = id.0,
             ?peer,
             user_id = identity.user_id,
             "player joined"
@@ -561,7 +551,7 @@ impl Endpoints {
                 };
                 conn.session.accept();
                 let welcome = Frame::Welcome {
-                    player: id,
+                    player: id.0,
                     max_frame: self.ep.limits().max_payload,
                 };
                 io.send(key, &welcome);
@@ -574,7 +564,7 @@ impl Endpoints {
                 };
                 r.welcomed = true;
                 let accept = Frame::PlayerAccept {
-                    player: id,
+                    player: id.0,
                     user_id: identity.user_id,
                     name: identity.name.clone(),
                 };
@@ -582,8 +572,9 @@ impl Endpoints {
                 io.send(link, &accept);
             }
         }
-        self.ep.add_player(id, PlayerInfo { identity, peer });
-        self.submit(Job::PlayerAdded(id));
+        self.ep
+            .add_player(id.player(), PlayerInfo { identity, peer });
+        self.submit(Job::PlayerAdded(id.player()));
     }
 
     fn refuse(&mut self, io: &mut Io<Peer>, target: Target, reason: &str) {
@@ -593,7 +584,7 @@ impl Endpoints {
         match target {
             Target::Relayed(id) => {
                 let reject = Frame::PlayerReject {
-                    player: id,
+                    player: id.0,
                     reason: reason.to_owned(),
                 };
                 if let Some(r) = self.relayed.get(&id) {
@@ -636,7 +627,7 @@ impl Endpoints {
                 if let (Some((_, text)), Some(r)) = (&reason.goodbye, self.relayed.get(&id)) {
                     // The relay closes the player's socket, with the reason.
                     let kick = Frame::Kick {
-                        player: id,
+                        player: id.0,
                         reason: text.clone(),
                     };
                     io.send(r.link, &kick);
@@ -678,17 +669,17 @@ impl Endpoints {
 
     /// A player (or, on a client, the server) is gone: its calls fail with `error`, and a
     /// welcomed player leaves (its `PlayerRemoving` job goes behind those of its last frames).
-    fn depart(&mut self, id: u64, welcomed: bool, calls: Calls, error: &Error) {
-        for call in calls.calls {
+    fn depart(&mut self, id: ConnId, welcomed: bool, mut calls: PeerCalls, error: &Error) {
+        for call in self.outbound.take_all(&mut calls) {
             self.ep.calls().complete(call, Err(error.clone()));
         }
         if self.ep.side() == Side::Client {
             self.ep.set_lost(error.to_string());
         }
         if welcomed && self.ep.side() == Side::Server {
-            self.ep.remove_player(id);
-            tracing::info!(player = id, "player left: {error}");
-            self.submit(Job::PlayerRemoving(id));
+            self.ep.remove_player(id.player());
+            tracing::info!(player = id.0, "player left: {error}");
+            self.submit(Job::PlayerRemoving(id.player()));
         }
     }
 }
@@ -699,7 +690,10 @@ impl Owner for Endpoints {
     fn accept(&mut self, _: &mut Io<Peer>, _: usize, peer: SocketAddr) -> Admit<Peer> {
         bump(&self.ep.counters().connections, 1);
         tracing::debug!(%peer, "accepted");
-        Admit::Serve(self.players_session.clone(), Peer::Direct(Calls::default()))
+        Admit::Serve(
+            self.players_session.clone(),
+            Peer::Direct(PeerCalls::default()),
+        )
     }
 
     fn on_frame(&mut self, io: &mut Io<Peer>, key: usize, frame: Frame) {

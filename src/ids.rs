@@ -1,0 +1,92 @@
+//! The ids that cross the API: which player, which call. Each is its own type, so a player's
+//! id can never be passed where a call's is meant; the number inside is what the C ABI and the
+//! wire carry (`rf_player_id`, `rf_call_id`).
+
+use std::fmt;
+
+/// Identifies a connected player. Never 0; not reused while the server runs. A player behind a
+/// relay has an id the relay gave it (with the top bit set), so it never collides with a direct
+/// player's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct PlayerId(u64);
+
+impl PlayerId {
+    /// The id whose number is `raw` (as `get` returns it, or as the C ABI hands it out).
+    pub const fn from_raw(raw: u64) -> PlayerId {
+        PlayerId(raw)
+    }
+
+    /// The number inside: what the C ABI and the wire carry.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Identifies one call in flight: a handler's right to answer an inbound call
+/// ([`ServerHandle::reply`](crate::ServerHandle::reply)), or a caller's slot while it waits.
+/// Never 0; a stale id (answered, timed out) names nothing, even after its slot is reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct CallId(u64);
+
+impl CallId {
+    /// The id whose number is `raw`.
+    pub const fn from_raw(raw: u64) -> CallId {
+        CallId(raw)
+    }
+
+    /// The number inside: what the C ABI and the wire carry.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// One connection of an endpoint's reactor: on a server, the player's id; on a client, its
+/// server. `serial << 32 | driver key`, so a command for a connection that has since closed,
+/// and whose key was reused, is recognised and dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ConnId(pub(crate) u64);
+
+impl ConnId {
+    /// The id of the connection at slab `key`, the `serial`th the driver opened (31 bits, so
+    /// that it never collides with a relay's player ids, which have the top bit set).
+    pub(crate) fn new(serial: u32, key: usize) -> ConnId {
+        debug_assert!(serial & 0x8000_0000 == 0 && key <= u32::MAX as usize);
+        ConnId((u64::from(serial) << 32) | key as u64)
+    }
+
+    /// The slab key it was opened at.
+    pub(crate) fn key(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize
+    }
+
+    /// The player this connection is, on a server.
+    pub(crate) fn player(self) -> PlayerId {
+        PlayerId(self.0)
+    }
+}
+
+impl From<PlayerId> for ConnId {
+    fn from(player: PlayerId) -> ConnId {
+        ConnId(player.0)
+    }
+}
+
+impl fmt::Display for PlayerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
