@@ -745,3 +745,165 @@ fn flush<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize) {
     }
     io.keep_scheduled(key);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use std::io::Write as _;
+    use std::net::TcpStream as StdStream;
+
+    /// Frames of the flooder, 1 KiB each: more than one turn's read budget in all.
+    const FLOOD_FRAMES: usize = 300;
+    const FRAME_BYTES: usize = 1024;
+
+    /// An owner that welcomes every player and notes, per turn, which connection sent what.
+    struct Recorder {
+        config: Arc<SessionConfig>,
+        turn: usize,
+        /// (turn, key) of every EVENT frame.
+        events: Vec<(usize, usize)>,
+        welcomed: usize,
+        stop: fn(&Recorder) -> bool,
+    }
+
+    impl Owner for Recorder {
+        type State = ();
+        fn accept(&mut self, _: &mut Io<()>, _: usize, _: SocketAddr) -> Admit<()> {
+            Admit::Serve(self.config.clone(), ())
+        }
+        fn on_frame(&mut self, io: &mut Io<()>, key: usize, frame: Frame) {
+            match frame {
+                Frame::Hello { .. } => {
+                    io.live_mut(key).unwrap().session.accept();
+                    io.process_later(key);
+                    self.welcomed += 1;
+                }
+                Frame::Event { .. } => self.events.push((self.turn, key)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        fn on_violation(&mut self, _: &mut Io<()>, _: usize, v: Violation) {
+            panic!("violation: {v:?}");
+        }
+        fn on_closed(&mut self, _: &mut Io<()>, _: usize, _: Conn<()>, why: &str) {
+            panic!("closed: {why}");
+        }
+        fn on_wake(&mut self, _: &mut Io<()>) {}
+        fn on_tick(&mut self, _: &mut Io<()>) {}
+        fn on_turn_end(&mut self, _: &mut Io<()>) -> bool {
+            self.turn += 1;
+            false
+        }
+        fn finished(&self, _: &Io<()>) -> bool {
+            (self.stop)(self)
+        }
+    }
+
+    /// A listener whose connections can hold the whole flood in the kernel before the driver
+    /// reads any of it.
+    fn roomy_listener() -> std::net::TcpListener {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        socket.set_recv_buffer_size(4 << 20).unwrap();
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&addr.into()).unwrap();
+        socket.listen(16).unwrap();
+        socket.into()
+    }
+
+    fn player(addr: SocketAddr) -> StdStream {
+        let socket = socket2::Socket::from(StdStream::connect(addr).unwrap());
+        socket.set_send_buffer_size(4 << 20).unwrap();
+        let mut socket: StdStream = socket.into();
+        socket
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut out = BytesMut::new();
+        crate::proto::encode_preface(&mut out);
+        Frame::Hello {
+            place: String::new(),
+            token: Bytes::new(),
+        }
+        .encode(&mut out);
+        socket.write_all(&out).unwrap();
+        socket
+    }
+
+    fn events(n: usize) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        for _ in 0..n {
+            let args = Bytes::from(vec![0u8; FRAME_BYTES - 4 - 1 - 2 - 1]);
+            let name = Bytes::from_static(b"e");
+            Frame::Event { name, args }.encode(&mut out);
+        }
+        out.to_vec()
+    }
+
+    /// A connection with more waiting than one turn's read budget gets that budget and waits
+    /// for the next turn, behind the others: a flooder cannot hold the loop while a quiet
+    /// player's frame waits. Everything the flooder sent is still read, in later turns.
+    #[test]
+    fn a_flooder_gets_one_turns_read_budget_and_the_quiet_player_is_served_in_that_turn() {
+        let listener = roomy_listener();
+        let addr = listener.local_addr().unwrap();
+        let mut io: Io<()> = Io::new(vec![listener]).unwrap();
+        let config = SessionConfig {
+            max_frame: 1 << 20,
+            max_output: 1 << 20,
+            pause_reading_above: None,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::ZERO,
+            rate: crate::proto::RateLimit::UNLIMITED,
+            max_inflight: u32::MAX,
+        };
+        let mut owner = Recorder {
+            config: Arc::new(config),
+            turn: 0,
+            events: Vec::new(),
+            welcomed: 0,
+            stop: |r| r.welcomed == 2,
+        };
+        let mut flooder = player(addr);
+        let mut quiet = player(addr);
+        run(&mut owner, &mut io);
+        let key_of = |socket: &StdStream| {
+            let addr = socket.local_addr().unwrap();
+            io.live_conns().find(|(_, c)| c.peer == addr).unwrap().0
+        };
+        let (flooder_key, quiet_key) = (key_of(&flooder), key_of(&quiet));
+
+        // The flood is all in the kernel before the driver reads again: then the quiet player.
+        flooder.write_all(&events(FLOOD_FRAMES)).unwrap();
+        quiet.write_all(&events(1)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        owner.stop = |r| r.events.len() == FLOOD_FRAMES + 1;
+        run(&mut owner, &mut io);
+
+        let quiet_turn = owner
+            .events
+            .iter()
+            .find(|(_, k)| *k == quiet_key)
+            .map(|(t, _)| *t)
+            .unwrap();
+        let flooder_turns: Vec<usize> = owner
+            .events
+            .iter()
+            .filter(|(_, k)| *k == flooder_key)
+            .map(|(t, _)| *t)
+            .collect();
+        let first = flooder_turns[0];
+        let in_first = flooder_turns.iter().filter(|&&t| t == first).count();
+        let budget = READS_PER_TURN * READ_CHUNK / FRAME_BYTES;
+        assert_eq!(flooder_turns.len(), FLOOD_FRAMES);
+        assert!(
+            in_first <= budget + 1,
+            "the flooder had {in_first} frames read in one turn (budget: {budget})"
+        );
+        assert!(
+            quiet_turn <= first,
+            "the quiet player waited for turn {quiet_turn}, after the flooder's {first}"
+        );
+        assert!(*flooder_turns.last().unwrap() > first);
+    }
+}
