@@ -750,7 +750,6 @@ fn flush<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize) {
 mod tests {
     use super::*;
     use bytes::{Bytes, BytesMut};
-    use std::io::Write as _;
     use std::net::TcpStream as StdStream;
 
     /// Frames of the flooder, 1 KiB each: more than one turn's read budget in all.
