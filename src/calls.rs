@@ -7,6 +7,7 @@
 //! once, up front; the free list is a lock-free queue, and each slot has its own small lock, so
 //! callers on different slots never contend.
 
+use crate::chains::{Chains, Head};
 use crate::error::Error;
 pub use crate::ids::CallId;
 use crate::ids::ConnId;
@@ -195,55 +196,31 @@ impl CallSlots {
     }
 }
 
-/// No entry: the end of a peer's list.
-const NIL: u32 = u32::MAX;
-
-/// Where one outbound call went, as the reactor keeps it: the call (with its generation) and
-/// the peer it was sent to, threaded into that peer's list.
-#[derive(Clone, Copy)]
-struct Sent {
-    call: Option<CallId>,
-    peer: ConnId,
-    prev: u32,
-    next: u32,
-}
-
 /// The reactor's record of outbound calls in flight: which peer each was sent to, so that only
 /// that peer can answer it and its close fails exactly its calls. One entry per call slot (same
-/// index), threaded into one list per peer whose head the peer keeps ([`PeerCalls`]): sending,
-/// answering, abandoning and closing cost O(1) per call, with nothing to scan or prune.
+/// index), on one list per peer whose head the peer keeps ([`PeerCalls`]): sending, answering,
+/// abandoning and closing cost O(1) per call, with nothing to scan or prune.
 ///
 /// Only the reactor thread touches it. A caller that gives up on a call tells the reactor
 /// ([`Outbound::abandon`]) before it frees the slot, so the slot's next call is always recorded
 /// after its last one is forgotten.
 pub(crate) struct Outbound {
-    sent: Box<[Sent]>,
+    /// Per slot: the call in flight there and the peer it went to.
+    sent: Box<[Option<(CallId, ConnId)>]>,
+    chains: Chains,
 }
 
-/// The outbound calls in flight to one peer: the head of its list in [`Outbound`].
-#[derive(Debug)]
-pub(crate) struct PeerCalls {
-    head: u32,
-}
-
-impl Default for PeerCalls {
-    fn default() -> Self {
-        PeerCalls { head: NIL }
-    }
-}
+/// The outbound calls in flight to one peer: its list in [`Outbound`].
+#[derive(Debug, Default)]
+pub(crate) struct PeerCalls(Head);
 
 impl Outbound {
     /// A record for the calls of a table of `capacity` slots.
     pub(crate) fn new(capacity: usize) -> Outbound {
         let capacity = capacity.clamp(1, u32::MAX as usize);
-        let free = Sent {
-            call: None,
-            peer: ConnId(0),
-            prev: NIL,
-            next: NIL,
-        };
         Outbound {
-            sent: vec![free; capacity].into_boxed_slice(),
+            sent: vec![None; capacity].into_boxed_slice(),
+            chains: Chains::new(capacity),
         }
     }
 
@@ -251,79 +228,53 @@ impl Outbound {
     pub(crate) fn sent(&mut self, list: &mut PeerCalls, peer: ConnId, call: CallId) {
         let (index, _) = split(call);
         debug_assert!(
-            self.sent[index].call.is_none(),
+            self.sent[index].is_none(),
             "a slot's last call is forgotten before its next one is sent"
         );
-        self.sent[index] = Sent {
-            call: Some(call),
-            peer,
-            prev: NIL,
-            next: list.head,
-        };
-        if list.head != NIL {
-            self.sent[list.head as usize].prev = index as u32;
-        }
-        list.head = index as u32;
+        self.sent[index] = Some((call, peer));
+        self.chains.push(&mut list.0, index);
     }
 
     /// A reply from `peer` to `call`: whether `call` is in flight to that peer (and so may be
-    /// completed by it). It is taken off the list either way it is answered.
+    /// completed by it). It is taken off the list when it is.
     pub(crate) fn answered(&mut self, list: &mut PeerCalls, peer: ConnId, call: CallId) -> bool {
         let (index, _) = split(call);
-        match self.sent.get(index) {
-            Some(s) if s.call == Some(call) && s.peer == peer => {
-                self.unlink(list, index);
-                true
-            }
-            _ => false,
+        if self.sent.get(index) != Some(&Some((call, peer))) {
+            return false;
         }
+        self.forget(list, index);
+        true
     }
 
     /// The peer `call` was sent to, while it is in flight.
     pub(crate) fn peer_of(&self, call: CallId) -> Option<ConnId> {
-        let s = self.sent.get(split(call).0)?;
-        (s.call == Some(call)).then_some(s.peer)
+        match self.sent.get(split(call).0)? {
+            Some((c, peer)) if *c == call => Some(*peer),
+            _ => None,
+        }
     }
 
     /// The caller gave up on `call` (it timed out): forgets it, so a late reply is dropped.
     /// `list` is the list of the peer [`peer_of`](Self::peer_of) named.
     pub(crate) fn abandon(&mut self, list: &mut PeerCalls, call: CallId) {
         let (index, _) = split(call);
-        if self.sent.get(index).is_some_and(|s| s.call == Some(call)) {
-            self.unlink(list, index);
+        if matches!(self.sent.get(index), Some(Some((c, _))) if *c == call) {
+            self.forget(list, index);
         }
     }
 
     /// The peer whose list is `list` is gone: its calls in flight, taken off.
     pub(crate) fn take_all(&mut self, list: &mut PeerCalls) -> Vec<CallId> {
-        let mut calls = Vec::new();
-        let mut at = list.head;
-        while at != NIL {
-            let s = &mut self.sent[at as usize];
-            calls.extend(s.call.take());
-            at = std::mem::replace(&mut s.next, NIL);
-            s.prev = NIL;
-        }
-        list.head = NIL;
-        calls
+        let indices = self.chains.drain(&mut list.0);
+        indices
+            .into_iter()
+            .filter_map(|i| self.sent[i].take().map(|(call, _)| call))
+            .collect()
     }
 
-    fn unlink(&mut self, list: &mut PeerCalls, index: usize) {
-        let Sent { prev, next, .. } = self.sent[index];
-        if prev == NIL {
-            list.head = next;
-        } else {
-            self.sent[prev as usize].next = next;
-        }
-        if next != NIL {
-            self.sent[next as usize].prev = prev;
-        }
-        self.sent[index] = Sent {
-            call: None,
-            peer: ConnId(0),
-            prev: NIL,
-            next: NIL,
-        };
+    fn forget(&mut self, list: &mut PeerCalls, index: usize) {
+        self.sent[index] = None;
+        self.chains.unlink(&mut list.0, index);
     }
 }
 

@@ -31,6 +31,8 @@ pub use value::{ByteStr, CFrame, Color3, InstanceRef, Tuple, Value, Vector2, Vec
 /// cbindgen:ignore
 mod calls;
 /// cbindgen:ignore
+mod chains;
+/// cbindgen:ignore
 pub mod client;
 /// cbindgen:ignore
 mod dispatch;

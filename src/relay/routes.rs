@@ -2,6 +2,7 @@
 //! the call id is rewritten to it on the way through, so replies find their way back and a
 //! reply can only complete a call that was sent to the connection it comes from.
 
+use crate::chains::{Chains, Head};
 use std::time::Instant;
 
 /// Which way a call goes, and the id its caller chose.
@@ -22,12 +23,16 @@ pub(crate) struct Route {
     pub started: Instant,
 }
 
-/// Routes by id (`generation << 32 | index`); a stale or forged id finds nothing.
+/// Routes by id (`generation << 32 | index`); a stale or forged id finds nothing. Each route is
+/// also on its player's list, so a player that leaves takes exactly its routes with it.
 #[derive(Default)]
 pub(crate) struct Routes {
     slots: Vec<(u32, Option<Route>)>,
     free: Vec<u32>,
     live: usize,
+    chains: Chains,
+    /// Each player's routes (both ways), by the player's connection key.
+    by_player: Vec<Head>,
 }
 
 impl Routes {
@@ -41,8 +46,14 @@ impl Routes {
         };
         let slot = &mut self.slots[index];
         slot.1 = Some(route);
+        let id = (u64::from(slot.0) << 32) | index as u64;
         self.live += 1;
-        (u64::from(slot.0) << 32) | index as u64
+        self.chains.grow(self.slots.len());
+        if self.by_player.len() <= route.player {
+            self.by_player.resize_with(route.player + 1, Head::default);
+        }
+        self.chains.push(&mut self.by_player[route.player], index);
+        id
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<&Route> {
@@ -60,7 +71,24 @@ impl Routes {
         slot.0 = slot.0.wrapping_add(1).max(1);
         self.free.push(index as u32);
         self.live -= 1;
+        self.chains.unlink(&mut self.by_player[route.player], index);
         Some(route)
+    }
+
+    /// Removes every route of player `player` (it left); returns how many there were.
+    pub(crate) fn remove_player(&mut self, player: usize) -> usize {
+        let Some(head) = self.by_player.get_mut(player) else {
+            return 0;
+        };
+        let indices = self.chains.drain(head);
+        for &index in &indices {
+            let slot = &mut self.slots[index];
+            slot.1 = None;
+            slot.0 = slot.0.wrapping_add(1).max(1);
+            self.free.push(index as u32);
+        }
+        self.live -= indices.len();
+        indices.len()
     }
 
     /// Routes matching `pred`, by id.
@@ -102,5 +130,29 @@ mod tests {
         assert_ne!(again, id, "the slot is reused under a new generation");
         assert!(routes.get(id).is_none());
         assert_eq!(routes.len(), 1);
+    }
+
+    #[test]
+    fn a_player_that_leaves_takes_exactly_its_routes() {
+        let mut routes = Routes::default();
+        let route = |player| Route {
+            player,
+            host: 9,
+            direction: Direction::ToHost { call: 1 },
+            started: Instant::now(),
+        };
+        let alice: Vec<u64> = (0..3).map(|_| routes.insert(route(4))).collect();
+        let bob = routes.insert(route(7));
+        assert!(routes.remove(alice[1]).is_some());
+        assert_eq!(routes.remove_player(4), 2);
+        assert!(alice.iter().all(|&id| routes.get(id).is_none()));
+        assert!(routes.get(bob).is_some());
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes.remove_player(4), 0);
+        assert_eq!(routes.remove_player(1000), 0);
+        // The freed slots serve new routes, on the right lists.
+        let again = routes.insert(route(4));
+        assert_eq!(routes.remove_player(7), 1);
+        assert!(routes.get(again).is_some());
     }
 }

@@ -37,8 +37,6 @@ pub(crate) struct PlayerState {
     token: Bytes,
     /// Whether the place's current host has been told about this player.
     announced: bool,
-    /// Routes this player is part of.
-    routes: Vec<u64>,
 }
 
 /// What the relay keeps per connection.
@@ -230,11 +228,9 @@ impl Service {
                     direction: Direction::ToHost { call },
                     started: io.now(),
                 });
-                let Some(p) = Self::player(io, key) else {
+                let Some(id) = Self::player(io, key).map(|p| p.id) else {
                     return;
                 };
-                p.routes.push(route);
-                let id = p.id;
                 self.metrics.calls_to_host.inc();
                 let invoke = Frame::Invoke {
                     call: route,
@@ -296,11 +292,9 @@ impl Service {
         let Direction::ToPlayer { call } = route.direction else {
             unreachable!()
         };
-        let Some(p) = Self::player(io, key) else {
+        let Some(id) = Self::player(io, key).map(|p| p.id) else {
             return;
         };
-        p.routes.retain(|&r| r != route_id);
-        let id = p.id;
         if io.live(route.host).is_some() {
             send_routed(io, route.host, id, &reply(call));
         }
@@ -442,9 +436,6 @@ impl Service {
                     direction: Direction::ToPlayer { call },
                     started: io.now(),
                 });
-                if let Some(p) = Self::player(io, pkey) {
-                    p.routes.push(route);
-                }
                 self.metrics.calls_to_player.inc();
                 let invoke = Frame::Invoke {
                     call: route,
@@ -513,9 +504,6 @@ impl Service {
             return;
         };
         conn.session.answered();
-        if let PeerRole::Player(p) = &mut conn.state {
-            p.routes.retain(|&r| r != route_id);
-        }
         io.send(pkey, &reply(call));
     }
 
@@ -606,9 +594,7 @@ impl Service {
                 if welcomed {
                     self.metrics.players.dec();
                 }
-                for route in p.routes {
-                    self.routes.remove(route);
-                }
+                self.routes.remove_player(key);
                 if p.announced {
                     if let Some(&host) = self.places.get(&p.place) {
                         let left = Frame::PlayerLeft {
@@ -629,9 +615,6 @@ impl Service {
                 // the next host of the place.
                 for id in self.routes.matching(|r| r.host == key) {
                     let route = self.routes.remove(id).expect("listed");
-                    if let Some(p) = Self::player(io, route.player) {
-                        p.routes.retain(|&r| r != id);
-                    }
                     if let Direction::ToHost { call } = route.direction {
                         let why = format!("the game server for place {place:?} disconnected");
                         self.fail_call(io, route.player, call, ErrorKind::Unavailable, &why);
@@ -689,7 +672,6 @@ impl Owner for Service {
             place: String::new(),
             token: Bytes::new(),
             announced: false,
-            routes: Vec::new(),
         };
         Admit::Serve(self.players_session.clone(), PeerRole::Player(player))
     }
