@@ -2,7 +2,9 @@
 //! id can never be passed where a call's is meant; the number inside is what the C ABI and the
 //! wire carry (`rf_player_id`, `rf_call_id`).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Identifies a connected player. Never 0; not reused while the server runs. A player behind a
 /// relay has an id the relay gave it (with the top bit set), so it never collides with a direct
@@ -88,5 +90,31 @@ impl fmt::Display for CallId {
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// A map keyed by ids this process or its trusted peer hands out (connection ids, a relay's
+/// player ids). Such keys are not chosen by an attacker, so they need no keyed hash: one
+/// multiplication spreads them, where SipHash cost a few percent of a busy loop.
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// The hasher of [`IdMap`]: Fibonacci hashing of one `u64`.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0 ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        // The table indexes by the low bits: bring the well-mixed high ones down.
+        self.0.rotate_left(32)
     }
 }

@@ -337,6 +337,12 @@ impl Frame {
     /// Appends this frame, header included, to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
         let start = begin(out, self.frame_type());
+        self.encode_body(out);
+        finish(out, start);
+    }
+
+    /// Appends the frame's body: what follows its type byte.
+    fn encode_body(&self, out: &mut BytesMut) {
         match self {
             Frame::Hello { place, token } => {
                 put_str16(out, place.as_bytes());
@@ -411,7 +417,6 @@ impl Frame {
             }
             Frame::Broadcast { frame } => out.put_slice(frame),
         }
-        finish(out, start);
     }
 
     /// Parses a frame body (everything after the length prefix, type byte first).
@@ -625,6 +630,16 @@ pub fn encode_goodbye(out: &mut BytesMut, code: GoodbyeCode, reason: &str) {
     finish(out, start);
 }
 
+/// Appends a `ROUTED` frame carrying `frame` for `player`, encoded in place (as
+/// [`encode_routed`] of the frame's encoding, without encoding it twice).
+pub fn encode_routed_frame(out: &mut BytesMut, player: u64, frame: &Frame) {
+    let start = begin(out, FrameType::Routed);
+    out.put_u64_le(player);
+    out.put_u8(frame.frame_type() as u8);
+    frame.encode_body(out);
+    finish(out, start);
+}
+
 /// Appends a `ROUTED` frame carrying `frame` (one whole encoded frame, length prefix included)
 /// for `player`: how a relay and a host wrap a player's frames on the link between them.
 pub fn encode_routed(out: &mut BytesMut, player: u64, frame: &[u8]) {
@@ -634,4 +649,41 @@ pub fn encode_routed(out: &mut BytesMut, player: u64, frame: &[u8]) {
     out.put_u8(FrameType::Routed as u8);
     out.put_u64_le(player);
     out.put_slice(inner);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_routed_in_place_is_the_routed_encoding_of_the_frame() {
+        let frames = [
+            Frame::Invoke {
+                call: 7,
+                name: Bytes::from_static(b"Echo"),
+                args: Bytes::from_static(b"\x01\x02\x03"),
+            },
+            Frame::Result {
+                call: u64::MAX,
+                values: Bytes::new(),
+            },
+            Frame::Error {
+                call: 1,
+                kind: ErrorKind::Handler,
+                message: "no".into(),
+            },
+            Frame::Event {
+                name: Bytes::from_static(b"E"),
+                args: Bytes::from_static(b"x"),
+            },
+        ];
+        for frame in frames {
+            let mut plain = BytesMut::new();
+            frame.encode(&mut plain);
+            let (mut twice, mut once) = (BytesMut::new(), BytesMut::new());
+            encode_routed(&mut twice, 42, &plain);
+            encode_routed_frame(&mut once, 42, &frame);
+            assert_eq!(once, twice, "{frame:?}");
+        }
+    }
 }

@@ -19,7 +19,7 @@ pub(crate) mod session;
 pub use conn::{Connection, Role};
 pub use frame::{
     encode_error, encode_event, encode_goodbye, encode_invoke, encode_result, encode_routed,
-    ErrorKind, Frame, FrameType, GoodbyeCode, ProtocolError,
+    encode_routed_frame, ErrorKind, Frame, FrameType, GoodbyeCode, ProtocolError,
 };
 pub use rate::{Admission, RateLimit, RateShaper};
 pub use session::{

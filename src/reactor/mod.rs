@@ -20,11 +20,10 @@ use crate::dispatch::Job;
 use crate::driver::{self, Admit, Conn, Io, Owner};
 use crate::endpoint::{Command, Endpoint, Identity, LinkSpec, PlayerInfo, Side};
 use crate::error::Error;
-use crate::ids::{CallId, ConnId};
+use crate::ids::{CallId, ConnId, IdMap};
 use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, InboundCalls, SessionConfig, Violation};
 use crate::stats::{bump, CutLog};
 use bytes::BytesMut;
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -102,7 +101,7 @@ pub(crate) struct Reactor {
 pub(crate) struct Endpoints {
     ep: Arc<Endpoint>,
     /// Players behind relays, by id.
-    relayed: HashMap<ConnId, Relayed>,
+    relayed: IdMap<ConnId, Relayed>,
     /// Which peer each outbound call in flight went to.
     outbound: Outbound,
     shutdown_deadline: Option<Instant>,
@@ -157,7 +156,7 @@ impl Reactor {
             owner: Endpoints {
                 outbound: Outbound::new(ep.limits().max_calls_in_flight),
                 ep,
-                relayed: HashMap::new(),
+                relayed: IdMap::default(),
                 shutdown_deadline: None,
                 jobs: Vec::with_capacity(SUBMIT_BATCH),
                 cuts: CutLog::new(who, Instant::now()),
@@ -257,7 +256,7 @@ impl Endpoints {
     /// The outbound calls in flight to `target` (a free function, so that the caller can
     /// borrow `outbound` beside it).
     fn calls_of<'a>(
-        relayed: &'a mut HashMap<ConnId, Relayed>,
+        relayed: &'a mut IdMap<ConnId, Relayed>,
         io: &'a mut Io<Peer>,
         target: Target,
     ) -> Option<&'a mut PeerCalls> {

@@ -7,6 +7,7 @@ use super::metrics::Metrics;
 use super::routes::{Direction, Route, Routes};
 use super::RelayConfig;
 use crate::driver::{self, Admit, Conn, Io, Owner};
+use crate::ids::IdMap;
 use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, SessionConfig, Violation, LINK_OVERHEAD};
 use crate::stats::CutLog;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -49,7 +50,7 @@ pub(crate) enum PeerRole {
 /// The relay's side of the loop: places, players, routes.
 pub(crate) struct Service {
     places: HashMap<String, usize>,
-    players_by_id: HashMap<u64, usize>,
+    players_by_id: IdMap<u64, usize>,
     routes: Routes,
     config: RelayConfig,
     players_session: Arc<SessionConfig>,
@@ -106,7 +107,7 @@ impl Service {
         let hosts_session = config.limits.link_session(config.max_host_output_buffer);
         Service {
             places: HashMap::new(),
-            players_by_id: HashMap::new(),
+            players_by_id: IdMap::default(),
             routes: Routes::default(),
             players_session: Arc::new(players_session),
             hosts_session: Arc::new(hosts_session),
@@ -727,17 +728,7 @@ impl Owner for Service {
 
 /// Sends `inner` to `player` through its host's link, wrapped in ROUTED.
 fn send_routed(io: &mut Io<PeerRole>, host: usize, player: u64, inner: &Frame) {
-    ROUTED_SCRATCH.with(|scratch| {
-        let mut framed = scratch.borrow_mut();
-        framed.clear();
-        inner.encode(&mut framed);
-        io.send_with(host, |out| proto::encode_routed(out, player, &framed));
-    });
-}
-
-thread_local! {
-    /// Where a frame for a player is encoded before it is wrapped for its host's link.
-    static ROUTED_SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+    io.send_with(host, |out| proto::encode_routed_frame(out, player, inner));
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
