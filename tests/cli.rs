@@ -147,6 +147,52 @@ fn bench_against_a_running_server() {
     assert!(runs[0]["idle_bytes_per_player"].is_null());
 }
 
+/// A stand-in for redis-server on an ephemeral port: answers each line with `answer`, in
+/// order, like Redis answers PING, until the test ends.
+fn fake_redis(answer: &'static [u8]) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for socket in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut out = socket.try_clone().unwrap();
+                let mut lines = BufReader::new(socket);
+                let mut line = Vec::new();
+                while lines.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                    assert_eq!(line, b"PING\r\n");
+                    line.clear();
+                    if out.write_all(answer).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn bench_loads_a_redis_server_with_ping_and_counts_its_errors() {
+    let redis = fake_redis(b"+PONG\r\n");
+    let args = ["--protocol", "resp", "--target", &redis, "--players", "5"];
+    let runs = bench_json(&[&args[..], &["--inflight", "4"]].concat());
+    assert_eq!(runs[0]["protocol"], "resp");
+    assert_eq!(runs[0]["errors"], 0, "{}", runs[0]);
+    assert!(runs[0]["calls"].as_u64().unwrap() > 0);
+    let failing = fake_redis(b"-ERR unknown command\r\n");
+    let runs = bench_json(&["--protocol", "resp", "--target", &failing, "--players", "2"]);
+    assert_eq!(runs[0]["calls"], 0, "{}", runs[0]);
+    assert!(runs[0]["errors"].as_u64().unwrap() > 0, "{}", runs[0]);
+    // Without a target there is no Redis to start: a clear error, not a hang.
+    let out = Command::new(BIN)
+        .args(["bench", "--protocol", "resp", "--duration", "0.2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--target"), "{}", stderr(&out));
+}
+
 /// A child process killed when dropped.
 struct Running(Child);
 

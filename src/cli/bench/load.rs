@@ -21,6 +21,8 @@ pub enum Protocol {
     Remotefn,
     /// The baseline: a bare length-prefixed echo (u32 length, 8-byte id, payload).
     Echo,
+    /// A Redis server (RESP): `PING`, answered `+PONG`, in order; `--target` names the server.
+    Resp,
 }
 
 /// Phases, published by the coordinating thread.
@@ -65,15 +67,17 @@ struct Conn {
     out: BytesMut,
     /// Send time of each in-flight slot; the slot is the low 16 bits of the call id.
     sent: Vec<Option<Instant>>,
+    /// A protocol without call ids (RESP) answers in order: the slots, oldest first.
+    in_order: std::collections::VecDeque<usize>,
     seq: u64,
     ready: bool,
     dead: bool,
 }
 
-/// A request template: the encoded frame and where its 8-byte id sits.
+/// A request template: the encoded frame and where its 8-byte id sits (if it has one).
 struct Template {
     frame: Vec<u8>,
-    id_at: usize,
+    id_at: Option<usize>,
 }
 
 fn template(protocol: Protocol, payload: usize) -> Template {
@@ -85,7 +89,7 @@ fn template(protocol: Protocol, payload: usize) -> Template {
             // length (4) + type (1), then the call id.
             Template {
                 frame: out.to_vec(),
-                id_at: 5,
+                id_at: Some(5),
             }
         }
         Protocol::Echo => {
@@ -93,8 +97,15 @@ fn template(protocol: Protocol, payload: usize) -> Template {
             frame.put_u32_le((8 + payload) as u32);
             frame.put_u64_le(0);
             frame.extend(std::iter::repeat_n(b'x', payload));
-            Template { frame, id_at: 4 }
+            Template {
+                frame,
+                id_at: Some(4),
+            }
         }
+        Protocol::Resp => Template {
+            frame: b"PING\r\n".to_vec(),
+            id_at: None,
+        },
     }
 }
 
@@ -113,7 +124,10 @@ impl Conn {
         let id = (self.seq << 16) | slot as u64;
         let start = self.out.len();
         self.out.extend_from_slice(&t.frame);
-        self.out[start + t.id_at..start + t.id_at + 8].copy_from_slice(&id.to_le_bytes());
+        match t.id_at {
+            Some(at) => self.out[start + at..start + at + 8].copy_from_slice(&id.to_le_bytes()),
+            None => self.in_order.push_back(slot),
+        }
         self.sent[slot] = Some(now);
     }
 
@@ -169,7 +183,7 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
                 .encode(&mut out);
                 false
             }
-            Protocol::Echo => {
+            Protocol::Echo | Protocol::Resp => {
                 shared.connected.fetch_add(1, Ordering::Relaxed);
                 true
             }
@@ -180,6 +194,7 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
             input: BytesMut::new(),
             out,
             sent: vec![None; spec.inflight],
+            in_order: std::collections::VecDeque::with_capacity(spec.inflight),
             seq: 0,
             ready,
             dead: false,
@@ -244,7 +259,7 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
                     Ok(n) => {
                         match spec.protocol {
                             Protocol::Remotefn => c.proto.handle_bytes(&buf[..n]),
-                            Protocol::Echo => c.input.extend_from_slice(&buf[..n]),
+                            Protocol::Echo | Protocol::Resp => c.input.extend_from_slice(&buf[..n]),
                         }
                         if n < buf.len() && !event.is_read_closed() {
                             break; // drained; edge-triggered epoll reports the next arrival
@@ -292,6 +307,17 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
                         let id = u64::from_le_bytes(c.input[4..12].try_into().expect("8 bytes"));
                         c.input.advance(4 + len);
                         answered.push((id, true));
+                    }
+                }
+                Protocol::Resp => {
+                    // One line per answer: "+PONG" or an "-ERR ..." error.
+                    while let Some(end) = c.input.windows(2).position(|w| w == b"\r\n") {
+                        let ok = c.input[0] == b'+';
+                        c.input.advance(end + 2);
+                        match c.in_order.pop_front() {
+                            Some(slot) => answered.push((slot as u64, ok)),
+                            None => c.die(shared, &mut errors),
+                        }
                     }
                 }
             }

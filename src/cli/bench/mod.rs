@@ -29,7 +29,8 @@ pub struct BenchArgs {
     /// The place to join (a relay routes players to a host by place).
     #[arg(long, default_value = "")]
     place: String,
-    /// What the server speaks: remotefn, or the baseline bare echo.
+    /// What the server speaks: remotefn, the baseline bare echo, or Redis's RESP (PING; with
+    /// --target, a running redis-server).
     #[arg(long, value_enum, default_value_t = Protocol::Remotefn)]
     protocol: Protocol,
     /// Connected players (1 to 10,000 or more, within the descriptor limit).
@@ -38,7 +39,7 @@ pub struct BenchArgs {
     /// Calls each player keeps in flight.
     #[arg(long, default_value_t = 1)]
     inflight: usize,
-    /// Bytes in the echoed argument.
+    /// Bytes in the echoed argument (remotefn and echo; a RESP PING carries none).
     #[arg(long, default_value_t = 32)]
     payload: usize,
     /// Seconds measured.
@@ -107,6 +108,13 @@ impl ChildServer {
             ]),
             Protocol::Echo => {
                 cmd.args(["bench-echo-server", "--listen", "127.0.0.1:0", "--workers"])
+            }
+            Protocol::Resp => {
+                return Err(
+                    "--protocol resp loads a Redis server: give its address with \
+                     --target (e.g. start `redis-server --port 6390 --save ''` first)"
+                        .into(),
+                )
             }
         };
         let mut child = cmd
@@ -337,7 +345,12 @@ fn run_once(
     Ok(Outcome {
         players,
         inflight: args.inflight,
-        payload: args.payload,
+        // A PING carries nothing.
+        payload: if args.protocol == Protocol::Resp {
+            0
+        } else {
+            args.payload
+        },
         calls_per_sec: calls as f64 / elapsed.as_secs_f64(),
         calls,
         p50_us: hist.value_at_quantile(0.50),
