@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""remotefn against Redis, side by side, with the same generator.
+
+Usage (from the repository root, after `cargo build --release --features cli`; needs
+`redis-server` on the PATH, e.g. `apt-get install redis-server`, and skips with a note
+otherwise):
+
+    python3 benches/vs_redis.py [--rounds 5] [--duration 5]
+
+Each round starts a remotefn server (`serve`, rate and in-flight limits lifted, default
+workers) and a Redis server (no persistence), then loads each in turn with `remotefn bench`:
+1,000 players x 1 in flight, 5,000 x 1, 100 x 16 (pipelined) and 1 x 1. remotefn answers a
+32-byte echo (INVOKE "Echo"); Redis answers PING. For each it reports calls/s, p50 and p99, and
+the server's CPU time per call (user + system of the server process over a window inside the
+measured run, divided by the calls answered in it), then the medians and remotefn's ratios.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import time
+
+BIN = "./target/release/remotefn"
+LOADS = ((1000, 1), (5000, 1), (100, 16), (1, 1))
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_remotefn():
+    proc = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0", "--log", "error",
+                             "--rate-per-sec", "0", "--max-inflight-per-player", "10000",
+                             "--max-players", "200000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    addr = re.search(r"\d+\.\d+\.\d+\.\d+:\d+", proc.stdout.readline()).group(0)
+    return proc, addr
+
+
+def start_redis():
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--maxclients", "20000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, f"127.0.0.1:{port}"
+
+
+def bench(protocol, target, pid, players, inflight, duration):
+    cmd = [BIN, "bench", "--protocol", protocol, "--target", target, "--players", str(players),
+           "--inflight", str(inflight), "--duration", str(duration), "--warmup", "1", "--json"]
+    load = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # CPU is sampled inside the measured window: after connecting (up to a second per 2,000
+    # players) and the warm-up, for half the measured time, so it ends before the run does.
+    time.sleep(1.5 + players / 2000)
+    start, before = time.monotonic(), cpu_seconds(pid)
+    time.sleep(max(duration / 2, 0.5))
+    window, used = time.monotonic() - start, cpu_seconds(pid) - before
+    run = json.loads(load.communicate()[0].strip().splitlines()[-1])
+    run["cpu_us_per_call"] = 1e6 * used / max(run["calls_per_sec"] * window, 1)
+    return run
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=float, default=5.0)
+    args = ap.parse_args()
+    if shutil.which("redis-server") is None:
+        print("redis-server is not installed: skipped (apt-get install redis-server)")
+        return
+    runs = {}
+    for r in range(args.rounds):
+        servers = {"remotefn": start_remotefn(), "resp": start_redis()}
+        try:
+            order = ["remotefn", "resp"] if r % 2 == 0 else ["resp", "remotefn"]
+            for players, inflight in LOADS:
+                for protocol in order:
+                    proc, addr = servers[protocol]
+                    run = bench(protocol, addr, proc.pid, players, inflight, args.duration)
+                    runs.setdefault((protocol, players, inflight), []).append(run)
+                    print(f"round {r + 1} {protocol:8} {players:>5} x {inflight:<2}: "
+                          f"{run['calls_per_sec']:>10,.0f} calls/s  p50 {run['p50_us']:>6} us  "
+                          f"p99 {run['p99_us']:>6} us  {run['cpu_us_per_call']:.2f} us CPU/call",
+                          flush=True)
+        finally:
+            for proc, _ in servers.values():
+                proc.kill()
+                proc.wait()
+    med = statistics.median
+    print("\n| players x in flight | remotefn calls/s | Redis calls/s | ratio | p99 remotefn / Redis "
+          "| CPU/call remotefn | CPU/call Redis | ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for players, inflight in LOADS:
+        a, b = runs[("remotefn", players, inflight)], runs[("resp", players, inflight)]
+        ca, cb = med(x["calls_per_sec"] for x in a), med(x["calls_per_sec"] for x in b)
+        pa, pb = med(x["p99_us"] for x in a), med(x["p99_us"] for x in b)
+        ua, ub = med(x["cpu_us_per_call"] for x in a), med(x["cpu_us_per_call"] for x in b)
+        extra = ""
+        if (players, inflight) == (1, 1):
+            extra = (f" (p50 {med(x['p50_us'] for x in a)} vs {med(x['p50_us'] for x in b)} us)")
+        print(f"| {players:,} x {inflight} | {ca:,.0f} | {cb:,.0f} | {ca / cb:.2f} | "
+              f"{pa / 1000:.2f} / {pb / 1000:.2f} ms ({pa / pb:.2f}){extra} | {ua:.2f} us | "
+              f"{ub:.2f} us | {ua / ub:.2f} |")
+    print(f"\nmedians of {args.rounds} interleaved rounds")
+
+
+if __name__ == "__main__":
+    main()
