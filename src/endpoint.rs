@@ -74,15 +74,15 @@ pub(crate) enum Command {
     Call {
         conn: ConnId,
         call: CallId,
-        frame: Bytes,
+        frame: BytesMut,
     },
     /// The caller of `call` gave up on it (timed out) and frees its slot after this command:
     /// a late reply from `conn` must find nothing to complete.
     Abandon { conn: ConnId, call: CallId },
     /// Send a frame.
-    Send { conn: ConnId, frame: Bytes },
+    Send { conn: ConnId, frame: BytesMut },
     /// Send the reply (RESULT or ERROR) to an inbound call of `conn`.
-    Reply { conn: ConnId, frame: Bytes },
+    Reply { conn: ConnId, frame: BytesMut },
     /// Send a frame to every player that finished the handshake.
     Broadcast { frame: Bytes },
     /// The authenticator accepted a handshake.
@@ -405,11 +405,7 @@ impl Endpoint {
             return Err(e);
         }
         crate::stats::bump(&self.counters.calls_out, 1);
-        self.command(Command::Call {
-            conn,
-            call,
-            frame: frame.freeze(),
-        });
+        self.command(Command::Call { conn, call, frame });
         let outcome = {
             let _blocked = blocking_section();
             let abandon = || self.command(Command::Abandon { conn, call });
@@ -457,7 +453,7 @@ impl Endpoint {
         }
         self.command(Command::Reply {
             conn: route.conn,
-            frame: frame.freeze(),
+            frame,
         });
         outcome
     }
@@ -477,20 +473,17 @@ impl Endpoint {
     fn send_error(&self, conn: ConnId, call: u64, kind: ErrorKind, message: &str) {
         let mut frame = BytesMut::new();
         proto::encode_error(&mut frame, call, kind, message);
-        self.command(Command::Reply {
-            conn,
-            frame: frame.freeze(),
-        });
+        self.command(Command::Reply { conn, frame });
     }
 
-    fn encode_event(&self, name: &str, args: &[Value]) -> Result<Bytes> {
+    fn encode_event(&self, name: &str, args: &[Value]) -> Result<BytesMut> {
         self.check_open()?;
         self.check_name(name)?;
         let mut frame = BytesMut::with_capacity(64);
         proto::encode_event(&mut frame, name, args, self.limits.max_depth)
             .map_err(|e| Error::InvalidArgument(format!("arguments cannot be sent: {e}")))?;
         self.check_frame_size(&frame)?;
-        Ok(frame.freeze())
+        Ok(frame)
     }
 
     /// Fires event `name` at connection `conn`.
@@ -505,7 +498,7 @@ impl Endpoint {
 
     /// Fires event `name` at every player.
     pub(crate) fn fire_all(&self, name: &str, args: &[Value]) -> Result<()> {
-        let frame = self.encode_event(name, args)?;
+        let frame = self.encode_event(name, args)?.freeze();
         self.command(Command::Broadcast { frame });
         Ok(())
     }
