@@ -201,8 +201,8 @@ impl CallSlots {
 /// index), on one list per peer whose head the peer keeps ([`PeerCalls`]): sending, answering,
 /// abandoning and closing cost O(1) per call, with nothing to scan or prune.
 ///
-/// Only the reactor thread touches it. A caller that gives up on a call tells the reactor
-/// ([`Outbound::abandon`]) before it frees the slot, so the slot's next call is always recorded
+/// Only the reactor thread touches it. A caller that gives up on a call tells the reactor (which
+/// [takes](Outbound::take) it) before it frees the slot, so the slot's next call is always recorded
 /// after its last one is forgotten.
 pub(crate) struct Outbound {
     /// Per slot: the call in flight there and the peer it went to.
@@ -235,32 +235,17 @@ impl Outbound {
         self.chains.push(&mut list.0, index);
     }
 
-    /// A reply from `peer` to `call`: whether `call` is in flight to that peer (and so may be
-    /// completed by it). It is taken off the list when it is.
-    pub(crate) fn answered(&mut self, list: &mut PeerCalls, peer: ConnId, call: CallId) -> bool {
+    /// Takes `call` off `peer`'s list if it is in flight to that peer: a reply from it (which
+    /// may then complete the call), or its caller giving up (so a late reply finds nothing).
+    /// Whether it was.
+    pub(crate) fn take(&mut self, list: &mut PeerCalls, peer: ConnId, call: CallId) -> bool {
         let (index, _) = split(call);
         if self.sent.get(index) != Some(&Some((call, peer))) {
             return false;
         }
-        self.forget(list, index);
+        self.sent[index] = None;
+        self.chains.unlink(&mut list.0, index);
         true
-    }
-
-    /// The peer `call` was sent to, while it is in flight.
-    pub(crate) fn peer_of(&self, call: CallId) -> Option<ConnId> {
-        match self.sent.get(split(call).0)? {
-            Some((c, peer)) if *c == call => Some(*peer),
-            _ => None,
-        }
-    }
-
-    /// The caller gave up on `call` (it timed out): forgets it, so a late reply is dropped.
-    /// `list` is the list of the peer [`peer_of`](Self::peer_of) named.
-    pub(crate) fn abandon(&mut self, list: &mut PeerCalls, call: CallId) {
-        let (index, _) = split(call);
-        if matches!(self.sent.get(index), Some(Some((c, _))) if *c == call) {
-            self.forget(list, index);
-        }
     }
 
     /// The peer whose list is `list` is gone: its calls in flight, taken off.
@@ -270,11 +255,6 @@ impl Outbound {
             .into_iter()
             .filter_map(|i| self.sent[i].take().map(|(call, _)| call))
             .collect()
-    }
-
-    fn forget(&mut self, list: &mut PeerCalls, index: usize) {
-        self.sent[index] = None;
-        self.chains.unlink(&mut list.0, index);
     }
 }
 
@@ -568,20 +548,15 @@ mod tests {
         let (mut alice, mut bob) = (PeerCalls::default(), PeerCalls::default());
         let call = slots.acquire().unwrap();
         outbound.sent(&mut alice, ALICE, call);
-        assert_eq!(outbound.peer_of(call), Some(ALICE));
         assert!(
-            !outbound.answered(&mut bob, BOB, call),
+            !outbound.take(&mut bob, BOB, call),
             "bob answered alice's call"
         );
-        assert!(outbound.answered(&mut alice, ALICE, call));
-        assert!(
-            !outbound.answered(&mut alice, ALICE, call),
-            "answered twice"
-        );
+        assert!(outbound.take(&mut alice, ALICE, call));
+        assert!(!outbound.take(&mut alice, ALICE, call), "answered twice");
         assert!(outbound.take_all(&mut alice).is_empty());
         // Ids that name no slot at all are refused, not a panic.
-        assert!(!outbound.answered(&mut alice, ALICE, CallId::from_raw(u64::MAX)));
-        assert_eq!(outbound.peer_of(CallId::from_raw(u64::MAX)), None);
+        assert!(!outbound.take(&mut alice, ALICE, CallId::from_raw(u64::MAX)));
     }
 
     #[test]
@@ -600,14 +575,11 @@ mod tests {
         let abandoned = to_alice[1];
         assert!(matches!(
             slots.wait_or(abandoned, Some(Duration::ZERO), || {
-                outbound.abandon(&mut alice, abandoned)
+                assert!(outbound.take(&mut alice, ALICE, abandoned));
             }),
             Err(Error::Timeout(_))
         ));
-        assert!(
-            !outbound.answered(&mut alice, ALICE, abandoned),
-            "late reply"
-        );
+        assert!(!outbound.take(&mut alice, ALICE, abandoned), "late reply");
         // Its slot carries a new call to bob; alice's close fails only her two.
         let reused = slots.acquire().unwrap();
         assert_eq!(split(reused).0, split(abandoned).0);
@@ -617,13 +589,13 @@ mod tests {
         let mut expected = vec![to_alice[0], to_alice[2]];
         expected.sort();
         assert_eq!(failed, expected);
-        assert!(outbound.answered(&mut bob, BOB, reused));
+        assert!(outbound.take(&mut bob, BOB, reused));
         assert_eq!(outbound.take_all(&mut bob), vec![to_bob]);
     }
 
     proptest::proptest! {
-        /// Any sequence of sends, replies (right or wrong peer), abandons and closes leaves the
-        /// record agreeing with a plain map of call to peer.
+        /// Any sequence of sends, replies or abandons (by the right peer or a wrong one) and
+        /// closes leaves the record agreeing with a plain map of call to peer.
         #[test]
         fn the_record_agrees_with_a_map_of_calls_to_peers(
             ops in proptest::collection::vec((0u8..4, 0usize..3, 0usize..16), 1..200)
@@ -643,26 +615,16 @@ mod tests {
                             issued.push(call);
                         }
                     }
-                    1 if !issued.is_empty() => {
+                    1 | 2 if !issued.is_empty() => {
+                        // A reply, or (op 2) the caller giving up: the same taking.
                         let call = issued[pick % issued.len()];
                         let expect = model.get(&call) == Some(&peer);
                         proptest::prop_assert_eq!(
-                            outbound.answered(&mut lists[peer], id, call),
+                            outbound.take(&mut lists[peer], id, call),
                             expect
                         );
                         if expect {
                             model.remove(&call);
-                            slots.release(call);
-                        }
-                    }
-                    2 if !issued.is_empty() => {
-                        let call = issued[pick % issued.len()];
-                        if let Some(owner) = model.remove(&call) {
-                            proptest::prop_assert_eq!(
-                                outbound.peer_of(call),
-                                Some(ConnId(owner as u64 + 1))
-                            );
-                            outbound.abandon(&mut lists[owner], call);
                             slots.release(call);
                         }
                     }

@@ -314,11 +314,9 @@ impl Endpoints {
                 }
             },
             Command::Abandon { conn, call } => {
-                if self.outbound.peer_of(call) == Some(conn) {
-                    if let Some(target) = self.lookup(io, conn) {
-                        if let Some(calls) = Self::calls_of(&mut self.relayed, io, target) {
-                            self.outbound.abandon(calls, call);
-                        }
+                if let Some(target) = self.lookup(io, conn) {
+                    if let Some(calls) = Self::calls_of(&mut self.relayed, io, target) {
+                        self.outbound.take(calls, conn, call);
                     }
                 }
             }
@@ -503,7 +501,7 @@ impl Endpoints {
         let (peer, call) = (Self::id_of(io, target), CallId::from_raw(call));
         let outbound = &mut self.outbound;
         if Self::calls_of(&mut self.relayed, io, target)
-            .is_some_and(|calls| outbound.answered(calls, peer, call))
+            .is_some_and(|calls| outbound.take(calls, peer, call))
         {
             self.ep.calls().complete(call, outcome);
         } else {
