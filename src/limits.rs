@@ -9,9 +9,9 @@ use crate::value::codec::DEFAULT_MAX_DEPTH;
 use std::time::Duration;
 
 /// The smallest `max_payload`: a frame must at least hold a call's header and a short name.
-pub const MIN_PAYLOAD: u32 = 64;
+const MIN_PAYLOAD: u32 = 64;
 /// The smallest `max_output_buffer`: below it, one ordinary answer could cut a player.
-pub const MIN_OUTPUT_BUFFER: usize = 64 * 1024;
+const MIN_OUTPUT_BUFFER: usize = 64 * 1024;
 
 /// The limits one end enforces on its peers. `Limits::default()` is a server's (and a relay's)
 /// embedded defaults; [`Limits::client`] is a client's.
@@ -117,7 +117,7 @@ impl Limits {
         };
         rule(
             self.max_payload >= MIN_PAYLOAD,
-            "max_payload must be at least 64 bytes",
+            &format!("max_payload must be at least {MIN_PAYLOAD} bytes"),
         )?;
         rule(self.max_depth >= 1, "max_depth must be at least 1")?;
         rule(
@@ -128,10 +128,7 @@ impl Limits {
             self.max_pending_replies >= 1,
             "max_pending_replies must be at least 1",
         )?;
-        rule(
-            self.max_output_buffer >= MIN_OUTPUT_BUFFER,
-            "max_output_buffer must be at least 65536 bytes",
-        )?;
+        check_output_buffer("max_output_buffer", self.max_output_buffer)?;
         rule(self.max_players >= 1, "max_players must be at least 1")?;
         rule(
             !self.handshake_timeout.is_zero(),
@@ -144,11 +141,11 @@ impl Limits {
         rule(self.rate_burst >= 1, "rate_burst must be at least 1")
     }
 
-    /// The per-player rate, as the session shapes it.
+    /// The per-player rate, as the session shapes it (of limits that passed `validate`).
     pub(crate) fn rate(&self) -> RateLimit {
         RateLimit {
             per_sec: self.rate_per_sec,
-            burst: self.rate_burst.max(1),
+            burst: self.rate_burst,
             cut_after: self.rate_cut_after,
         }
     }
@@ -181,6 +178,16 @@ impl Limits {
             ..self.player_session(false)
         }
     }
+}
+
+/// The rule of an output bound (a player's, or the relay's for its hosts), named `what`.
+pub(crate) fn check_output_buffer(what: &str, bytes: usize) -> Result<()> {
+    if bytes < MIN_OUTPUT_BUFFER {
+        return Err(Error::InvalidArgument(format!(
+            "{what} must be at least {MIN_OUTPUT_BUFFER} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// Durations in a TOML config are seconds (integer or fractional).

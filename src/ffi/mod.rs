@@ -364,7 +364,7 @@ impl UserData {
 
 /// Converts a timeout in milliseconds (0 = forever) to the Rust form.
 pub(crate) fn to_timeout(ms: u32) -> Option<std::time::Duration> {
-    (ms > 0).then(|| std::time::Duration::from_millis(u64::from(ms)))
+    (ms > 0).then(|| millis(ms))
 }
 
 /// A duration given in milliseconds.

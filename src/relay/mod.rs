@@ -84,11 +84,10 @@ impl Relay {
     /// Binds both listeners (and the metrics endpoint, if configured) and starts serving.
     pub fn start(config: RelayConfig) -> Result<Relay> {
         config.limits.validate()?;
-        if config.max_host_output_buffer < crate::limits::MIN_OUTPUT_BUFFER {
-            return Err(Error::InvalidArgument(
-                "max_host_output_buffer must be at least 65536 bytes".into(),
-            ));
-        }
+        crate::limits::check_output_buffer(
+            "max_host_output_buffer",
+            config.max_host_output_buffer,
+        )?;
         let players = crate::driver::socket::bind_listener(&config.players).map_err(|e| {
             Error::io_from(
                 format!("cannot listen for players on {}", config.players),
@@ -196,5 +195,37 @@ mod tests {
         config.limits.validate().unwrap();
         let typo = toml::from_str::<RelayConfig>("[limits]\nmax_player = 5\n");
         assert!(typo.unwrap_err().to_string().contains("max_player"));
+    }
+
+    /// Bad bounds are refused, by name, before anything is bound.
+    #[test]
+    fn a_relay_with_bad_limits_does_not_start() {
+        // Ephemeral ports: were a check missing, the relay would start, not take a fixed port.
+        let base = RelayConfig {
+            players: "127.0.0.1:0".into(),
+            hosts: "127.0.0.1:0".into(),
+            ..RelayConfig::default()
+        };
+        let tiny_host_buffer = RelayConfig {
+            max_host_output_buffer: 1000,
+            ..base.clone()
+        };
+        let tiny_player_buffer = RelayConfig {
+            limits: Limits {
+                max_output_buffer: 1000,
+                ..Limits::default()
+            },
+            ..base
+        };
+        for (config, name) in [
+            (tiny_host_buffer, "max_host_output_buffer"),
+            (tiny_player_buffer, "max_output_buffer"),
+        ] {
+            match Relay::start(config) {
+                Err(Error::InvalidArgument(why)) => assert!(why.starts_with(name), "{why}"),
+                Err(other) => panic!("{name}: {other}"),
+                Ok(_) => panic!("{name}: the relay started"),
+            }
+        }
     }
 }
