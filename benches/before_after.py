@@ -7,46 +7,16 @@ build made e.g. by `git worktree add /tmp/old COMMIT` and
 
     python3 benches/before_after.py --before /tmp/old-target/release/remotefn [--rounds 5]
 
-Each round runs, for each build in alternating order, `remotefn bench` (which starts that
-build's own server) at 1,000 players x 1 and 10,000 x 1, then counts that build's server
-syscalls per call with perf's raw_syscalls tracepoint at 1,000 x 1. It prints the medians of
+Each round runs, for each build in alternating order, that build's `remotefn bench` (which
+starts that build's own server, and reads its memory for idle bytes per player) at 1,000
+players x 1 and 10,000 x 1, then counts that build's server syscalls per call with perf's
+raw_syscalls tracepoint at 1,000 x 1, under this tree's generator. It prints the medians of
 calls/s, p99, idle bytes per player and syscalls per call, and this build's ratio to the older.
 """
 import argparse
-import json
-import re
 import statistics
-import subprocess
-import time
 
-NEW = "./target/release/remotefn"
-
-
-def bench(binary, players, duration):
-    cmd = [binary, "bench", "--players", str(players), "--duration", str(duration),
-           "--warmup", "1", "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def syscalls_per_call(binary, players, duration):
-    server = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0", "--log", "warn",
-                               "--workers", "1"], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
-    addr = re.search(r"\d+\.\d+\.\d+\.\d+:\d+", server.stdout.readline()).group(0)
-    load = subprocess.Popen([binary, "bench", "--target", addr, "--players", str(players),
-                             "--duration", str(duration), "--warmup", "1", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    time.sleep(1.5 + players / 2000)
-    window = max(duration - 2, 1)
-    stat = subprocess.run(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p",
-                           str(server.pid), "--", "sleep", str(window)],
-                          capture_output=True, text=True)
-    run = json.loads(load.communicate()[0].strip().splitlines()[-1])
-    server.kill()
-    server.wait()
-    count = int(next(l for l in stat.stderr.splitlines() if "raw_syscalls" in l).split(",")[0])
-    return count / window / run["calls_per_sec"]
+from harness import GENERATOR, bench, syscalls_per_call
 
 
 def main():
@@ -55,12 +25,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration", type=float, default=4.0)
     args = ap.parse_args()
-    builds = [("this", NEW), ("before", args.before)]
+    builds = [("this", GENERATOR), ("before", args.before)]
     rows = {}
     for r in range(args.rounds):
         for name, binary in builds if r % 2 == 0 else reversed(builds):
             for players in (1000, 10000):
-                run = bench(binary, players, args.duration)
+                run = bench(["--players", str(players), "--duration", str(args.duration),
+                             "--warmup", "1"], binary)
                 rows.setdefault((name, players), []).append(run)
                 print(f"round {r + 1} {name:6} {players:>5} x 1: {run['calls_per_sec']:>9,.0f} calls/s"
                       f"  p99 {run['p99_us']:>6} us", flush=True)

@@ -12,7 +12,6 @@ the share of one core it used. The players answer nothing, not even pings, so th
 stay under the server's idle timeout (60 s by default, pings at 20 s).
 """
 import argparse
-import os
 import re
 import resource
 import selectors
@@ -21,10 +20,7 @@ import struct
 import subprocess
 import time
 
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from harness import cpu_seconds
 
 
 def hello():

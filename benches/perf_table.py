@@ -19,7 +19,8 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
+
+from harness import syscalls_per_call
 
 BENCH = "./target/release/remotefn"
 GRPC = "./benches/compare/target/release/remotefn-compare"
@@ -56,23 +57,6 @@ def syscalls_per_call_strace(players, duration):
     return total / max(run["calls"], 1), run["calls_per_sec"]
 
 
-def syscalls_per_call_perf(players, duration):
-    """perf counts raw_syscalls:sys_enter of the server for a window inside the load."""
-    proc, addr = start_server([], ["serve", "--listen", "127.0.0.1:0", "--log", "warn", "--workers", "1"])
-    load = subprocess.Popen([BENCH, "bench", "--target", addr, "--players", str(players),
-                             "--duration", str(duration), "--warmup", "1", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    time.sleep(1.5 + players / 2000)
-    window = max(duration - 2, 1)
-    stat = subprocess.run(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(proc.pid),
-                           "--", "sleep", str(window)], capture_output=True, text=True)
-    run = json.loads(load.communicate()[0].strip().splitlines()[-1])
-    proc.kill()
-    proc.wait()
-    count = int(next(l for l in stat.stderr.splitlines() if "raw_syscalls" in l).split(",")[0])
-    return count / window / run["calls_per_sec"]
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
@@ -92,7 +76,7 @@ def main():
     # 20 s at least: the server's fixed cost per connection (accept, registration, close: ~8
     # calls per player) would otherwise weigh on a short run's ~10k calls under strace.
     strace_spc, strace_rate = syscalls_per_call_strace(1000, max(args.duration, 20.0))
-    perf_spc = statistics.median(syscalls_per_call_perf(1000, args.duration) for _ in range(3))
+    perf_spc = statistics.median(syscalls_per_call(BENCH, 1000, args.duration) for _ in range(3))
     e, rf, g, rf10k = (med[k] for k in keys)
     print(f"| measure | remotefn | reference | ratio | target |")
     print(f"| --- | --- | --- | --- | --- |")

@@ -9,56 +9,23 @@ Each round starts, for each build, a relay with a game server attached to it and
 of its own (rate and in-flight limits lifted), then loads each with the same generator (this
 tree's `remotefn bench`): 100 players x 16 calls in flight (pipelined) and 1,000 x 1, 32-byte
 echo. It prints calls/s through the relay, directly, and their ratio, and what a call costs in
-CPU time (user + system of the relay and its game server together, or of the direct server,
+CPU time (user + system of the relay and of its game server, each, or of the direct server,
 over a window inside the measured run, divided by the calls answered in it), then the
 medians. With `--before`, the two builds
 alternate which goes first, so they share the machine's state.
 """
 import argparse
-import json
-import os
-import re
 import statistics
-import subprocess
 import time
 
-NEW = "./target/release/remotefn"
+from harness import GENERATOR, load, start
+
 LIFT = ["--rate-per-sec", "0", "--max-inflight-per-player", "10000"]
 LOADS = ((100, 16), (1000, 1))
 
 
-def start(args):
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    addrs = re.findall(r"\d+\.\d+\.\d+\.\d+:\d+", proc.stdout.readline())
-    return proc, addrs
-
-
-def cpu_seconds(procs):
-    total = 0
-    for proc in procs:
-        fields = open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def bench(target, players, inflight, duration, servers, place=None):
-    """Calls/s, and CPU microseconds per call of `servers` in steady load."""
-    cmd = [NEW, "bench", "--target", target, "--players", str(players), "--inflight", str(inflight),
-           "--duration", str(duration), "--warmup", "1", "--json"]
-    if place:
-        cmd += ["--place", place]
-    load = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    # CPU is sampled inside the measured window (after connecting and the 1 s warm-up, and
-    # before its end), so it is the steady cost of a call.
-    time.sleep(1.5 + players / 2000)
-    start, before = time.monotonic(), cpu_seconds(servers)
-    time.sleep(max(duration - 1.0, 0.5))
-    window, used = time.monotonic() - start, cpu_seconds(servers) - before
-    run = json.loads(load.communicate()[0].strip().splitlines()[-1])
-    return run["calls_per_sec"], 1e6 * used / (run["calls_per_sec"] * window)
-
-
 def one_build(binary, duration):
+    """Per load: (calls/s, relay CPU, host CPU) through the relay and (calls/s, CPU) direct."""
     relay, relay_addrs = start([binary, "relay", "--players", "127.0.0.1:0", "--hosts", "127.0.0.1:0",
                                 "--secret", "s3", "--log", "error", *LIFT])
     host, _ = start([binary, "serve", "--attach", relay_addrs[1], "--place", "p", "--secret", "s3",
@@ -66,8 +33,13 @@ def one_build(binary, duration):
     direct, direct_addrs = start([binary, "serve", "--listen", "127.0.0.1:0", "--log", "error", *LIFT])
     time.sleep(0.3)
     try:
-        return {load: (bench(relay_addrs[0], *load, duration, [relay, host], place="p"),
-                       bench(direct_addrs[0], *load, duration, [direct])) for load in LOADS}
+        results = {}
+        for players, inflight in LOADS:
+            via = load(relay_addrs[0], players, inflight, duration, [relay.pid, host.pid], place="p")
+            own = load(direct_addrs[0], players, inflight, duration, [direct.pid])
+            results[(players, inflight)] = ((via["calls_per_sec"], *via["cpu_us_per_call"]),
+                                            (own["calls_per_sec"], *own["cpu_us_per_call"]))
+        return results
     finally:
         for proc in (relay, host, direct):
             proc.kill()
@@ -80,7 +52,7 @@ def main():
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--before", help="an older build of the binary to compare with")
     args = ap.parse_args()
-    builds = {"this": NEW}
+    builds = {"this": GENERATOR}
     if args.before:
         builds["before"] = args.before
     results = {}
@@ -90,16 +62,17 @@ def main():
             for (players, inflight), (via, direct) in one_build(binary, args.duration).items():
                 results.setdefault((name, players, inflight), []).append((via, direct))
                 print(f"round {r} {name:6} {players}x{inflight}: relay {via[0]:,.0f} calls/s "
-                      f"({via[1]:.2f} us CPU/call)  direct {direct[0]:,.0f} ({direct[1]:.2f} us)  "
-                      f"ratio {via[0] / direct[0]:.3f}", flush=True)
+                      f"(CPU/call: relay {via[1]:.2f} us + host {via[2]:.2f} us)  direct "
+                      f"{direct[0]:,.0f} ({direct[1]:.2f} us)  ratio {via[0] / direct[0]:.3f}",
+                      flush=True)
     print()
     med = statistics.median
     for (name, players, inflight), runs in sorted(results.items()):
         print(f"{name:6} {players}x{inflight}: median relay {med(v[0] for v, _ in runs):,.0f} "
-              f"({med(v[1] for v, _ in runs):.2f} us CPU/call)  "
+              f"(CPU/call: relay {med(v[1] for v, _ in runs):.2f} us + host "
+              f"{med(v[2] for v, _ in runs):.2f} us = {med(v[1] + v[2] for v, _ in runs):.2f} us)  "
               f"median direct {med(d[0] for _, d in runs):,.0f} ({med(d[1] for _, d in runs):.2f} us)  "
               f"median ratio {med(v[0] / d[0] for v, d in runs):.3f}")
-
 
 if __name__ == "__main__":
     main()

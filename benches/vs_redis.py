@@ -15,22 +15,15 @@ the server's CPU time per call (user + system of the server process over a windo
 measured run, divided by the calls answered in it), then the medians and remotefn's ratios.
 """
 import argparse
-import json
-import os
-import re
 import shutil
 import socket
 import statistics
 import subprocess
 import time
 
-BIN = "./target/release/remotefn"
+from harness import GENERATOR, load, start
+
 LOADS = ((1000, 1), (5000, 1), (100, 16), (1, 1))
-
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port():
@@ -40,12 +33,10 @@ def free_port():
 
 
 def start_remotefn():
-    proc = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0", "--log", "error",
-                             "--rate-per-sec", "0", "--max-inflight-per-player", "10000",
-                             "--max-players", "200000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    addr = re.search(r"\d+\.\d+\.\d+\.\d+:\d+", proc.stdout.readline()).group(0)
-    return proc, addr
+    proc, addrs = start([GENERATOR, "serve", "--listen", "127.0.0.1:0", "--log", "error",
+                         "--rate-per-sec", "0", "--max-inflight-per-player", "10000",
+                         "--max-players", "200000"])
+    return proc, addrs[0]
 
 
 def start_redis():
@@ -60,21 +51,6 @@ def start_redis():
         except OSError:
             time.sleep(0.05)
     return proc, f"127.0.0.1:{port}"
-
-
-def bench(protocol, target, pid, players, inflight, duration):
-    cmd = [BIN, "bench", "--protocol", protocol, "--target", target, "--players", str(players),
-           "--inflight", str(inflight), "--duration", str(duration), "--warmup", "1", "--json"]
-    load = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    # CPU is sampled inside the measured window: after connecting (up to a second per 2,000
-    # players) and the warm-up, for half the measured time, so it ends before the run does.
-    time.sleep(1.5 + players / 2000)
-    start, before = time.monotonic(), cpu_seconds(pid)
-    time.sleep(max(duration / 2, 0.5))
-    window, used = time.monotonic() - start, cpu_seconds(pid) - before
-    run = json.loads(load.communicate()[0].strip().splitlines()[-1])
-    run["cpu_us_per_call"] = 1e6 * used / max(run["calls_per_sec"] * window, 1)
-    return run
 
 
 def main():
@@ -93,7 +69,8 @@ def main():
             for players, inflight in LOADS:
                 for protocol in order:
                     proc, addr = servers[protocol]
-                    run = bench(protocol, addr, proc.pid, players, inflight, args.duration)
+                    run = load(addr, players, inflight, args.duration, [proc.pid], protocol)
+                    run["cpu_us_per_call"] = run["cpu_us_per_call"][0]
                     runs.setdefault((protocol, players, inflight), []).append(run)
                     print(f"round {r + 1} {protocol:8} {players:>5} x {inflight:<2}: "
                           f"{run['calls_per_sec']:>10,.0f} calls/s  p50 {run['p50_us']:>6} us  "

@@ -1,0 +1,75 @@
+"""What the benchmark scripts share: servers started from a build of the binary, the CPU time of
+a process, a load by this tree's generator with the servers' CPU sampled during it, and the
+server's syscalls per call. Imported by the scripts beside it (run them from the repository
+root: `python3 benches/NAME.py`)."""
+import json
+import os
+import re
+import subprocess
+import time
+
+# This tree's build: its `remotefn bench` is the one generator every comparison uses.
+GENERATOR = "./target/release/remotefn"
+ADDRESS = r"\d+\.\d+\.\d+\.\d+:\d+"
+
+
+def start(args):
+    """Starts a command that prints its addresses on its first line; returns it and them."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return proc, re.findall(ADDRESS, proc.stdout.readline())
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of process `pid` so far."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench(args, binary=GENERATOR):
+    """One `remotefn bench ... --json` run; its result."""
+    out = subprocess.run([binary, "bench", *args, "--json"], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def load(target, players, inflight, duration, pids=(), protocol="remotefn", place=None):
+    """Loads `target` with the generator and samples the CPU time of `pids` in steady load: after
+    connecting (up to a second per 2,000 players) and the 1 s warm-up, for half the measured
+    time, so the window ends before the run does. Returns the run, with `cpu_us_per_call`: per
+    process of `pids`, its CPU microseconds per call answered in the window."""
+    cmd = [GENERATOR, "bench", "--protocol", protocol, "--target", target, "--players",
+           str(players), "--inflight", str(inflight), "--duration", str(duration), "--warmup", "1",
+           "--json"]
+    if place:
+        cmd += ["--place", place]
+    generator = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(1.5 + players / 2000)
+    start_at, before = time.monotonic(), [cpu_seconds(p) for p in pids]
+    time.sleep(max(duration / 2, 0.5))
+    window = time.monotonic() - start_at
+    used = [cpu_seconds(p) - b for p, b in zip(pids, before)]
+    run = json.loads(generator.communicate()[0].strip().splitlines()[-1])
+    calls = max(run["calls_per_sec"] * window, 1)
+    run["cpu_us_per_call"] = [1e6 * u / calls for u in used]
+    return run
+
+
+def syscalls_per_call(binary, players, duration):
+    """A server of `binary` (one worker) under the generator: perf counts its
+    raw_syscalls:sys_enter over a window inside the load, divided by the calls in it."""
+    server, addrs = start([binary, "serve", "--listen", "127.0.0.1:0", "--log", "warn",
+                           "--workers", "1"])
+    generator = subprocess.Popen([GENERATOR, "bench", "--target", addrs[0], "--players",
+                                  str(players), "--duration", str(duration), "--warmup", "1",
+                                  "--json"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(1.5 + players / 2000)
+    window = max(duration - 2, 1)
+    stat = subprocess.run(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p",
+                           str(server.pid), "--", "sleep", str(window)],
+                          capture_output=True, text=True)
+    run = json.loads(generator.communicate()[0].strip().splitlines()[-1])
+    server.kill()
+    server.wait()
+    count = int(next(l for l in stat.stderr.splitlines() if "raw_syscalls" in l).split(",")[0])
+    return count / window / run["calls_per_sec"]
