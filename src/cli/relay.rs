@@ -2,7 +2,7 @@
 
 use super::limits::{secs, PlayerLimitArgs};
 use clap::Args;
-use remotefn::{Relay, RelayConfig};
+use remotefn::{Limits, Relay, RelayConfig};
 use std::path::PathBuf;
 
 /// Flags override the config file, which overrides the defaults.
@@ -40,7 +40,7 @@ fn config(args: RelayArgs) -> Result<RelayConfig, Box<dyn std::error::Error>> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            parse(&text).map_err(|e| format!("{}: {e}", path.display()))?
         }
         None => RelayConfig::default(),
     };
@@ -64,6 +64,24 @@ fn config(args: RelayArgs) -> Result<RelayConfig, Box<dyn std::error::Error>> {
         c.max_host_output_buffer = v;
     }
     Ok(c)
+}
+
+/// Parses a relay config file. The per-player limits were top-level keys before they became a
+/// `[limits]` table: a file that still has one there is told where it goes.
+fn parse(text: &str) -> Result<RelayConfig, String> {
+    toml::from_str(text).map_err(|e| {
+        let is_limit = |key: &str| toml::from_str::<Limits>(&format!("{key} = 0")).is_ok();
+        let misplaced: Vec<String> = toml::from_str::<toml::Table>(text)
+            .map(|table| table.keys().filter(|k| is_limit(k)).cloned().collect())
+            .unwrap_or_default();
+        match misplaced.as_slice() {
+            [] => e.to_string(),
+            keys => format!(
+                "{e}\nlimits go in the [limits] table: move {} under a `[limits]` line",
+                keys.join(", ")
+            ),
+        }
+    })
 }
 
 pub fn run(args: RelayArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -91,4 +109,27 @@ pub fn run(args: RelayArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     relay.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn a_limit_outside_the_limits_table_is_pointed_there() {
+        let old = "players = \"127.0.0.1:0\"\nmax_players = 5\nidle_timeout = 30\n";
+        let why = parse(old).unwrap_err();
+        assert!(
+            why.contains("move idle_timeout, max_players under a `[limits]` line"),
+            "{why}"
+        );
+        let new = "players = \"127.0.0.1:0\"\n[limits]\nmax_players = 5\nidle_timeout = 30\n";
+        assert_eq!(parse(new).unwrap().limits.max_players, 5);
+        // Any other unknown key is just unknown.
+        let typo = parse("playerz = \"x\"\n").unwrap_err();
+        assert!(
+            typo.contains("playerz") && !typo.contains("[limits]"),
+            "{typo}"
+        );
+    }
 }
