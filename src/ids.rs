@@ -8,7 +8,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 /// Identifies a connected player. Never 0; not reused while the server runs. A player behind a
 /// relay has an id the relay gave it (with the top bit set), so it never collides with a direct
-/// player's.
+/// player's. It displays as its number (with `tracing`, log it as `%player`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(transparent)]
 pub struct PlayerId(u64);
