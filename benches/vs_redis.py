@@ -7,8 +7,9 @@ otherwise):
 
     python3 benches/vs_redis.py [--rounds 5] [--duration 5]
 
-Each round starts a remotefn server (`serve`, rate and in-flight limits lifted, default
-workers) and a Redis server (no persistence), then loads each in turn with `remotefn bench`:
+Each round starts two remotefn servers (`serve`, rate and in-flight limits lifted, default
+workers; one with `--inline`, its Echo run on the event loop) and a Redis server (no
+persistence), then loads each in turn with `remotefn bench`:
 1,000 players x 1 in flight, 5,000 x 1, 100 x 16 (pipelined) and 1 x 1. remotefn answers a
 32-byte echo (INVOKE "Echo"); Redis answers PING. For each it reports calls/s, p50 and p99, and
 the server's CPU time per call (user + system of the server process over a window inside the
@@ -32,11 +33,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_remotefn():
+def start_remotefn(*flags):
     proc, addrs = start([GENERATOR, "serve", "--listen", "127.0.0.1:0", "--log", "error",
                          "--rate-per-sec", "0", "--max-inflight-per-player", "10000",
-                         "--max-players", "200000"])
+                         "--max-players", "200000", *flags])
     return proc, addrs[0]
+
+
+# What each server is called in the output, and the protocol the generator speaks to it.
+SERVERS = {"workers": "remotefn", "inline": "remotefn", "redis": "resp"}
 
 
 def start_redis():
@@ -63,16 +68,17 @@ def main():
         return
     runs = {}
     for r in range(args.rounds):
-        servers = {"remotefn": start_remotefn(), "resp": start_redis()}
+        servers = {"workers": start_remotefn(), "inline": start_remotefn("--inline"),
+                   "redis": start_redis()}
         try:
-            order = ["remotefn", "resp"] if r % 2 == 0 else ["resp", "remotefn"]
+            order = list(SERVERS) if r % 2 == 0 else list(reversed(SERVERS))
             for players, inflight in LOADS:
-                for protocol in order:
-                    proc, addr = servers[protocol]
-                    run = load(addr, players, inflight, args.duration, [proc.pid], protocol)
+                for name in order:
+                    proc, addr = servers[name]
+                    run = load(addr, players, inflight, args.duration, [proc.pid], SERVERS[name])
                     run["cpu_us_per_call"] = run["cpu_us_per_call"][0]
-                    runs.setdefault((protocol, players, inflight), []).append(run)
-                    print(f"round {r + 1} {protocol:8} {players:>5} x {inflight:<2}: "
+                    runs.setdefault((name, players, inflight), []).append(run)
+                    print(f"round {r + 1} {name:8} {players:>5} x {inflight:<2}: "
                           f"{run['calls_per_sec']:>10,.0f} calls/s  p50 {run['p50_us']:>6} us  "
                           f"p99 {run['p99_us']:>6} us  {run['cpu_us_per_call']:.2f} us CPU/call",
                           flush=True)
@@ -81,18 +87,19 @@ def main():
                 proc.kill()
                 proc.wait()
     med = statistics.median
-    print("\n| players x in flight | remotefn calls/s | Redis calls/s | ratio | p99 remotefn / Redis "
-          "| CPU/call remotefn | CPU/call Redis | ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for players, inflight in LOADS:
-        a, b = runs[("remotefn", players, inflight)], runs[("resp", players, inflight)]
+    print("\n| players x in flight | handlers | remotefn calls/s | Redis calls/s | ratio | "
+          "p99 remotefn / Redis | CPU/call remotefn | CPU/call Redis | ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (players, inflight), mode in ((load, mode) for load in LOADS
+                                      for mode in ("workers", "inline")):
+        a, b = runs[(mode, players, inflight)], runs[("redis", players, inflight)]
         ca, cb = med(x["calls_per_sec"] for x in a), med(x["calls_per_sec"] for x in b)
         pa, pb = med(x["p99_us"] for x in a), med(x["p99_us"] for x in b)
         ua, ub = med(x["cpu_us_per_call"] for x in a), med(x["cpu_us_per_call"] for x in b)
         extra = ""
         if (players, inflight) == (1, 1):
             extra = (f" (p50 {med(x['p50_us'] for x in a)} vs {med(x['p50_us'] for x in b)} us)")
-        print(f"| {players:,} x {inflight} | {ca:,.0f} | {cb:,.0f} | {ca / cb:.2f} | "
+        print(f"| {players:,} x {inflight} | {mode} | {ca:,.0f} | {cb:,.0f} | {ca / cb:.2f} | "
               f"{pa / 1000:.2f} / {pb / 1000:.2f} ms ({pa / pb:.2f}){extra} | {ua:.2f} us | "
               f"{ub:.2f} us | {ua / ub:.2f} |")
     print(f"\nmedians of {args.rounds} interleaved rounds")

@@ -532,6 +532,62 @@ static void test_nested_calls_with_one_worker(void) {
   rf_server_free(s);
 }
 
+/* ---------- inline handlers ---------- */
+
+static void on_inline_add(void *user, rf_server *s, rf_player_id p, const rf_tuple *args, rf_call_id call) {
+  (void)user;
+  (void)p;
+  const rf_value *a = rf_tuple_get(args, 0), *b = rf_tuple_get(args, 1);
+  double x = 0, y = 0;
+  if (a == NULL || b == NULL || rf_value_number(a, &x) != RF_OK || rf_value_number(b, &y) != RF_OK) {
+    CHECK_OK(rf_server_error(s, call, "Add takes two numbers"));
+    return;
+  }
+  /* Blocking is refused on the event loop rather than deadlocking it. */
+  rf_tuple *nothing = NULL;
+  CHECK_STATUS(rf_server_invoke_client(s, p, "Anything", NULL, 1000, &nothing), RF_ERR_INVALID_ARGUMENT);
+  rf_tuple *r = rf_tuple_new();
+  rf_tuple_push_number(r, x + y);
+  CHECK_OK(rf_server_return(s, call, r));
+  /* One answer per call. */
+  CHECK_STATUS(rf_server_return(s, call, NULL), RF_ERR_INVALID_ARGUMENT);
+}
+
+static void on_inline_silent(void *user, rf_server *s, rf_player_id p, const rf_tuple *args, rf_call_id call) {
+  (void)user;
+  (void)s;
+  (void)p;
+  (void)args;
+  (void)call;
+}
+
+static void test_inline_handlers(rf_server *s, const char *addr) {
+  CHECK_OK(rf_server_bind_inline(s, "Add", on_inline_add, NULL));
+  CHECK_OK(rf_server_bind_inline(s, "Silent", on_inline_silent, NULL));
+  CHECK_STATUS(rf_server_bind_inline(s, "X", NULL, NULL), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_server_bind_inline(NULL, "X", on_inline_add, NULL), RF_ERR_INVALID_ARGUMENT);
+  rf_client *c = connect_to(addr);
+  rf_tuple *args = rf_tuple_new();
+  rf_tuple_push_number(args, 2);
+  rf_tuple_push_number(args, 40);
+  rf_tuple *out = NULL;
+  CHECK_OK(rf_client_invoke_server(c, "Add", args, 20000, &out));
+  double sum = 0;
+  CHECK(out != NULL && rf_tuple_len(out) == 1);
+  CHECK_OK(rf_value_number(rf_tuple_get(out, 0), &sum));
+  CHECK(sum == 42);
+  rf_tuple_free(out);
+  out = NULL;
+  CHECK_STATUS(rf_client_invoke_server(c, "Add", NULL, 20000, &out), RF_ERR_REMOTE);
+  CHECK(strstr(rf_last_error(), "two numbers") != NULL);
+  CHECK_STATUS(rf_client_invoke_server(c, "Silent", NULL, 20000, &out), RF_ERR_REMOTE);
+  CHECK(strstr(rf_last_error(), "without answering") != NULL);
+  CHECK_OK(rf_server_unbind(s, "Add"));
+  CHECK_OK(rf_server_unbind(s, "Silent"));
+  rf_tuple_free(args);
+  rf_client_free(c);
+}
+
 static pthread_t main_thread;
 
 static void on_where(void *user, rf_server *s, rf_player_id p, const rf_tuple *args, rf_call_id call) {
@@ -988,6 +1044,7 @@ int main(int argc, char **argv) {
   test_disconnect_fails_invoke_client(s, addr);
   test_events(s, addr);
   test_misuse(s, addr);
+  test_inline_handlers(s, addr);
   rf_server_free(s);
 
   test_nested_calls_with_one_worker();

@@ -518,6 +518,23 @@ enum rf_status rf_server_bind(struct rf_server *s,
                               rf_on_server_invoke cb,
                               void *user);
 
+// Binds `function` to an `OnServerInvoke` handler declared non-blocking: `cb` runs on the
+// server's event loop thread as each call arrives, with no hand-off to a worker (the fastest
+// path, for handlers that only compute). `cb` completes `call` with `rf_server_return` or
+// `rf_server_error` before it returns (not later; returning without doing so fails the
+// call). It must not block: `rf_server_invoke_client` inside it fails with
+// `RF_ERR_INVALID_ARGUMENT`, and a slow `cb` delays every player. Rebinding with
+// `rf_server_bind` moves the function back to the workers; `rf_server_unbind` removes it.
+//
+// # Safety
+// `s` is NULL or a live server; `function` is NULL or a NUL-terminated string; `cb`, if not
+// NULL, may be called with `user` from library threads until the server is freed; `user` is
+// NULL or valid for writes.
+enum rf_status rf_server_bind_inline(struct rf_server *s,
+                                     const char *function,
+                                     rf_on_server_invoke cb,
+                                     void *user);
+
 // Removes the handler of `function`; later calls wait for a new one. Not bound:
 // `RF_ERR_INVALID_ARGUMENT`.
 //

@@ -183,6 +183,20 @@ impl ClientHandle {
         )
     }
 
+    /// Binds an `OnClientInvoke` handler declared non-blocking, run on the client's event
+    /// loop as each call arrives; see [`crate::ServerHandle::bind_inline`] for what it must not
+    /// do.
+    pub fn bind_inline<F, E>(&self, function: &str, handler: F) -> Result<()>
+    where
+        F: Fn(Tuple) -> std::result::Result<Tuple, E> + Send + Sync + 'static,
+        E: Display,
+    {
+        self.ep.bind_inline(
+            function,
+            Arc::new(move |_, args, _| Some(handler(args).map_err(|e| e.to_string()))),
+        )
+    }
+
     /// Binds a handler that answers through a [`Responder`], possibly later and from another
     /// thread.
     pub fn bind_deferred<F>(&self, function: &str, handler: F) -> Result<()>

@@ -7,8 +7,11 @@
 //! sends [`Command`]s to the reactor, which owns every socket.
 
 use crate::calls::{CallSlots, Outcome, ReplyTable};
-use crate::dispatch::{self, blocking_section, DispatchMode, Job, Lookup, Pool, Registry};
-use crate::error::{Error, Result};
+use crate::dispatch::{
+    self, blocking_section, in_inline_handler, DispatchMode, InlineTable, Job, Lookup, Pool,
+    Registry,
+};
+use crate::error::{panic_message, Error, Result};
 use crate::ids::{CallId, ConnId, PlayerId};
 use crate::limits::Limits;
 use crate::proto::{self, ErrorKind, GoodbyeCode};
@@ -53,6 +56,10 @@ pub struct AuthRequest {
 }
 
 pub(crate) type FnHandler = Arc<dyn Fn(&Arc<Endpoint>, ConnId, Tuple, CallId) + Send + Sync>;
+/// A handler declared non-blocking, run on the event loop's thread (see [`dispatch::inline`]):
+/// it returns its answer, or `None` when it gave it through its call id.
+pub(crate) type InlineHandler =
+    Arc<dyn Fn(ConnId, Tuple, CallId) -> Option<dispatch::InlineAnswer> + Send + Sync>;
 pub(crate) type EventHandler = Arc<dyn Fn(&Arc<Endpoint>, ConnId, Tuple) + Send + Sync>;
 pub(crate) type PlayerHook = Arc<dyn Fn(&Arc<Endpoint>, PlayerId) + Send + Sync>;
 pub(crate) type Authenticator = Arc<
@@ -138,6 +145,9 @@ pub(crate) struct Endpoint {
     calls: CallSlots,
     replies: ReplyTable<Route>,
     functions: Registry<FnHandler, Job>,
+    /// Functions bound inline; each is in `functions` too, wrapped, for calls that reach a
+    /// worker anyway (queued before it was bound, or raced with the binding).
+    inline: InlineTable<InlineHandler>,
     events: Registry<EventHandler, Job>,
     player_added: RwLock<Vec<PlayerHook>>,
     player_removing: RwLock<Vec<PlayerHook>>,
@@ -170,6 +180,7 @@ impl Endpoint {
             calls: CallSlots::new(limits.max_calls_in_flight),
             replies: ReplyTable::new(limits.max_pending_replies),
             functions: Registry::new(limits.queue_per_function),
+            inline: InlineTable::default(),
             events: Registry::new(limits.queue_per_function),
             limits,
             player_added: RwLock::new(Vec::new()),
@@ -216,6 +227,11 @@ impl Endpoint {
     /// Its counters.
     pub(crate) fn counters(&self) -> &crate::stats::Counters {
         &self.counters
+    }
+
+    /// The functions bound inline.
+    pub(crate) fn inline_handlers(&self) -> &InlineTable<InlineHandler> {
+        &self.inline
     }
 
     /// The call slots its callers park on.
@@ -391,6 +407,12 @@ impl Endpoint {
     ) -> Result<Tuple> {
         self.check_open()?;
         self.check_name(name)?;
+        if in_inline_handler() {
+            return Err(Error::InvalidArgument(format!(
+                "cannot invoke {name:?} from an inline handler: it runs on the event loop, \
+                 which would wait on itself; bind the calling function with bind() instead"
+            )));
+        }
         if let Some(why) = self.lost.lock().as_ref() {
             return Err(Error::Disconnected(why.clone()));
         }
@@ -426,36 +448,55 @@ impl Endpoint {
         call: CallId,
         result: std::result::Result<&[Value], &str>,
     ) -> Result<()> {
-        let Some(route) = self.replies.take(call) else {
-            return Err(Error::InvalidArgument(format!(
-                "call id {:#x} is unknown or already completed",
-                call.get()
-            )));
-        };
-        let mut frame = BytesMut::with_capacity(64);
-        let mut outcome = Ok(());
-        match result {
-            Ok(values) => {
-                let encoded =
-                    proto::encode_result(&mut frame, route.call, values, self.limits.max_depth)
-                        .map_err(|e| Error::InvalidArgument(format!("results cannot be sent: {e}")))
-                        .and_then(|()| self.check_frame_size(&frame));
-                if let Err(e) = encoded {
-                    // The caller must not hang: it receives the failure instead.
-                    frame.clear();
-                    proto::encode_error(&mut frame, route.call, ErrorKind::Handler, &e.to_string());
-                    outcome = Err(e);
-                }
-            }
-            Err(message) => {
-                proto::encode_error(&mut frame, route.call, ErrorKind::Handler, message)
+        if in_inline_handler() {
+            let answer = result
+                .map(|values| Tuple(values.to_vec()))
+                .map_err(str::to_owned);
+            match dispatch::inline::answer(call, answer) {
+                Ok(true) => return Ok(()),
+                Ok(false) => return Err(already_completed(call)),
+                Err(_) => {} // another call's id: the reply table's
             }
         }
+        let Some(route) = self.replies.take(call) else {
+            return Err(already_completed(call));
+        };
+        let mut frame = BytesMut::with_capacity(64);
+        let outcome = self.encode_reply(&mut frame, route.call, result);
         self.command(Command::Reply {
             conn: route.conn,
             frame,
         });
         outcome
+    }
+
+    /// Appends the reply to the peer's call `call` (its RESULT, or its ERROR) to `out`. Values
+    /// that cannot be sent (too deep, too large for the peer) are an error here, and the
+    /// caller gets an ERROR saying so rather than waiting forever.
+    pub(crate) fn encode_reply(
+        &self,
+        out: &mut BytesMut,
+        call: u64,
+        result: std::result::Result<&[Value], &str>,
+    ) -> Result<()> {
+        let start = out.len();
+        match result {
+            Ok(values) => {
+                let encoded = proto::encode_result(out, call, values, self.limits.max_depth)
+                    .map_err(|e| Error::InvalidArgument(format!("results cannot be sent: {e}")))
+                    .and_then(|()| self.check_frame_size(&out[start..]));
+                if let Err(e) = encoded {
+                    out.truncate(start);
+                    proto::encode_error(out, call, ErrorKind::Handler, &e.to_string());
+                    return Err(e);
+                }
+                Ok(())
+            }
+            Err(message) => {
+                proto::encode_error(out, call, ErrorKind::Handler, message);
+                Ok(())
+            }
+        }
     }
 
     /// Completes inbound call `call` with a handler's return value.
@@ -507,10 +548,30 @@ impl Endpoint {
     pub(crate) fn bind(&self, name: &str, handler: FnHandler) -> Result<()> {
         self.check_open()?;
         self.check_name(name)?;
+        self.inline.remove(name);
+        self.bind_on_workers(name, handler);
+        Ok(())
+    }
+
+    /// Binds a function handler to run on the event loop (see [`dispatch::inline`]); calls
+    /// that were waiting for it run on the workers.
+    pub(crate) fn bind_inline(&self, name: &str, handler: InlineHandler) -> Result<()> {
+        self.check_open()?;
+        self.check_name(name)?;
+        self.inline.insert(name, handler.clone());
+        let function = name.to_owned();
+        let on_workers: FnHandler = Arc::new(move |ep, conn, args, call| {
+            let answer = dispatch::inline::run(&function, |id| handler(conn, args, id));
+            let _ = ep.reply_result(call, answer);
+        });
+        self.bind_on_workers(name, on_workers);
+        Ok(())
+    }
+
+    fn bind_on_workers(&self, name: &str, handler: FnHandler) {
         for job in self.functions.bind(name, handler) {
             self.pool().submit(job);
         }
-        Ok(())
     }
 
     /// Binds an event handler and releases the events that were waiting for it.
@@ -525,7 +586,8 @@ impl Endpoint {
 
     /// Unbinds a function handler.
     pub(crate) fn unbind(&self, name: &str) -> Result<()> {
-        if self.functions.unbind(name) {
+        let inline = self.inline.remove(name);
+        if self.functions.unbind(name) || inline {
             Ok(())
         } else {
             Err(Error::InvalidArgument(format!(
@@ -713,6 +775,7 @@ impl Endpoint {
             }
         }
         self.functions.clear();
+        self.inline.clear();
         self.events.clear();
         self.player_added.write().clear();
         self.player_removing.write().clear();
@@ -721,15 +784,11 @@ impl Endpoint {
     }
 }
 
-/// The text of a caught panic.
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".to_owned()
-    }
+fn already_completed(call: CallId) -> Error {
+    Error::InvalidArgument(format!(
+        "call id {:#x} is unknown or already completed",
+        call.get()
+    ))
 }
 
 /// The right to answer one inbound call, for handlers that reply later (deferred replies).

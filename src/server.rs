@@ -195,6 +195,39 @@ impl ServerHandle {
         )
     }
 
+    /// Binds an `OnServerInvoke` handler declared non-blocking: it runs on the event loop's
+    /// thread as each call arrives, with no hand-off to a worker thread and back (the Redis
+    /// model: the fastest path for handlers that only compute, such as reading game state
+    /// kept behind a short lock). It must not block: [`invoke_client`](Self::invoke_client)
+    /// from inside it fails with [`Error::InvalidArgument`] rather than wait on the loop that
+    /// would deliver its reply, and a slow handler delays every player of that loop. It runs
+    /// whatever the dispatch mode, manual included. Rebinding the name with [`bind`](Self::bind)
+    /// moves it back to the workers.
+    pub fn bind_inline<F, E>(&self, function: &str, handler: F) -> Result<()>
+    where
+        F: Fn(PlayerId, Tuple) -> std::result::Result<Tuple, E> + Send + Sync + 'static,
+        E: Display,
+    {
+        self.bind_inline_with_call_id(function, move |player, args, _| {
+            Some(handler(player, args).map_err(|e| e.to_string()))
+        })
+    }
+
+    /// [`bind_inline`](Self::bind_inline) for a handler that may answer through its call id
+    /// with [`reply`](Self::reply) before it returns (the C ABI's form); `None` says it did.
+    pub(crate) fn bind_inline_with_call_id<F>(&self, function: &str, handler: F) -> Result<()>
+    where
+        F: Fn(PlayerId, Tuple, CallId) -> Option<std::result::Result<Tuple, String>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.ep.bind_inline(
+            function,
+            Arc::new(move |conn: ConnId, args, call| handler(conn.player(), args, call)),
+        )
+    }
+
     /// Binds a handler that answers through a [`Responder`], possibly later and from another
     /// thread (a deferred reply).
     pub fn bind_deferred<F>(&self, function: &str, handler: F) -> Result<()>

@@ -21,7 +21,13 @@ impl Serve {
 
     /// `serve` logging at `log` to `stderr`.
     fn start_with(log: &str, stderr: Stdio) -> Serve {
-        let (process, line) = start_logging(&["serve", "--listen", "127.0.0.1:0"], log, stderr);
+        Serve::start_flags(&[], log, stderr)
+    }
+
+    /// `serve` with `flags`, logging at `log` to `stderr`.
+    fn start_flags(flags: &[&str], log: &str, stderr: Stdio) -> Serve {
+        let args = [&["serve", "--listen", "127.0.0.1:0"][..], flags].concat();
+        let (process, line) = start_logging(&args, log, stderr);
         // "remotefn serving on 127.0.0.1:PORT (functions: ...)"
         let addr = line
             .split_whitespace()
@@ -51,8 +57,15 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn call_prints_results_as_json_and_errors_with_a_failing_exit_code() {
-    let serve = Serve::start();
+    demo_functions_answer(Serve::start());
+}
 
+#[test]
+fn the_demo_functions_answer_the_same_when_run_inline() {
+    demo_functions_answer(Serve::start_flags(&["--inline"], "warn", Stdio::null()));
+}
+
+fn demo_functions_answer(serve: Serve) {
     let echo = serve.call(&[
         "Echo",
         "hello",

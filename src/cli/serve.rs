@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// Handler worker threads.
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// Run Echo, Add and Fail on the event loop as calls arrive (inline handlers: no hand-off
+    /// to a worker thread); CallMeBack, which waits on the client, stays on the workers.
+    #[arg(long)]
+    inline: bool,
     #[command(flatten)]
     player_limits: PlayerLimitArgs,
     #[command(flatten)]
@@ -45,7 +49,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         limits,
         ..ServerConfig::default()
     })?;
-    bind_demo_functions(&server)?;
+    bind_demo_functions(&server, args.inline)?;
     server.on_player_added(|srv, player| {
         tracing::info!(%player, players = srv.player_count(), "player added");
     });
@@ -78,12 +82,24 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Binds a handler that only computes: inline, or on the workers.
+fn bind_computing<F>(server: &Server, inline: bool, name: &str, f: F) -> Result<(), remotefn::Error>
+where
+    F: Fn(Tuple) -> Result<Tuple, String> + Send + Sync + 'static,
+{
+    if inline {
+        server.bind_inline(name, move |_, args| f(args))
+    } else {
+        server.bind(name, move |_, _, args| f(args))
+    }
+}
+
 /// The demo functions: enough to try every semantic from `remotefn call`.
-fn bind_demo_functions(server: &Server) -> Result<(), remotefn::Error> {
+fn bind_demo_functions(server: &Server, inline: bool) -> Result<(), remotefn::Error> {
     // Echo(...) returns its arguments.
-    server.bind("Echo", |_, _, args| Ok::<_, String>(args))?;
+    bind_computing(server, inline, "Echo", Ok)?;
     // Add(a, b, ...) returns the sum of numbers.
-    server.bind("Add", |_, _, args| {
+    bind_computing(server, inline, "Add", |args| {
         args.iter()
             .enumerate()
             .map(|(i, v)| {
@@ -95,12 +111,12 @@ fn bind_demo_functions(server: &Server) -> Result<(), remotefn::Error> {
             .map(|sum| tuple![sum])
     })?;
     // Fail(message?) raises an error at the caller.
-    server.bind("Fail", |_, _, args| {
+    bind_computing(server, inline, "Fail", |args| {
         let message = args
             .first()
             .and_then(Value::as_str)
             .unwrap_or("Fail was called");
-        Err::<Tuple, _>(message.to_owned())
+        Err(message.to_owned())
     })?;
     // CallMeBack(...) invokes the calling client's Echo with the same arguments and returns
     // what the client answered: a nested call across the boundary.

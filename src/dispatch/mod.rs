@@ -1,13 +1,16 @@
 //! Dispatch: what runs user code, and where.
 //!
-//! The reactor never runs a handler. It turns inbound frames into [`Job`]s and hands them to
-//! the [`Pool`]: either worker threads, or (manual mode) a queue the engine pumps from its own
+//! The reactor runs no handler of the game's but those bound inline (declared non-blocking:
+//! [`inline`]). It turns the other inbound frames into [`Job`]s and hands them to the
+//! [`Pool`]: either worker threads, or (manual mode) a queue the engine pumps from its own
 //! thread with `dispatch`. Handlers are looked up by name in a [`Registry`], which also holds
 //! the bounded queue of calls made to a name no handler is bound to yet.
 
+pub(crate) mod inline;
 mod pool;
 mod registry;
 
+pub(crate) use inline::{in_inline_handler, InlineAnswer, InlineTable, InlineView};
 pub(crate) use pool::{blocking_section, Pool};
 pub(crate) use registry::{Lookup, Registry};
 

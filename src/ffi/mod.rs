@@ -144,7 +144,7 @@ macro_rules! boundary {
             Err(panic) => {
                 $crate::ffi::set_last_error(&format!(
                     "internal panic: {}",
-                    $crate::endpoint::panic_message(&panic)
+                    $crate::error::panic_message(&panic)
                 ));
                 $crate::ffi::PanicValue::panic_value()
             }

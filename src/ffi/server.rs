@@ -376,13 +376,53 @@ pub unsafe extern "C" fn rf_server_bind(
     user: *mut c_void,
 ) -> rf_status {
     entry!(srv = server(s), name = c_str(function) => {
-        let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
-        let (me, user) = (HandlePtr(s), UserData(user));
-        srv.bind_with_call_id(name, move |_, player, args, call| {
-            let args = rf_tuple::from_tuple(args);
-            // SAFETY: `cb` is the C function given at bind time; `me` stays valid while
-            // callbacks run (rf_server_free joins the workers first); `args` outlives the call.
-            unsafe { cb(user.get(), me.get(), player.get(), &args, call.get()) }
+        let handler = invoke_handler(s, cb, user)?;
+        srv.bind_with_call_id(name, move |_, player, args, call| handler(player, args, call))
+    })
+}
+
+/// The C callback `cb` of server `s` as a Rust handler.
+fn invoke_handler(
+    s: *mut rf_server,
+    cb: rf_on_server_invoke,
+    user: *mut c_void,
+) -> Result<impl Fn(PlayerId, Tuple, CallId) + Send + Sync + 'static, Error> {
+    let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
+    let (me, user) = (HandlePtr(s), UserData(user));
+    Ok(move |player: PlayerId, args: Tuple, call: CallId| {
+        let args = rf_tuple::from_tuple(args);
+        // SAFETY: `cb` is the C function given at bind time; `me` stays valid while callbacks
+        // run (rf_server_free joins the loop and the workers first); `args` outlives the call.
+        unsafe { cb(user.get(), me.get(), player.get(), &args, call.get()) }
+    })
+}
+
+/// Binds `function` to an `OnServerInvoke` handler declared non-blocking: `cb` runs on the
+/// server's event loop thread as each call arrives, with no hand-off to a worker (the fastest
+/// path, for handlers that only compute). `cb` completes `call` with `rf_server_return` or
+/// `rf_server_error` before it returns (not later; returning without doing so fails the
+/// call). It must not block: `rf_server_invoke_client` inside it fails with
+/// `RF_ERR_INVALID_ARGUMENT`, and a slow `cb` delays every player. Rebinding with
+/// `rf_server_bind` moves the function back to the workers; `rf_server_unbind` removes it.
+///
+/// # Safety
+/// `s` is NULL or a live server; `function` is NULL or a NUL-terminated string; `cb`, if not
+/// NULL, may be called with `user` from library threads until the server is freed; `user` is
+/// NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_bind_inline(
+    s: *mut rf_server,
+    function: *const c_char,
+    cb: rf_on_server_invoke,
+    user: *mut c_void,
+) -> rf_status {
+    entry!(srv = server(s), name = c_str(function) => {
+        let handler = invoke_handler(s, cb, user)?;
+        // The answer is captured through `call` by `rf_server_return` / `rf_server_error` on
+        // this thread before `cb` returns.
+        srv.bind_inline_with_call_id(name, move |player, args, call| {
+            handler(player, args, call);
+            None
         })
     })
 }

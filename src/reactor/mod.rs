@@ -8,17 +8,18 @@
 //! socket of their own: their frames travel in ROUTED on their host link, and they live in
 //! [`Reactor::relayed`] under the relay's ids (top bit set, so they never collide).
 //!
-//! The reactor never runs user code and never blocks; other threads reach it through the
-//! endpoint's command channel and a [`mio::Waker`].
+//! The reactor runs no user code but handlers bound inline (declared non-blocking by the game,
+//! which blocking calls refuse to start inside), and never blocks; other threads reach it
+//! through the endpoint's command channel and a [`mio::Waker`].
 
 mod link;
 
 pub(crate) use link::connect_link;
 
 use crate::calls::{Outbound, PeerCalls};
-use crate::dispatch::Job;
+use crate::dispatch::{self, InlineView, Job};
 use crate::driver::{self, Admit, Conn, Io, Owner};
-use crate::endpoint::{Command, Endpoint, Identity, LinkSpec, PlayerInfo, Side};
+use crate::endpoint::{Command, Endpoint, Identity, InlineHandler, LinkSpec, PlayerInfo, Side};
 use crate::error::Error;
 use crate::ids::{CallId, ConnId, IdMap};
 use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, InboundCalls, SessionConfig, Violation};
@@ -112,6 +113,10 @@ pub(crate) struct Endpoints {
     cuts: CutLog,
     players_session: Arc<SessionConfig>,
     links_session: Arc<SessionConfig>,
+    /// This loop's copy of the functions bound inline.
+    inline: InlineView<InlineHandler>,
+    /// Where a reply to a relayed player is encoded before it is wrapped for its link.
+    scratch: BytesMut,
 }
 
 impl Reactor {
@@ -162,6 +167,8 @@ impl Reactor {
                 cuts: CutLog::new(who, Instant::now()),
                 players_session: Arc::new(players_session),
                 links_session: Arc::new(links_session),
+                inline: InlineView::default(),
+                scratch: BytesMut::new(),
             },
         })
     }
@@ -176,10 +183,7 @@ impl Reactor {
             owner.stopped(&mut io);
         }));
         if let Err(panic) = result {
-            tracing::error!(
-                "reactor panicked: {}",
-                crate::endpoint::panic_message(&panic)
-            );
+            tracing::error!("reactor panicked: {}", crate::error::panic_message(&panic));
             ep.mark_closed();
             ep.calls()
                 .fail_all(&Error::io("the reactor thread panicked"));
@@ -440,6 +444,11 @@ impl Endpoints {
                     }
                 }
                 bump(&self.ep.counters().calls_in, 1);
+                let name_str = dispatch::name_str(&name);
+                if let Some(handler) = self.inline.get(self.ep.inline_handlers(), name_str) {
+                    let handler = handler.clone();
+                    return self.run_inline(io, target, call, &name, &args, &handler);
+                }
                 self.submit(Job::Invoke {
                     conn: id,
                     call,
@@ -486,6 +495,57 @@ impl Endpoints {
                 let frame = unexpected.frame_type();
                 let violation = proto::ProtocolError::Unexpected { frame, state }.into();
                 self.violation(io, target, violation);
+            }
+        }
+    }
+
+    /// Runs a call to a function bound inline, here and now, and queues its reply.
+    fn run_inline(
+        &mut self,
+        io: &mut Io<Peer>,
+        target: Target,
+        call: u64,
+        name: &bytes::Bytes,
+        args: &bytes::Bytes,
+        handler: &InlineHandler,
+    ) {
+        let id = Self::id_of(io, target);
+        let fname = dispatch::name_str(name);
+        let args = match crate::value::codec::decode_tuple(args, self.ep.decode_limits()) {
+            Ok(args) => args,
+            Err(e) => {
+                let reason = format!("malformed arguments to {fname:?}: {e}");
+                let violation = Violation::new(GoodbyeCode::ProtocolError, reason);
+                return self.violation(io, target, violation);
+            }
+        };
+        let answer = dispatch::inline::run(fname, |call| handler(id, args, call));
+        let result = answer
+            .as_ref()
+            .map(|values| &values[..])
+            .map_err(String::as_str);
+        if let Err(e) = &result {
+            tracing::debug!(player = id.0, "inline handler for {fname:?} failed: {e}");
+        }
+        let ep = &self.ep;
+        match target {
+            Target::Direct(key) => {
+                if let Some(c) = io.live_mut(key) {
+                    c.session.answered();
+                }
+                io.send_with(key, |out| {
+                    let _ = ep.encode_reply(out, call, result);
+                });
+            }
+            Target::Relayed(rid) => {
+                if let Some(r) = self.relayed.get_mut(&rid) {
+                    r.inbound.answered();
+                }
+                let mut out = std::mem::take(&mut self.scratch);
+                out.clear();
+                let _ = ep.encode_reply(&mut out, call, result);
+                self.send_to(io, target, &out);
+                self.scratch = out;
             }
         }
     }
