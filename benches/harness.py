@@ -73,3 +73,30 @@ def syscalls_per_call(binary, players, duration):
     server.wait()
     count = int(next(l for l in stat.stderr.splitlines() if "raw_syscalls" in l).split(",")[0])
     return count / window / run["calls_per_sec"]
+
+
+def interleaved_rounds(rounds, start_servers, loads, duration, protocol_of=lambda name: "remotefn"):
+    """`rounds` rounds: each starts the servers `start_servers()` returns ({name: (process,
+    address)}), loads each with every load of `loads` ((players, in flight) pairs), alternating
+    which server goes first, and prints each run. Returns {(name, players, in flight): [run]},
+    each run with its server's `cpu_us_per_call`."""
+    runs = {}
+    for r in range(rounds):
+        servers = start_servers()
+        try:
+            order = list(servers) if r % 2 == 0 else list(reversed(servers))
+            for players, inflight in loads:
+                for name in order:
+                    proc, addr = servers[name]
+                    run = load(addr, players, inflight, duration, [proc.pid], protocol_of(name))
+                    run["cpu_us_per_call"] = run["cpu_us_per_call"][0]
+                    runs.setdefault((name, players, inflight), []).append(run)
+                    print(f"round {r + 1} {name:10} {players:>5} x {inflight:<2}: "
+                          f"{run['calls_per_sec']:>10,.0f} calls/s  p50 {run['p50_us']:>6} us  "
+                          f"p99 {run['p99_us']:>6} us  {run['cpu_us_per_call']:.2f} us CPU/call",
+                          flush=True)
+        finally:
+            for proc, _ in servers.values():
+                proc.kill()
+                proc.wait()
+    return runs

@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import time
 
-from harness import GENERATOR, load, start
+from harness import GENERATOR, interleaved_rounds, start
 
 LOADS = ((1000, 1), (5000, 1), (100, 16), (1, 1))
 
@@ -66,26 +66,11 @@ def main():
     if shutil.which("redis-server") is None:
         print("redis-server is not installed: skipped (apt-get install redis-server)")
         return
-    runs = {}
-    for r in range(args.rounds):
-        servers = {"workers": start_remotefn(), "inline": start_remotefn("--inline"),
-                   "redis": start_redis()}
-        try:
-            order = list(SERVERS) if r % 2 == 0 else list(reversed(SERVERS))
-            for players, inflight in LOADS:
-                for name in order:
-                    proc, addr = servers[name]
-                    run = load(addr, players, inflight, args.duration, [proc.pid], SERVERS[name])
-                    run["cpu_us_per_call"] = run["cpu_us_per_call"][0]
-                    runs.setdefault((name, players, inflight), []).append(run)
-                    print(f"round {r + 1} {name:8} {players:>5} x {inflight:<2}: "
-                          f"{run['calls_per_sec']:>10,.0f} calls/s  p50 {run['p50_us']:>6} us  "
-                          f"p99 {run['p99_us']:>6} us  {run['cpu_us_per_call']:.2f} us CPU/call",
-                          flush=True)
-        finally:
-            for proc, _ in servers.values():
-                proc.kill()
-                proc.wait()
+    def servers():
+        return {"workers": start_remotefn(), "inline": start_remotefn("--inline"),
+                "redis": start_redis()}
+
+    runs = interleaved_rounds(args.rounds, servers, LOADS, args.duration, SERVERS.get)
     med = statistics.median
     print("\n| players x in flight | handlers | remotefn calls/s | Redis calls/s | ratio | "
           "p99 remotefn / Redis | CPU/call remotefn | CPU/call Redis | ratio |")

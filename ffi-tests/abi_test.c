@@ -22,6 +22,10 @@ static void on_echo(void *user, rf_server *s, rf_player_id player, const rf_tupl
 static rf_server *start_server(uint32_t workers, rf_dispatch mode, uint32_t queue_limit, char *addr, size_t addr_len) {
   rf_server_config *cfg = rf_server_config_new();
   CHECK_OK(rf_server_config_set_workers(cfg, workers));
+  /* Two event loops: players are dealt between them, so every test below crosses loops. */
+  CHECK_STATUS(rf_server_config_set_reactors(cfg, 0), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_server_config_set_reactors(cfg, 129), RF_ERR_INVALID_ARGUMENT);
+  CHECK_OK(rf_server_config_set_reactors(cfg, 2));
   CHECK_OK(rf_server_config_set_dispatch(cfg, mode));
   CHECK_OK(rf_server_config_set_queue_limit(cfg, queue_limit));
   CHECK_OK(rf_server_config_set_max_payload(cfg, 1 << 20));

@@ -17,12 +17,15 @@ using remotefn::TupleRef;
 static std::string address(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
 
 static void test_calls_values_and_errors() {
-  remotefn::Server server;
+  remotefn::ServerOptions options;
+  options.reactors = 2;
+  remotefn::Server server(options);
   server.bind("Echo", [](remotefn::PlayerId, const TupleRef& args) { return Tuple(args); });
-  server.bind("Add", [](remotefn::PlayerId, const TupleRef& args) {
+  /* Inline: answered on the event loop, exceptions included. */
+  server.bind_inline("Add", [](remotefn::PlayerId, const TupleRef& args) {
     return Tuple().push(args[0].number() + args[1].number());
   });
-  server.bind("Throw", [](remotefn::PlayerId, const TupleRef&) -> Tuple { throw std::runtime_error("nope"); });
+  server.bind_inline("Throw", [](remotefn::PlayerId, const TupleRef&) -> Tuple { throw std::runtime_error("nope"); });
   remotefn::Client client(address(server.listen("127.0.0.1:0")));
 
   CHECK(client.invoke("Add", Tuple().push(2).push(3.5), 5s)[0].number() == 5.5);

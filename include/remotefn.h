@@ -380,6 +380,13 @@ void rf_server_config_free(struct rf_server_config *c);
 // `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_server_config_set_workers(struct rf_server_config *c, uint32_t n);
 
+// Sets the number of event loop threads (1 to 128; default 1). Each owns the players it
+// serves (accepts are dealt to the loops in turn); host links to relays live on the first.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
+enum rf_status rf_server_config_set_reactors(struct rf_server_config *c, uint32_t n);
+
 // Sets where handlers run: library workers, or only inside `rf_server_dispatch`.
 //
 // # Safety

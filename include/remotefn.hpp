@@ -222,6 +222,9 @@ struct ServerOptions {
   uint32_t workers = 4;
   rf_dispatch dispatch = RF_DISPATCH_WORKERS;
   uint32_t max_payload = 4u * 1024u * 1024u;
+  /// Event loop threads (rf_server_config_set_reactors). Last, so that existing positional
+  /// initialisers keep their meaning.
+  uint32_t reactors = 1;
 };
 
 /// Client settings (see rf_client_config_*).
@@ -246,6 +249,7 @@ class Server {
   explicit Server(const ServerOptions& options = ServerOptions()) {
     rf_server_config* c = rf_server_config_new();
     rf_status st = rf_server_config_set_workers(c, options.workers);
+    if (st == RF_OK) st = rf_server_config_set_reactors(c, options.reactors);
     if (st == RF_OK) st = rf_server_config_set_dispatch(c, options.dispatch);
     if (st == RF_OK) st = rf_server_config_set_max_payload(c, options.max_payload);
     if (st == RF_OK) st = rf_server_new(c, &s_);
@@ -271,6 +275,14 @@ class Server {
   void bind(const std::string& function, Handler handler) {
     auto* h = hold(std::move(handler));
     detail::check(rf_server_bind(s_, function.c_str(), &Server::invoke_trampoline, h));
+  }
+
+  /// A handler declared non-blocking, run on the server's event loop as each call arrives
+  /// (rf_server_bind_inline): the fastest path, for handlers that only compute. It must not
+  /// block; invoke_client inside it throws.
+  void bind_inline(const std::string& function, Handler handler) {
+    auto* h = hold(std::move(handler));
+    detail::check(rf_server_bind_inline(s_, function.c_str(), &Server::invoke_trampoline, h));
   }
 
   /// A handler that completes the call later with reply()/fail(), from any thread.

@@ -98,12 +98,13 @@ impl Client {
             server_max_frame,
             config.dispatch,
             config.workers,
+            1,
         );
         let started = Reactor::client(ep.clone(), socket, session).and_then(|(reactor, conn)| {
             let thread = std::thread::Builder::new()
                 .name("rf-client-reactor".into())
                 .spawn(move || reactor.run())?;
-            *ep.reactor() = Some(thread);
+            ep.reactors().push(thread);
             Ok(conn)
         });
         match started {
@@ -260,7 +261,7 @@ impl ClientHandle {
 
     /// The client's counters: calls, bytes, and how its connection ended.
     pub fn stats(&self) -> crate::Stats {
-        self.ep.counters().snapshot()
+        self.ep.stats()
     }
 
     /// `invoke_server` calls currently waiting for an answer.

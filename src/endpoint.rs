@@ -19,6 +19,7 @@ use crate::value::codec::{self, DecodeLimits};
 use crate::value::{Tuple, Value};
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -104,6 +105,11 @@ pub(crate) enum Command {
     },
     /// Close everything and stop.
     Shutdown,
+    /// Serve a player another loop accepted.
+    Adopt {
+        socket: std::net::TcpStream,
+        peer: SocketAddr,
+    },
     /// Start listening for players (a server that began by attaching to a relay).
     Listen {
         listener: std::net::TcpListener,
@@ -154,26 +160,61 @@ pub(crate) struct Endpoint {
     authenticator: RwLock<Option<Authenticator>>,
     players: RwLock<HashMap<PlayerId, PlayerInfo>>,
     pool: OnceLock<Pool>,
-    commands: (Sender<Command>, Receiver<Command>),
-    waker: OnceLock<mio::Waker>,
-    wake_pending: AtomicBool,
+    /// Its event loops (a client has one), each with its own commands, waker and counters:
+    /// nothing on a call's path is shared between loops.
+    loops: Box<[CachePadded<EventLoop>]>,
     closed: AtomicBool,
-    reactor: Mutex<Option<JoinHandle<()>>>,
+    reactors: Mutex<Vec<JoinHandle<()>>>,
     local_addr: OnceLock<SocketAddr>,
     /// Client: why the connection to the server ended, once it has.
     lost: Mutex<Option<String>>,
+}
+
+/// What the API threads share with one event loop.
+struct EventLoop {
+    commands: (Sender<Command>, Receiver<Command>),
+    waker: OnceLock<mio::Waker>,
+    wake_pending: AtomicBool,
     counters: crate::stats::Counters,
 }
 
+impl Command {
+    /// The connection a command is for (None: the endpoint as a whole, or its first loop).
+    fn conn(&self) -> Option<ConnId> {
+        match self {
+            Command::Call { conn, .. }
+            | Command::Abandon { conn, .. }
+            | Command::Send { conn, .. }
+            | Command::Reply { conn, .. }
+            | Command::Accept { conn, .. }
+            | Command::Refuse { conn, .. }
+            | Command::Close { conn, .. } => Some(*conn),
+            _ => None,
+        }
+    }
+}
+
 impl Endpoint {
-    /// Creates the endpoint and starts its dispatch pool.
+    /// Creates the endpoint, for `loops` event loops (at least one), and starts its dispatch
+    /// pool.
     pub(crate) fn start(
         side: Side,
         limits: Limits,
         max_send: u32,
         mode: DispatchMode,
         workers: usize,
+        loops: usize,
     ) -> Arc<Endpoint> {
+        let loops = (0..loops.max(1))
+            .map(|_| {
+                CachePadded::new(EventLoop {
+                    commands: unbounded(),
+                    waker: OnceLock::new(),
+                    wake_pending: AtomicBool::new(false),
+                    counters: Default::default(),
+                })
+            })
+            .collect();
         let ep = Arc::new(Endpoint {
             side,
             max_send,
@@ -188,14 +229,11 @@ impl Endpoint {
             authenticator: RwLock::new(None),
             players: RwLock::new(HashMap::new()),
             pool: OnceLock::new(),
-            commands: unbounded(),
-            waker: OnceLock::new(),
-            wake_pending: AtomicBool::new(false),
+            loops,
             closed: AtomicBool::new(false),
-            reactor: Mutex::new(None),
+            reactors: Mutex::new(Vec::new()),
             local_addr: OnceLock::new(),
             lost: Mutex::new(None),
-            counters: Default::default(),
         });
         let weak = Arc::downgrade(&ep);
         let runner: Arc<dyn Fn(Job) -> bool + Send + Sync> =
@@ -224,9 +262,23 @@ impl Endpoint {
         &self.limits
     }
 
-    /// Its counters.
-    pub(crate) fn counters(&self) -> &crate::stats::Counters {
-        &self.counters
+    /// The counters event loop `event_loop` keeps.
+    pub(crate) fn counters(&self, event_loop: usize) -> &crate::stats::Counters {
+        &self.loops[event_loop].counters
+    }
+
+    /// Its counters, over every loop.
+    pub(crate) fn stats(&self) -> crate::Stats {
+        let mut total = crate::Stats::default();
+        for l in self.loops.iter() {
+            l.counters.add_to(&mut total);
+        }
+        total
+    }
+
+    /// How many event loops it runs.
+    pub(crate) fn loop_count(&self) -> usize {
+        self.loops.len()
     }
 
     /// The functions bound inline.
@@ -246,19 +298,23 @@ impl Endpoint {
 
     /// The commands other threads sent the reactor since it last looked; the reactor is woken
     /// again for the next.
-    pub(crate) fn take_commands(&self) -> crossbeam_channel::TryIter<'_, Command> {
-        self.wake_pending.store(false, Ordering::Release);
-        self.commands.1.try_iter()
+    pub(crate) fn take_commands(
+        &self,
+        event_loop: usize,
+    ) -> crossbeam_channel::TryIter<'_, Command> {
+        let l = &self.loops[event_loop];
+        l.wake_pending.store(false, Ordering::Release);
+        l.commands.1.try_iter()
     }
 
-    /// Gives the endpoint its reactor's waker; false if it already has one.
-    pub(crate) fn set_waker(&self, waker: mio::Waker) -> bool {
-        self.waker.set(waker).is_ok()
+    /// Gives loop `event_loop` its waker; false if it already has one.
+    pub(crate) fn set_waker(&self, event_loop: usize, waker: mio::Waker) -> bool {
+        self.loops[event_loop].waker.set(waker).is_ok()
     }
 
-    /// The reactor thread's handle, if it was started.
-    pub(crate) fn reactor(&self) -> parking_lot::MutexGuard<'_, Option<JoinHandle<()>>> {
-        self.reactor.lock()
+    /// The reactor threads' handles, once started.
+    pub(crate) fn reactors(&self) -> parking_lot::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.reactors.lock()
     }
 
     /// Marks the endpoint closed: every later operation fails with `Closed`.
@@ -363,11 +419,34 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Sends a command to the reactor, waking it only if it is not already due to drain.
+    /// Sends a command to the loop that owns its connection (the first loop for the others;
+    /// every loop for a broadcast or a shutdown).
     pub(crate) fn command(&self, cmd: Command) {
-        let _ = self.commands.0.send(cmd);
-        if !self.wake_pending.swap(true, Ordering::AcqRel) {
-            if let Some(w) = self.waker.get() {
+        match cmd {
+            Command::Broadcast { frame } => {
+                for event_loop in 0..self.loops.len() {
+                    let frame = frame.clone();
+                    self.command_to(event_loop, Command::Broadcast { frame });
+                }
+            }
+            Command::Shutdown => {
+                for event_loop in 0..self.loops.len() {
+                    self.command_to(event_loop, Command::Shutdown);
+                }
+            }
+            cmd => {
+                let event_loop = cmd.conn().map_or(0, ConnId::event_loop);
+                self.command_to(event_loop.min(self.loops.len() - 1), cmd)
+            }
+        }
+    }
+
+    /// Sends a command to loop `event_loop`, waking it only if it is not already due to drain.
+    pub(crate) fn command_to(&self, event_loop: usize, cmd: Command) {
+        let l = &self.loops[event_loop];
+        let _ = l.commands.0.send(cmd);
+        if !l.wake_pending.swap(true, Ordering::AcqRel) {
+            if let Some(w) = l.waker.get() {
                 if let Err(e) = w.wake() {
                     tracing::error!("cannot wake the reactor: {e}");
                 }
@@ -426,7 +505,8 @@ impl Endpoint {
             self.calls.release(call);
             return Err(e);
         }
-        crate::stats::bump(&self.counters.calls_out, 1);
+        let counters = self.counters(conn.event_loop().min(self.loops.len() - 1));
+        crate::stats::bump(&counters.calls_out, 1);
         self.command(Command::Call { conn, call, frame });
         let outcome = {
             let _blocked = blocking_section();
@@ -769,7 +849,8 @@ impl Endpoint {
         }
         self.calls.fail_all(&Error::Closed("shut down".into()));
         self.command(Command::Shutdown);
-        if let Some(reactor) = self.reactor.lock().take() {
+        let reactors = std::mem::take(&mut *self.reactors.lock());
+        for reactor in reactors {
             if reactor.thread().id() != std::thread::current().id() {
                 let _ = reactor.join();
             }

@@ -45,17 +45,30 @@ impl CallId {
 }
 
 /// One connection of an endpoint's reactor: on a server, the player's id; on a client, its
-/// server. `serial << 32 | driver key`, so a command for a connection that has since closed,
-/// and whose key was reused, is recognised and dropped.
+/// server. `loop << 56 | serial << 32 | driver key`: the event loop that owns it (so any
+/// thread can route a command to it), and a serial so that a command for a connection that has
+/// since closed, and whose key was reused, is recognised and dropped. A relay's player ids have
+/// the top bit set instead; they belong to the loop of the host links, the first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ConnId(pub(crate) u64);
 
 impl ConnId {
-    /// The id of the connection at slab `key`, the `serial`th the driver opened (31 bits, so
-    /// that it never collides with a relay's player ids, which have the top bit set).
-    pub(crate) fn new(serial: u32, key: usize) -> ConnId {
-        debug_assert!(serial & 0x8000_0000 == 0 && key <= u32::MAX as usize);
-        ConnId((u64::from(serial) << 32) | key as u64)
+    /// The id of the connection at slab `key` of event loop `event_loop` (below
+    /// [`MAX_LOOPS`]), the `serial`th that loop opened (24 bits wrapping; the top bit stays
+    /// clear, so it never collides with a relay's player ids).
+    pub(crate) fn new(event_loop: usize, serial: u32, key: usize) -> ConnId {
+        debug_assert!(event_loop < MAX_LOOPS && key <= u32::MAX as usize);
+        let serial = u64::from(serial & SERIAL_MASK);
+        ConnId(((event_loop as u64) << 56) | (serial << 32) | key as u64)
+    }
+
+    /// The event loop that owns it.
+    pub(crate) fn event_loop(self) -> usize {
+        if self.0 >> 63 == 1 {
+            0
+        } else {
+            (self.0 >> 56) as usize
+        }
     }
 
     /// The slab key it was opened at.
@@ -68,6 +81,11 @@ impl ConnId {
         PlayerId(self.0)
     }
 }
+
+/// Event loops an endpoint may run (the ids' 7 bits for them).
+pub(crate) const MAX_LOOPS: usize = 128;
+/// The bits of a connection id's serial.
+pub(crate) const SERIAL_MASK: u32 = 0x00ff_ffff;
 
 impl From<PlayerId> for ConnId {
     fn from(player: PlayerId) -> ConnId {

@@ -45,8 +45,9 @@ macro_rules! counters {
         }
 
         impl Counters {
-            pub(crate) fn snapshot(&self) -> Stats {
-                Stats { $($field: self.$field.load(Ordering::Relaxed),)* }
+            /// Adds these counts to `total`.
+            pub(crate) fn add_to(&self, total: &mut Stats) {
+                $(total.$field += self.$field.load(Ordering::Relaxed);)*
             }
         }
     };

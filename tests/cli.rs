@@ -61,8 +61,9 @@ fn call_prints_results_as_json_and_errors_with_a_failing_exit_code() {
 }
 
 #[test]
-fn the_demo_functions_answer_the_same_when_run_inline() {
-    demo_functions_answer(Serve::start_flags(&["--inline"], "warn", Stdio::null()));
+fn the_demo_functions_answer_the_same_when_run_inline_on_two_loops() {
+    let flags = ["--inline", "--reactors", "2"];
+    demo_functions_answer(Serve::start_flags(&flags, "warn", Stdio::null()));
 }
 
 fn demo_functions_answer(serve: Serve) {

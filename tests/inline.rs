@@ -207,13 +207,7 @@ fn a_client_can_answer_the_servers_calls_inline() {
 
 #[test]
 fn a_game_server_behind_a_relay_answers_relayed_players_inline() {
-    let relay = Relay::start(RelayConfig {
-        players: "127.0.0.1:0".into(),
-        hosts: "127.0.0.1:0".into(),
-        secret: Some("s3cret".into()),
-        ..RelayConfig::default()
-    })
-    .unwrap();
+    let relay = relay_for_tests();
     let server = Server::new(ServerConfig::default()).unwrap();
     server
         .bind_inline("Who", |player, args| {

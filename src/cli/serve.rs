@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Handler worker threads.
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// Event loop threads, each serving its share of the players (1 to 128).
+    #[arg(long, default_value_t = 1)]
+    reactors: usize,
     /// Run Echo, Add and Fail on the event loop as calls arrive (inline handlers: no hand-off
     /// to a worker thread); CallMeBack, which waits on the client, stays on the workers.
     #[arg(long)]
@@ -46,6 +49,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     args.call_limits.apply(&mut limits);
     let server = Server::new(ServerConfig {
         workers: args.workers,
+        reactors: args.reactors,
         limits,
         ..ServerConfig::default()
     })?;

@@ -19,6 +19,7 @@ pub(crate) mod dial;
 pub(crate) mod socket;
 
 pub(crate) use crate::ids::ConnId;
+use crate::ids::SERIAL_MASK;
 use crate::proto::{Event, Frame, GoodbyeCode, Session, SessionConfig, Violation, READ_CHUNK};
 use deadlines::Deadlines;
 
@@ -53,6 +54,8 @@ pub(crate) enum Admit<S> {
     /// is dropped). Only the relay refuses at accept (a server decides at the handshake).
     #[cfg_attr(not(feature = "relay"), allow(dead_code))]
     Refuse(String),
+    /// Another event loop serves it: the socket goes to [`Owner::hand_off`].
+    HandOff,
 }
 
 /// What the driver reports to the code that owns the connections.
@@ -67,6 +70,12 @@ pub(crate) trait Owner {
         listener: usize,
         peer: SocketAddr,
     ) -> Admit<Self::State>;
+
+    /// A connection [`accept`](Self::accept) handed off, for the loop it chose (which adopts
+    /// it with [`Io::adopt`]).
+    fn hand_off(&mut self, socket: std::net::TcpStream, peer: SocketAddr) {
+        let _ = (socket, peer);
+    }
 
     /// A frame from connection `key`.
     fn on_frame(&mut self, io: &mut Io<Self::State>, key: usize, frame: Frame);
@@ -136,6 +145,8 @@ pub(crate) struct Io<S> {
     listeners: Vec<Option<TcpListener>>,
     accept_again: Vec<bool>,
     conns: Slab<Conn<S>>,
+    /// Which of its endpoint's event loops this is: the top bits of its connections' ids.
+    event_loop: usize,
     serial: u32,
     now: Instant,
     timers: Deadlines,
@@ -153,14 +164,19 @@ pub(crate) struct Io<S> {
 }
 
 impl<S> Io<S> {
-    /// An I/O driver accepting on `listeners`, in that order (the index of each is what
-    /// [`Owner::accept`] is told). It is the one owner of its `Poll`.
-    pub(crate) fn new(listeners: Vec<std::net::TcpListener>) -> io::Result<Io<S>> {
+    /// An I/O driver, event loop `event_loop` of its endpoint (0 when it runs one), accepting
+    /// on `listeners`, in that order (the index of each is what [`Owner::accept`] is told). It
+    /// is the one owner of its `Poll`.
+    pub(crate) fn new(
+        event_loop: usize,
+        listeners: Vec<std::net::TcpListener>,
+    ) -> io::Result<Io<S>> {
         let mut io = Io {
             poll: Poll::new()?,
             listeners: Vec::new(),
             accept_again: Vec::new(),
             conns: Slab::new(),
+            event_loop,
             serial: 0,
             now: Instant::now(),
             timers: Deadlines::default(),
@@ -359,6 +375,20 @@ impl<S> Io<S> {
         Ok((key, id))
     }
 
+    /// Adds a connection another loop accepted and handed off: it starts where an accepted
+    /// one does, awaiting the player's HELLO under `config`.
+    pub(crate) fn adopt(
+        &mut self,
+        socket: std::net::TcpStream,
+        peer: SocketAddr,
+        config: Arc<SessionConfig>,
+        state: S,
+    ) -> io::Result<(usize, ConnId)> {
+        socket.set_nonblocking(true)?;
+        let session = Session::new(crate::proto::Role::Server, config, self.now);
+        self.insert(TcpStream::from_std(socket), peer, session, state)
+    }
+
     fn insert(
         &mut self,
         mut socket: TcpStream,
@@ -373,8 +403,8 @@ impl<S> Io<S> {
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        self.serial = (self.serial.wrapping_add(1) & 0x7fff_ffff).max(1);
-        let id = ConnId::new(self.serial, key);
+        self.serial = (self.serial.wrapping_add(1) & SERIAL_MASK).max(1);
+        let id = ConnId::new(self.event_loop, self.serial, key);
         entry.insert(Conn {
             socket,
             session,
@@ -585,6 +615,7 @@ fn accept_one<O: Owner>(owner: &mut O, io: &mut Io<O::State>, listener: usize) {
                     Frame::Refused { reason }.encode(&mut out);
                     let _ = socket.write(&out);
                 }
+                Admit::HandOff => owner.hand_off(socket.into(), peer),
             }
         }
         // Edge-triggered: only an empty queue re-arms the listener's event.
@@ -846,7 +877,7 @@ mod tests {
     fn a_flooder_gets_one_turns_read_budget_and_the_quiet_player_is_served_in_that_turn() {
         let listener = roomy_listener();
         let addr = listener.local_addr().unwrap();
-        let mut io: Io<()> = Io::new(vec![listener]).unwrap();
+        let mut io: Io<()> = Io::new(0, vec![listener]).unwrap();
         let config = SessionConfig {
             max_frame: 1 << 20,
             max_output: 1 << 20,

@@ -131,6 +131,22 @@ pub unsafe extern "C" fn rf_server_config_set_workers(
     setter!(config(c), workers = at_least(n, 1, "workers")? as usize)
 }
 
+/// Sets the number of event loop threads (1 to 128; default 1). Each owns the players it
+/// serves (accepts are dealt to the loops in turn); host links to relays live on the first.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_config_set_reactors(
+    c: *mut rf_server_config,
+    n: u32,
+) -> rf_status {
+    setter!(
+        config(c),
+        reactors = crate::server::check_reactors(n as usize)?
+    )
+}
+
 /// Sets where handlers run: library workers, or only inside `rf_server_dispatch`.
 ///
 /// # Safety

@@ -88,7 +88,7 @@ impl Endpoints {
         }
         let config = self.links_session.clone();
         match io.insert_dialled(socket, session, config, Peer::Link(Box::new(spec))) {
-            Ok(_) => bump(&self.ep.counters().connections, 1),
+            Ok(_) => bump(&self.counters().connections, 1),
             Err(e) => tracing::error!("cannot register the relay link: {e}"),
         }
     }
@@ -110,7 +110,7 @@ impl Endpoints {
         tracing::warn!(relay = %spec.addr, players = players.len(), "relay link lost: {error}");
         let lost = Error::Disconnected(format!("the relay link was lost: {error}"));
         for player in players {
-            bump(&self.ep.counters().disconnects_other, 1);
+            bump(&self.counters().disconnects_other, 1);
             self.release(io, Target::Relayed(player), &lost);
         }
         if self.shutdown_deadline.is_none() && !self.ep.is_closed() {
@@ -138,7 +138,7 @@ impl Endpoints {
                     tracing::warn!(player = player.0, "the relay announced a player twice");
                     return;
                 }
-                bump(&self.ep.counters().connections, 1);
+                bump(&self.counters().connections, 1);
                 let relayed = Relayed {
                     link: key,
                     link_id,
@@ -193,7 +193,7 @@ impl Endpoints {
             Frame::PlayerLeft { player, reason } => {
                 let player = ConnId(player);
                 if self.relayed.get(&player).is_some_and(|r| r.link == key) {
-                    bump(&self.ep.counters().disconnects_other, 1);
+                    bump(&self.counters().disconnects_other, 1);
                     self.release(io, Target::Relayed(player), &Error::Disconnected(reason));
                 }
             }

@@ -101,6 +101,11 @@ pub(crate) struct Reactor {
 /// The reactor's side of the loop.
 pub(crate) struct Endpoints {
     ep: Arc<Endpoint>,
+    /// Which of the endpoint's event loops this is.
+    event_loop: usize,
+    /// The loop the next accepted player goes to (accepts happen on the first loop and are
+    /// dealt round-robin).
+    next_loop: usize,
     /// Players behind relays, by id.
     relayed: IdMap<ConnId, Relayed>,
     /// Which peer each outbound call in flight went to.
@@ -120,13 +125,15 @@ pub(crate) struct Endpoints {
 }
 
 impl Reactor {
-    /// A reactor for a server: listening on `listener` if given (a server that only serves
-    /// through relays has none; one can be added later with `Command::Listen`).
+    /// Event loop `event_loop` of a server: listening on `listener` if given (a server that
+    /// only serves through relays has none, nor do its loops but the first; one can be added
+    /// later with `Command::Listen`).
     pub(crate) fn server(
         ep: Arc<Endpoint>,
+        event_loop: usize,
         listener: Option<std::net::TcpListener>,
     ) -> io::Result<Reactor> {
-        Reactor::new(ep, listener.into_iter().collect())
+        Reactor::new(ep, event_loop, listener.into_iter().collect())
     }
 
     /// A reactor for a client whose handshake is done: `session` is open and may already hold
@@ -136,19 +143,24 @@ impl Reactor {
         socket: std::net::TcpStream,
         session: proto::Session,
     ) -> io::Result<(Reactor, ConnId)> {
-        let mut reactor = Reactor::new(ep, Vec::new())?;
+        let mut reactor = Reactor::new(ep, 0, Vec::new())?;
         let config = reactor.owner.players_session.clone();
         let state = Peer::Direct(PeerCalls::default());
         let (_, id) = reactor.io.insert_dialled(socket, session, config, state)?;
-        bump(&reactor.owner.ep.counters().connections, 1);
+        bump(&reactor.owner.counters().connections, 1);
         Ok((reactor, id))
     }
 
-    fn new(ep: Arc<Endpoint>, listeners: Vec<std::net::TcpListener>) -> io::Result<Reactor> {
-        let io = Io::new(listeners)?;
-        if !ep.set_waker(io.waker()?) {
+    fn new(
+        ep: Arc<Endpoint>,
+        event_loop: usize,
+        listeners: Vec<std::net::TcpListener>,
+    ) -> io::Result<Reactor> {
+        let io = Io::new(event_loop, listeners)?;
+        if !ep.set_waker(event_loop, io.waker()?) {
             return Err(io::Error::other("this endpoint already has a reactor"));
         }
+        let ep_loops = ep.loop_count();
         let limits = ep.limits();
         let players_session = limits.player_session(ep.side() == Side::Server);
         let links_session = limits.link_session(limits.max_output_buffer);
@@ -161,6 +173,10 @@ impl Reactor {
             owner: Endpoints {
                 outbound: Outbound::new(ep.limits().max_calls_in_flight),
                 ep,
+                event_loop,
+                // The first player goes to the second loop (if any): handing off is then the
+                // usual path, not one only the hundredth player takes.
+                next_loop: 1 % ep_loops,
                 relayed: IdMap::default(),
                 shutdown_deadline: None,
                 jobs: Vec::with_capacity(SUBMIT_BATCH),
@@ -192,6 +208,11 @@ impl Reactor {
 }
 
 impl Endpoints {
+    /// This loop's counters.
+    fn counters(&self) -> &crate::stats::Counters {
+        self.ep.counters(self.event_loop)
+    }
+
     /// The loop returned: at shutdown, fail what is left; otherwise polling failed.
     fn stopped(&mut self, io: &mut Io<Peer>) {
         if self.shutdown_deadline.is_none() {
@@ -298,7 +319,7 @@ impl Endpoints {
 
     fn drain_commands(&mut self, io: &mut Io<Peer>) {
         let ep = self.ep.clone();
-        for cmd in ep.take_commands() {
+        for cmd in ep.take_commands(self.event_loop) {
             self.handle_command(io, cmd);
         }
     }
@@ -371,6 +392,12 @@ impl Endpoints {
                 }
             }
             Command::Shutdown => self.begin_shutdown(io),
+            Command::Adopt { socket, peer } => {
+                let (config, state) = (self.players_session.clone(), PeerCalls::default());
+                if let Err(e) = io.adopt(socket, peer, config, Peer::Direct(state)) {
+                    tracing::warn!(%peer, "cannot register a connection: {e}");
+                }
+            }
         }
     }
 
@@ -443,11 +470,14 @@ impl Endpoints {
                         return self.violation(io, target, violation);
                     }
                 }
-                bump(&self.ep.counters().calls_in, 1);
+                bump(&self.counters().calls_in, 1);
                 let name_str = dispatch::name_str(&name);
-                if let Some(handler) = self.inline.get(self.ep.inline_handlers(), name_str) {
-                    let handler = handler.clone();
-                    return self.run_inline(io, target, call, &name, &args, &handler);
+                if self
+                    .inline
+                    .get(self.ep.inline_handlers(), name_str)
+                    .is_some()
+                {
+                    return self.run_inline(io, target, call, &name, &args);
                 }
                 self.submit(Job::Invoke {
                     conn: id,
@@ -457,7 +487,7 @@ impl Endpoints {
                 });
             }
             Frame::Event { name, args } => {
-                bump(&self.ep.counters().events_in, 1);
+                bump(&self.counters().events_in, 1);
                 self.submit(Job::Event {
                     conn: id,
                     name,
@@ -507,19 +537,30 @@ impl Endpoints {
         call: u64,
         name: &bytes::Bytes,
         args: &bytes::Bytes,
-        handler: &InlineHandler,
     ) {
         let id = Self::id_of(io, target);
         let fname = dispatch::name_str(name);
-        let args = match crate::value::codec::decode_tuple(args, self.ep.decode_limits()) {
-            Ok(args) => args,
+        let decoded = match crate::value::codec::decode_tuple(args, self.ep.decode_limits()) {
+            Ok(decoded) => decoded,
             Err(e) => {
                 let reason = format!("malformed arguments to {fname:?}: {e}");
                 let violation = Violation::new(GoodbyeCode::ProtocolError, reason);
                 return self.violation(io, target, violation);
             }
         };
-        let answer = dispatch::inline::run(fname, |call| handler(id, args, call));
+        // Called through the loop's own copy of the table, not a clone of the handler: a call
+        // touches no reference count another loop shares.
+        let Some(handler) = self.inline.get(self.ep.inline_handlers(), fname) else {
+            // Unbound since the caller looked (the table moved): the workers decide.
+            let (name, args) = (name.clone(), args.clone());
+            return self.submit(Job::Invoke {
+                conn: id,
+                call,
+                name,
+                args,
+            });
+        };
+        let answer = dispatch::inline::run(fname, |call| handler(id, decoded, call));
         let result = answer
             .as_ref()
             .map(|values| &values[..])
@@ -635,7 +676,7 @@ impl Endpoints {
     }
 
     fn refuse(&mut self, io: &mut Io<Peer>, target: Target, reason: &str) {
-        bump(&self.ep.counters().refused, 1);
+        bump(&self.counters().refused, 1);
         self.cuts
             .record("handshake refused", &self.peer_addr(io, target), reason);
         match target {
@@ -647,7 +688,7 @@ impl Endpoints {
                 if let Some(r) = self.relayed.get(&id) {
                     io.send(r.link, &reject);
                 }
-                bump(&self.ep.counters().disconnects_other, 1);
+                bump(&self.counters().disconnects_other, 1);
                 self.release(io, target, &Error::Rejected(reason.to_owned()));
             }
             Target::Direct(key) => {
@@ -672,11 +713,11 @@ impl Endpoints {
             self.cuts.record(cause, &who, &format!("closing: {text}"));
         }
         let counter = match reason.goodbye.as_ref().map(|(code, _)| *code) {
-            Some(GoodbyeCode::ProtocolError) => &self.ep.counters().disconnects_protocol,
-            Some(GoodbyeCode::Limit) => &self.ep.counters().disconnects_limit,
-            Some(GoodbyeCode::Timeout) => &self.ep.counters().disconnects_timeout,
-            Some(GoodbyeCode::Kicked) => &self.ep.counters().kicks,
-            _ => &self.ep.counters().disconnects_other,
+            Some(GoodbyeCode::ProtocolError) => &self.counters().disconnects_protocol,
+            Some(GoodbyeCode::Limit) => &self.counters().disconnects_limit,
+            Some(GoodbyeCode::Timeout) => &self.counters().disconnects_timeout,
+            Some(GoodbyeCode::Kicked) => &self.counters().kicks,
+            _ => &self.counters().disconnects_other,
         };
         bump(counter, 1);
         match target {
@@ -745,12 +786,24 @@ impl Owner for Endpoints {
     type State = Peer;
 
     fn accept(&mut self, _: &mut Io<Peer>, _: usize, peer: SocketAddr) -> Admit<Peer> {
-        bump(&self.ep.counters().connections, 1);
+        bump(&self.counters().connections, 1);
         tracing::debug!(%peer, "accepted");
+        let serving = self.next_loop;
+        self.next_loop = (serving + 1) % self.ep.loop_count();
+        if serving != self.event_loop {
+            return Admit::HandOff;
+        }
         Admit::Serve(
             self.players_session.clone(),
             Peer::Direct(PeerCalls::default()),
         )
+    }
+
+    fn hand_off(&mut self, socket: std::net::TcpStream, peer: SocketAddr) {
+        // `accept` chose the loop and moved past it.
+        let count = self.ep.loop_count();
+        let to = (self.next_loop + count - 1) % count;
+        self.ep.command_to(to, Command::Adopt { socket, peer });
     }
 
     fn on_frame(&mut self, io: &mut Io<Peer>, key: usize, frame: Frame) {
@@ -766,7 +819,7 @@ impl Owner for Endpoints {
     }
 
     fn on_closed(&mut self, io: &mut Io<Peer>, key: usize, conn: Conn<Peer>, why: &str) {
-        bump(&self.ep.counters().disconnects_other, 1);
+        bump(&self.counters().disconnects_other, 1);
         let error = Error::Disconnected(why.to_owned());
         let welcomed = conn.session.is_welcomed();
         match conn.state {
@@ -785,8 +838,8 @@ impl Owner for Endpoints {
 
     fn on_turn_end(&mut self, io: &mut Io<Peer>) -> bool {
         let (bytes_in, bytes_out) = io.take_byte_counts();
-        bump(&self.ep.counters().bytes_in, bytes_in);
-        bump(&self.ep.counters().bytes_out, bytes_out);
+        bump(&self.counters().bytes_in, bytes_in);
+        bump(&self.counters().bytes_out, bytes_out);
         let served = !self.jobs.is_empty();
         self.submit_pending();
         served

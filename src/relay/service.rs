@@ -90,7 +90,7 @@ pub(crate) fn start(
     hosts: std::net::TcpListener,
     service: Service,
 ) -> io::Result<(impl FnOnce(), mio::Waker)> {
-    let mut io = Io::new(vec![players, hosts])?;
+    let mut io = Io::new(0, vec![players, hosts])?;
     let waker = io.waker()?;
     let mut service = service;
     Ok((move || driver::run(&mut service, &mut io), waker))

@@ -29,6 +29,17 @@ pub fn echo_server(config: ServerConfig) -> (Server, SocketAddr) {
     (server, addr)
 }
 
+/// A relay on ephemeral loopback ports whose hosts present "s3cret".
+pub fn relay_for_tests() -> Relay {
+    Relay::start(RelayConfig {
+        players: "127.0.0.1:0".into(),
+        hosts: "127.0.0.1:0".into(),
+        secret: Some("s3cret".into()),
+        ..RelayConfig::default()
+    })
+    .expect("relay")
+}
+
 pub fn connect(addr: SocketAddr) -> Client {
     Client::connect(addr, ClientConfig::default()).expect("connect")
 }

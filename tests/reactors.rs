@@ -1,0 +1,131 @@
+//! A server on several event loops: players dealt between them, and every operation on a
+//! player reaching the loop that owns it. (The semantic suite runs on two loops too:
+//! tests/semantics.rs.)
+
+mod common;
+
+use common::*;
+use remotefn::*;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+fn patient() -> Option<Duration> {
+    Some(PATIENCE)
+}
+
+fn on_loops(reactors: usize) -> ServerConfig {
+    ServerConfig {
+        reactors,
+        ..ServerConfig::default()
+    }
+}
+
+#[test]
+fn players_are_dealt_to_every_loop_and_reached_on_theirs() {
+    let (server, addr) = echo_server(on_loops(3));
+    server
+        .bind_inline("Where", |player, _| {
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            Ok::<_, String>(tuple![player.get() as f64, name])
+        })
+        .unwrap();
+    let clients: Vec<Client> = (0..6).map(|_| connect(addr)).collect();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut loops = BTreeSet::new();
+    for (i, c) in clients.iter().enumerate() {
+        let got = c.invoke_server("Where", &[], patient()).unwrap();
+        assert_eq!(got[0], Value::Number(c.player_id().get() as f64));
+        loops.insert(got[1].as_str().unwrap().to_owned());
+        c.bind("Name", move |_, _| Ok::<_, String>(tuple![i as f64]))
+            .unwrap();
+        let tx = tx.clone();
+        c.bind_event("News", move |_, args| {
+            let _ = tx.send((i, args));
+        })
+        .unwrap();
+    }
+    let want: BTreeSet<String> = [
+        "rf-server-reactor",
+        "rf-server-reactor-1",
+        "rf-server-reactor-2",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(loops, want, "six players over three loops");
+    for (i, c) in clients.iter().enumerate() {
+        let got = server
+            .invoke_client(c.player_id(), "Name", &[], patient())
+            .unwrap();
+        assert_eq!(got, tuple![i as f64]);
+        server
+            .fire_client(c.player_id(), "News", &tuple!["one"])
+            .unwrap();
+    }
+    server.fire_all_clients("News", &tuple!["all"]).unwrap();
+    let mut heard: Vec<(usize, Tuple)> = (0..12)
+        .map(|_| rx.recv_timeout(PATIENCE).expect("every event arrives"))
+        .collect();
+    heard.sort_by_key(|(i, args)| (*i, args[0].as_str().map(str::to_owned)));
+    for (i, pair) in heard.chunks(2).enumerate() {
+        assert_eq!(pair[0], (i, tuple!["all"]));
+        assert_eq!(pair[1], (i, tuple!["one"]));
+    }
+    assert_eq!(server.player_count(), 6);
+    // Kicking a player on each loop: its connection ends, the others keep being served.
+    for c in &clients[..3] {
+        server.kick(c.player_id(), "bye").unwrap();
+    }
+    wait_until("three players left", || server.player_count() == 3);
+    for c in &clients[3..] {
+        assert_eq!(
+            c.invoke_server("Echo", &tuple![1.0], patient()).unwrap(),
+            tuple![1.0]
+        );
+    }
+    let stats = server.stats();
+    assert_eq!(stats.connections, 6);
+    assert_eq!(stats.kicks, 3);
+    assert_eq!(stats.calls_in, 9, "the counters of every loop are summed");
+    assert_eq!(stats.calls_out, 6);
+}
+
+#[test]
+fn relayed_players_and_direct_ones_share_a_server_on_several_loops() {
+    let relay = relay_for_tests();
+    let (server, addr) = echo_server(on_loops(2));
+    server
+        .attach(&relay.hosts_addr().to_string(), "arena", Some("s3cret"))
+        .unwrap();
+    let config = ClientConfig {
+        place: "arena".into(),
+        ..ClientConfig::default()
+    };
+    let relayed: Vec<Client> = (0..3)
+        .map(|_| Client::connect(relay.players_addr(), config.clone()).unwrap())
+        .collect();
+    let direct: Vec<Client> = (0..3).map(|_| connect(addr)).collect();
+    for c in relayed.iter().chain(&direct) {
+        c.bind("Ping", |_, args| Ok::<_, String>(args)).unwrap();
+        assert_eq!(
+            c.invoke_server("Echo", &tuple!["x"], patient()).unwrap(),
+            tuple!["x"]
+        );
+        let back = server
+            .invoke_client(c.player_id(), "Ping", &tuple![2.0], patient())
+            .unwrap();
+        assert_eq!(back, tuple![2.0]);
+    }
+    assert_eq!(server.player_count(), 6);
+}
+
+#[test]
+fn the_loop_count_is_checked() {
+    for bad in [0, 129] {
+        let err = Server::new(on_loops(bad)).err().expect("refused");
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("reactors must be 1 to 128")),
+            "{err:?}"
+        );
+    }
+    assert!(Server::new(on_loops(128)).is_ok());
+}
