@@ -12,7 +12,8 @@ echo. It prints calls/s through the relay, directly, and their ratio, and what a
 CPU time (user + system of the relay and of its game server, each, or of the direct server,
 over a window inside the measured run, divided by the calls answered in it), then the
 medians. With `--before`, the two builds
-alternate which goes first, so they share the machine's state.
+alternate which goes first, so they share the machine's state. With `--inline`, both game
+servers (behind the relay and direct) run their Echo on the event loop.
 """
 import argparse
 import statistics
@@ -24,13 +25,14 @@ LIFT = ["--rate-per-sec", "0", "--max-inflight-per-player", "10000"]
 LOADS = ((100, 16), (1000, 1))
 
 
-def one_build(binary, duration):
+def one_build(binary, duration, serve_flags):
     """Per load: (calls/s, relay CPU, host CPU) through the relay and (calls/s, CPU) direct."""
     relay, relay_addrs = start([binary, "relay", "--players", "127.0.0.1:0", "--hosts", "127.0.0.1:0",
                                 "--secret", "s3", "--log", "error", *LIFT])
     host, _ = start([binary, "serve", "--attach", relay_addrs[1], "--place", "p", "--secret", "s3",
-                     "--log", "error", *LIFT])
-    direct, direct_addrs = start([binary, "serve", "--listen", "127.0.0.1:0", "--log", "error", *LIFT])
+                     "--log", "error", *LIFT, *serve_flags])
+    direct, direct_addrs = start([binary, "serve", "--listen", "127.0.0.1:0", "--log", "error", *LIFT,
+                                  *serve_flags])
     time.sleep(0.3)
     try:
         results = {}
@@ -51,7 +53,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--before", help="an older build of the binary to compare with")
+    ap.add_argument("--inline", action="store_true",
+                    help="both game servers run Echo inline (serve --inline; this build only)")
     args = ap.parse_args()
+    serve_flags = ["--inline"] if args.inline else []
     builds = {"this": GENERATOR}
     if args.before:
         builds["before"] = args.before
@@ -59,7 +64,7 @@ def main():
     for r in range(args.rounds):
         order = list(builds.items()) if r % 2 == 0 else list(reversed(builds.items()))
         for name, binary in order:
-            for (players, inflight), (via, direct) in one_build(binary, args.duration).items():
+            for (players, inflight), (via, direct) in one_build(binary, args.duration, serve_flags).items():
                 results.setdefault((name, players, inflight), []).append((via, direct))
                 print(f"round {r} {name:6} {players}x{inflight}: relay {via[0]:,.0f} calls/s "
                       f"(CPU/call: relay {via[1]:.2f} us + host {via[2]:.2f} us)  direct "

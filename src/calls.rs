@@ -13,6 +13,7 @@ pub use crate::ids::CallId;
 use crate::ids::ConnId;
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::Backoff;
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -43,7 +44,15 @@ enum Phase {
 struct Slot {
     state: Mutex<(u32, Phase)>,
     ready: Condvar,
+    /// Set (after `state` is) when the call completes: what a caller spinning before it parks
+    /// watches, without taking the lock.
+    done: AtomicBool,
 }
+
+/// How long a caller spins (then yields) for its answer before it parks on the condvar. A
+/// round trip on loopback is tens of microseconds, and a parked caller costs a futex wake on
+/// the loop's side and a scheduler wake-up on its own (itself tens of microseconds on a VM).
+const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
 
 /// Outbound calls: one slot per call this side has sent and not yet seen answered.
 pub struct CallSlots {
@@ -65,6 +74,7 @@ impl CallSlots {
                 .map(|_| Slot {
                     state: Mutex::new((1, Phase::Free)),
                     ready: Condvar::new(),
+                    done: AtomicBool::new(false),
                 })
                 .collect(),
             free,
@@ -112,7 +122,15 @@ impl CallSlots {
     ) -> Outcome {
         let (index, generation) = split(id);
         let slot = &self.slots[index];
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let started = Instant::now();
+        let deadline = timeout.map(|t| started + t);
+        let spin_until = deadline.map_or(started + SPIN_BEFORE_PARK, |d| {
+            d.min(started + SPIN_BEFORE_PARK)
+        });
+        let backoff = Backoff::new();
+        while !slot.done.load(Ordering::Acquire) && Instant::now() < spin_until {
+            backoff.snooze();
+        }
         let mut state = slot.state.lock();
         debug_assert_eq!(
             state.0, generation,
@@ -123,6 +141,7 @@ impl CallSlots {
                 let Phase::Done(outcome) = std::mem::replace(&mut state.1, Phase::Free) else {
                     unreachable!()
                 };
+                slot.done.store(false, Ordering::Relaxed);
                 break outcome;
             }
             match deadline {
@@ -154,6 +173,7 @@ impl CallSlots {
         let mut state = self.slots[index].state.lock();
         if state.0 == generation && !matches!(state.1, Phase::Free) {
             state.1 = Phase::Free;
+            self.slots[index].done.store(false, Ordering::Relaxed);
             state.0 = next_generation(state.0);
             drop(state);
             self.free.push(index as u32).expect("a slot is freed once");
@@ -172,6 +192,7 @@ impl CallSlots {
             return false;
         }
         state.1 = Phase::Done(outcome);
+        slot.done.store(true, Ordering::Release);
         drop(state);
         slot.ready.notify_one();
         true
@@ -184,6 +205,7 @@ impl CallSlots {
             let mut state = slot.state.lock();
             if matches!(state.1, Phase::Waiting) {
                 state.1 = Phase::Done(Err(error.clone()));
+                slot.done.store(true, Ordering::Release);
                 drop(state);
                 slot.ready.notify_one();
             }

@@ -158,6 +158,10 @@ pub(crate) struct Io<S> {
     /// Connections whose buffered frames the owner wants handled again (a handshake decided).
     reprocess: Vec<usize>,
     scratch: Box<[u8]>,
+    /// How long after a turn with events the loop keeps polling without blocking (zero: it
+    /// blocks at once). See [`Io::set_busy_poll`].
+    busy_poll: Duration,
+    last_active: Instant,
     /// Bytes read and written since the owner last took the counts.
     bytes_in: u64,
     bytes_out: u64,
@@ -186,6 +190,8 @@ impl<S> Io<S> {
             violations: Vec::new(),
             reprocess: Vec::new(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            busy_poll: Duration::ZERO,
+            last_active: Instant::now(),
             bytes_in: 0,
             bytes_out: 0,
         };
@@ -193,6 +199,14 @@ impl<S> Io<S> {
             io.listen(listener)?;
         }
         Ok(io)
+    }
+
+    /// Keeps polling without blocking for `window` after each turn that had events: the
+    /// next command or reply is then seen without a scheduler wake-up (tens of microseconds on
+    /// a VM), at the price of a core kept busy for that long. For a client, whose one
+    /// connection a game thread is waiting on; never for a server's thousands.
+    pub(crate) fn set_busy_poll(&mut self, window: Duration) {
+        self.busy_poll = window;
     }
 
     /// The waker other threads use to bring the loop to [`Owner::on_wake`]; make one.
@@ -437,7 +451,8 @@ pub(crate) fn run<O: Owner>(owner: &mut O, io: &mut Io<O::State>) {
     let mut events = Events::with_capacity(1024);
     let mut next_tick = Instant::now() + TICK;
     loop {
-        let timeout = if !io.read_again.is_empty() || io.housekeeping_left() {
+        let busy = !io.busy_poll.is_zero() && io.now.duration_since(io.last_active) < io.busy_poll;
+        let timeout = if busy || !io.read_again.is_empty() || io.housekeeping_left() {
             Duration::ZERO
         } else {
             let next = io.timers.next().map_or(next_tick, |at| {
@@ -453,6 +468,9 @@ pub(crate) fn run<O: Owner>(owner: &mut O, io: &mut Io<O::State>) {
             }
         }
         io.now = Instant::now();
+        if !events.is_empty() {
+            io.last_active = io.now;
+        }
         // Serving connections first: what they sent, then their output.
         let mut again = std::mem::take(&mut io.read_again);
         for &key in &again {
