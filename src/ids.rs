@@ -84,6 +84,16 @@ impl ConnId {
 
 /// Event loops an endpoint may run (the ids' 7 bits for them).
 pub(crate) const MAX_LOOPS: usize = 128;
+/// The rule for a number of event loops (`reactors` of a server or relay), wherever it is set.
+pub(crate) fn check_loops(reactors: usize) -> Result<usize, crate::Error> {
+    if !(1..=MAX_LOOPS).contains(&reactors) {
+        return Err(crate::Error::InvalidArgument(format!(
+            "reactors must be 1 to {MAX_LOOPS}, not {reactors}"
+        )));
+    }
+    Ok(reactors)
+}
+
 /// The bits of a connection id's serial.
 pub(crate) const SERIAL_MASK: u32 = 0x00ff_ffff;
 

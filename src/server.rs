@@ -43,17 +43,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// The rule for [`ServerConfig::reactors`], wherever it is set.
-pub(crate) fn check_reactors(reactors: usize) -> Result<usize> {
-    if !(1..=crate::ids::MAX_LOOPS).contains(&reactors) {
-        return Err(Error::InvalidArgument(format!(
-            "reactors must be 1 to {}, not {reactors}",
-            crate::ids::MAX_LOOPS
-        )));
-    }
-    Ok(reactors)
-}
-
 /// A game server. Dropping it shuts it down (see [`ServerHandle::shutdown`]).
 ///
 /// All operations live on [`ServerHandle`], which `Server` dereferences to; clone a handle to
@@ -73,7 +62,7 @@ impl Server {
     /// Creates a server: starts its handler workers, but does not listen yet.
     pub fn new(config: ServerConfig) -> Result<Server> {
         config.limits.validate()?;
-        check_reactors(config.reactors)?;
+        crate::ids::check_loops(config.reactors)?;
         let max_send = config.limits.max_payload;
         let ep = Endpoint::start(
             Side::Server,

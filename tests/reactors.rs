@@ -129,3 +129,70 @@ fn the_loop_count_is_checked() {
     }
     assert!(Server::new(on_loops(128)).is_ok());
 }
+
+#[test]
+fn a_relay_on_four_loops_serves_each_place_whole() {
+    let relay = Relay::start(RelayConfig {
+        reactors: 4,
+        ..relay_config_for_tests()
+    })
+    .unwrap();
+    let places: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+    let hosts: Vec<Server> = places
+        .iter()
+        .map(|place| {
+            let server = Server::new(ServerConfig::default()).unwrap();
+            let name = place.clone();
+            server
+                .bind("Place", move |_, _, _| {
+                    Ok::<_, String>(tuple![name.clone()])
+                })
+                .unwrap();
+            server
+                .attach(&relay.hosts_addr().to_string(), place, Some("s3cret"))
+                .unwrap();
+            server
+        })
+        .collect();
+    let mut players = Vec::new();
+    for place in &places {
+        for _ in 0..2 {
+            let config = ClientConfig {
+                place: place.clone(),
+                ..ClientConfig::default()
+            };
+            let c = Client::connect(relay.players_addr(), config).unwrap();
+            c.bind("Back", |_, args| Ok::<_, String>(args)).unwrap();
+            players.push((place.clone(), c));
+        }
+    }
+    for (i, (place, c)) in players.iter().enumerate() {
+        let got = c.invoke_server("Place", &[], patient()).unwrap();
+        assert_eq!(
+            got,
+            tuple![place.as_str()],
+            "player {i} reached its place's host"
+        );
+        let host = &hosts[i / 2];
+        let back = host
+            .invoke_client(c.player_id(), "Back", &tuple![i as f64], patient())
+            .unwrap();
+        assert_eq!(back, tuple![i as f64]);
+    }
+    for host in &hosts {
+        assert_eq!(host.player_count(), 2);
+    }
+    // A second host for a place is refused on that place's loop, wherever it connected.
+    let second = Server::new(ServerConfig::default()).unwrap();
+    let err = second
+        .attach(&relay.hosts_addr().to_string(), "p3", Some("s3cret"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Rejected(m) if m.contains("already")),
+        "{err:?}"
+    );
+    relay.shutdown();
+    for (_, c) in &players {
+        wait_until("the relay's goodbye", || !c.is_connected());
+    }
+}

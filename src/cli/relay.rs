@@ -33,6 +33,9 @@ pub struct RelayArgs {
     /// Bytes queued for one host before it is cut as not reading [default: 256 MiB].
     #[arg(long)]
     max_host_output_buffer: Option<usize>,
+    /// Event loop threads (1 to 128); a place is served whole by one of them [default: 1].
+    #[arg(long)]
+    reactors: Option<usize>,
 }
 
 fn config(args: RelayArgs) -> Result<RelayConfig, Box<dyn std::error::Error>> {
@@ -62,6 +65,9 @@ fn config(args: RelayArgs) -> Result<RelayConfig, Box<dyn std::error::Error>> {
     args.limits.apply(&mut c.limits)?;
     if let Some(v) = args.max_host_output_buffer {
         c.max_host_output_buffer = v;
+    }
+    if let Some(v) = args.reactors {
+        c.reactors = v;
     }
     Ok(c)
 }

@@ -115,9 +115,8 @@ pub(crate) struct Conn<S> {
     socket: TcpStream,
     /// The connection's protocol state.
     pub session: Session,
-    /// Tells this connection from a later one with the same key: `serial << 32 | key`, with
-    /// `serial` kept to 31 bits (so it never collides with a relay's player ids, which have
-    /// the top bit set) and never 0.
+    /// Tells this connection from a later one with the same key, and names its loop (see
+    /// [`ConnId`]).
     pub id: ConnId,
     /// The peer's address.
     pub peer: SocketAddr,
@@ -128,6 +127,17 @@ pub(crate) struct Conn<S> {
     queued_for_flush: bool,
     /// The earliest deadline of it in the heap.
     scheduled: Option<Instant>,
+}
+
+/// A live connection taken out of one loop to be served by another (see [`Io::detach`]). Only
+/// the relay hands connections over mid-handshake.
+#[cfg_attr(not(feature = "relay"), allow(dead_code))]
+pub(crate) struct Detached<S> {
+    socket: std::net::TcpStream,
+    session: Session,
+    peer: SocketAddr,
+    /// What the owner keeps for it.
+    pub state: S,
 }
 
 /// Readiness of a connection waiting for housekeeping.
@@ -430,6 +440,32 @@ impl<S> Io<S> {
             scheduled: None,
         });
         self.reschedule(key);
+        Ok((key, id))
+    }
+
+    /// Takes live connection `key` out of this loop, its session (handshake state, buffered
+    /// input, pending output) intact, for another loop to [`attach`](Self::attach). This loop
+    /// hears no more of it.
+    #[cfg_attr(not(feature = "relay"), allow(dead_code))]
+    pub(crate) fn detach(&mut self, key: usize) -> Option<Detached<S>> {
+        self.live(key)?;
+        let conn = self.remove(key)?;
+        Some(Detached {
+            socket: conn.socket.into(),
+            session: conn.session,
+            peer: conn.peer,
+            state: conn.state,
+        })
+    }
+
+    /// Serves a connection another loop detached: its buffered frames are handled on the
+    /// next turn, its output written as usual. Returns its key and its id in this loop.
+    #[cfg_attr(not(feature = "relay"), allow(dead_code))]
+    pub(crate) fn attach(&mut self, conn: Detached<S>) -> io::Result<(usize, ConnId)> {
+        let socket = TcpStream::from_std(conn.socket);
+        let (key, id) = self.insert(socket, conn.peer, conn.session, conn.state)?;
+        self.process_later(key);
+        self.queue_flush(key);
         Ok((key, id))
     }
 

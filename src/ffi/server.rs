@@ -141,10 +141,7 @@ pub unsafe extern "C" fn rf_server_config_set_reactors(
     c: *mut rf_server_config,
     n: u32,
 ) -> rf_status {
-    setter!(
-        config(c),
-        reactors = crate::server::check_reactors(n as usize)?
-    )
+    setter!(config(c), reactors = crate::ids::check_loops(n as usize)?)
 }
 
 /// Sets where handlers run: library workers, or only inside `rf_server_dispatch`.

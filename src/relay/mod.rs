@@ -23,7 +23,7 @@ use metrics::MetricsServer;
 use mio::Waker;
 use service::{RelayCommand, Service};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -51,6 +51,10 @@ pub struct RelayConfig {
     /// fail as when a host goes away), so a stalled game server cannot grow the relay's memory
     /// without bound. Default: 256 MiB.
     pub max_host_output_buffer: usize,
+    /// Event loop threads (1 to 128). Default: 1. A place is served whole by one loop (the one
+    /// its name hashes to): its host and its players move there at their handshake, so a call
+    /// never crosses loops. Places, not players, are what several loops spread.
+    pub reactors: usize,
 }
 
 impl Default for RelayConfig {
@@ -63,6 +67,7 @@ impl Default for RelayConfig {
             drain_timeout: Duration::from_secs(5),
             limits: Limits::default(),
             max_host_output_buffer: 256 * 1024 * 1024,
+            reactors: 1,
         }
     }
 }
@@ -73,11 +78,52 @@ pub struct Relay {
     hosts: SocketAddr,
     metrics_server: Option<MetricsServer>,
     metrics: Arc<Metrics>,
-    commands: Sender<RelayCommand>,
-    waker: Arc<Waker>,
-    wake_pending: Arc<AtomicBool>,
+    loops: Arc<Loops>,
     drain_timeout: Duration,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// What the relay's loops share: a way to reach each (hand-offs, shutdown), and the count of
+/// players over all of them (for `max_players`). Nothing on a call's path.
+pub(crate) struct Loops {
+    loops: Vec<LoopHandle>,
+    /// Players that said HELLO, on every loop.
+    pub(crate) players: AtomicUsize,
+}
+
+struct LoopHandle {
+    commands: Sender<RelayCommand>,
+    waker: Waker,
+    wake_pending: AtomicBool,
+}
+
+impl Loops {
+    /// How many loops there are.
+    pub(crate) fn count(&self) -> usize {
+        self.loops.len()
+    }
+
+    /// The loop that serves place `place`: its name's FNV-1a hash, so that every loop agrees
+    /// with no table to share, and a place keeps its loop for the life of the relay.
+    pub(crate) fn loop_of(&self, place: &str) -> usize {
+        place_loop(place, self.loops.len())
+    }
+
+    /// Sends loop `to` a command, waking it unless it is already due to drain.
+    pub(crate) fn send(&self, to: usize, cmd: RelayCommand) {
+        let l = &self.loops[to];
+        let _ = l.commands.send(cmd);
+        if !l.wake_pending.swap(true, Ordering::AcqRel) {
+            if let Err(e) = l.waker.wake() {
+                tracing::error!("cannot wake a relay loop: {e}");
+            }
+        }
+    }
+
+    /// Called by loop `at` before it drains its commands.
+    pub(crate) fn woken(&self, at: usize) {
+        self.loops[at].wake_pending.store(false, Ordering::Release);
+    }
 }
 
 impl Relay {
@@ -106,26 +152,60 @@ impl Relay {
             ),
             None => None,
         };
-        let (commands, receiver) = unbounded();
-        let wake_pending = Arc::new(AtomicBool::new(false));
         let drain_timeout = config.drain_timeout;
-        let service = Service::new(config, metrics.clone(), receiver, wake_pending.clone());
-        let (run, waker) = service::start(players, hosts, service)?;
-        let waker = Arc::new(waker);
-        let thread = std::thread::Builder::new()
-            .name("rf-relay".into())
-            .spawn(run)?;
-        tracing::info!(players = %players_addr, hosts = %hosts_addr, "relay listening");
+        let count = crate::ids::check_loops(config.reactors)?;
+        // Each loop's driver first (the first accepts on both listeners), so that every loop
+        // can be given every other's waker.
+        let mut listeners = Some(vec![players, hosts]);
+        let mut drivers = Vec::with_capacity(count);
+        let mut handles = Vec::with_capacity(count);
+        let mut receivers = Vec::with_capacity(count);
+        for event_loop in 0..count {
+            let io = crate::driver::Io::new(event_loop, listeners.take().unwrap_or_default())?;
+            let (commands, receiver) = unbounded();
+            handles.push(LoopHandle {
+                commands,
+                waker: io.waker()?,
+                wake_pending: AtomicBool::new(false),
+            });
+            drivers.push(io);
+            receivers.push(receiver);
+        }
+        let loops = Arc::new(Loops {
+            loops: handles,
+            players: AtomicUsize::new(0),
+        });
+        let mut threads = Vec::with_capacity(count);
+        for (event_loop, (io, receiver)) in drivers.into_iter().zip(receivers).enumerate() {
+            let service = Service::new(
+                config.clone(),
+                metrics.clone(),
+                receiver,
+                loops.clone(),
+                event_loop,
+            );
+            let name = match event_loop {
+                0 => "rf-relay".to_owned(),
+                n => format!("rf-relay-{n}"),
+            };
+            let run = service::run(io, service);
+            match std::thread::Builder::new().name(name).spawn(run) {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    stop_loops(&loops, &mut threads, Duration::ZERO);
+                    return Err(e.into());
+                }
+            }
+        }
+        tracing::info!(players = %players_addr, hosts = %hosts_addr, loops = count, "relay listening");
         Ok(Relay {
             players: players_addr,
             hosts: hosts_addr,
             metrics_server,
             metrics,
-            commands,
-            waker,
-            wake_pending,
+            loops,
             drain_timeout,
-            thread: Some(thread),
+            threads,
         })
     }
 
@@ -156,18 +236,30 @@ impl Relay {
     }
 
     fn stop(&mut self) {
-        let Some(thread) = self.thread.take() else {
+        if self.threads.is_empty() {
             return;
-        };
-        let _ = self
-            .commands
-            .send(RelayCommand::Shutdown(self.drain_timeout));
-        if !self.wake_pending.swap(true, Ordering::AcqRel) {
-            let _ = self.waker.wake();
         }
-        let _ = thread.join();
+        stop_loops(&self.loops, &mut self.threads, self.drain_timeout);
         self.metrics_server.take();
         tracing::info!("relay stopped");
+    }
+}
+
+/// The loop of `loops` that serves `place` (FNV-1a of its name).
+fn place_loop(place: &str, loops: usize) -> usize {
+    let hash = place.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % loops as u64) as usize
+}
+
+/// Tells every loop to drain for up to `drain` and joins their threads.
+fn stop_loops(loops: &Loops, threads: &mut Vec<JoinHandle<()>>, drain: Duration) {
+    for event_loop in 0..loops.count() {
+        loops.send(event_loop, RelayCommand::Shutdown(drain));
+    }
+    for thread in threads.drain(..) {
+        let _ = thread.join();
     }
 }
 
@@ -198,6 +290,20 @@ mod tests {
     }
 
     /// Bad bounds are refused, by name, before anything is bound.
+    #[test]
+    fn places_spread_over_the_loops_and_keep_theirs() {
+        let spread: Vec<usize> = (0..8).map(|i| place_loop(&format!("p{i}"), 4)).collect();
+        let used: std::collections::BTreeSet<_> = spread.iter().collect();
+        assert!(used.len() >= 3, "p0..p7 over 4 loops: {spread:?}");
+        assert_eq!(
+            place_loop("lobby", 2),
+            1,
+            "the relay tests' place crosses loops"
+        );
+        assert!((0..100).all(|n| place_loop("anything", n + 1) < n + 1));
+        assert_eq!(place_loop("lobby", 1), 0);
+    }
+
     #[test]
     fn a_relay_with_bad_limits_does_not_start() {
         // Ephemeral ports: were a check missing, the relay would start, not take a fixed port.

@@ -2,20 +2,26 @@
 //! It runs no user code: it checks handshakes against the place's host, rewrites call ids
 //! through its route table, and moves frames. Sockets, budgets, liveness, limits and closes
 //! are the driver's and the sessions'.
+//!
+//! With several loops, each runs one `Service` over its own driver; the first accepts. A
+//! connection's handshake names its place, and a place belongs to one loop ([`Loops::loop_of`]):
+//! a player or host whose place is another loop's is detached there and handed over with its
+//! handshake frame, so that a place's host and players, and every call between them, stay on
+//! one thread.
 
 use super::metrics::Metrics;
 use super::routes::{Direction, Route, Routes};
-use super::RelayConfig;
-use crate::driver::{self, Admit, Conn, Io, Owner};
+use super::{Loops, RelayConfig};
+use crate::driver::{self, Admit, Conn, Detached, Io, Owner};
 use crate::ids::IdMap;
 use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, SessionConfig, Violation, LINK_OVERHEAD};
 use crate::stats::CutLog;
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::Receiver;
+use prometheus::local::{LocalHistogram, LocalIntCounter};
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +34,9 @@ const FINAL_FLUSH: Duration = Duration::from_secs(1);
 pub(crate) enum RelayCommand {
     /// Stop accepting, drain in-flight calls for up to this long, then close everything.
     Shutdown(Duration),
+    /// Serve a connection whose place is this loop's, and act on the handshake frame it
+    /// arrived with.
+    Adopt(Box<(Detached<PeerRole>, Frame)>),
 }
 
 /// A player, once it said HELLO.
@@ -56,8 +65,15 @@ pub(crate) struct Service {
     players_session: Arc<SessionConfig>,
     hosts_session: Arc<SessionConfig>,
     metrics: Arc<Metrics>,
+    /// The per-call metrics, counted by this loop alone and added to `metrics` at the end of
+    /// each turn: a call touches no atomic another loop does.
+    calls_to_host: LocalIntCounter,
+    calls_to_player: LocalIntCounter,
+    call_errors: LocalIntCounter,
+    call_latency: LocalHistogram,
     commands: Receiver<RelayCommand>,
-    wake_pending: Arc<AtomicBool>,
+    loops: Arc<Loops>,
+    event_loop: usize,
     /// Player ids are `prefix | counter`: the prefix (top bit set, 15 random bits) keeps the ids
     /// of several relays in front of one host apart.
     id_prefix: u64,
@@ -83,17 +99,10 @@ fn random_prefix() -> u64 {
     (1 << 63) | ((h.finish() & 0x7fff) << 48)
 }
 
-/// The relay's loop on `players` and `hosts`, and the waker that brings it commands; the loop
-/// runs until it has drained after a shutdown command.
-pub(crate) fn start(
-    players: std::net::TcpListener,
-    hosts: std::net::TcpListener,
-    service: Service,
-) -> io::Result<(impl FnOnce(), mio::Waker)> {
-    let mut io = Io::new(0, vec![players, hosts])?;
-    let waker = io.waker()?;
-    let mut service = service;
-    Ok((move || driver::run(&mut service, &mut io), waker))
+/// A relay loop of `service` over `io`, to run on its thread until it has drained after a
+/// shutdown command.
+pub(crate) fn run(mut io: Io<PeerRole>, mut service: Service) -> impl FnOnce() + Send {
+    move || driver::run(&mut service, &mut io)
 }
 
 impl Service {
@@ -101,7 +110,8 @@ impl Service {
         config: RelayConfig,
         metrics: Arc<Metrics>,
         commands: Receiver<RelayCommand>,
-        wake_pending: Arc<AtomicBool>,
+        loops: Arc<Loops>,
+        event_loop: usize,
     ) -> Service {
         let players_session = config.limits.player_session(true);
         let hosts_session = config.limits.link_session(config.max_host_output_buffer);
@@ -112,9 +122,14 @@ impl Service {
             players_session: Arc::new(players_session),
             hosts_session: Arc::new(hosts_session),
             config,
+            calls_to_host: metrics.calls_to_host.local(),
+            calls_to_player: metrics.calls_to_player.local(),
+            call_errors: metrics.call_errors.local(),
+            call_latency: metrics.call_latency.local(),
             metrics,
             commands,
-            wake_pending,
+            loops,
+            event_loop,
             id_prefix: random_prefix(),
             next_id: 0,
             draining: None,
@@ -185,13 +200,19 @@ impl Service {
                 if self.draining.is_some() {
                     return self.refuse(io, key, "the relay is shutting down");
                 }
+                let owner = self.loops.loop_of(&place);
+                if owner != self.event_loop {
+                    return self.hand_off(io, key, owner, Frame::Hello { place, token });
+                }
                 let Some(&host) = self.places.get(&place) else {
                     let why = format!("no game server serves place {place:?}");
                     return self.refuse(io, key, &why);
                 };
                 self.next_id += 1;
-                let id = self.id_prefix | self.next_id;
+                // Bits 40-47 name the loop: ids stay unique over the relay's loops.
+                let id = self.id_prefix | (self.event_loop as u64) << 40 | self.next_id;
                 self.players_by_id.insert(id, key);
+                self.loops.players.fetch_add(1, Ordering::Relaxed);
                 let addr = io.live(key).map(|c| c.peer.to_string()).unwrap_or_default();
                 if let Some(p) = Self::player(io, key) {
                     p.id = id;
@@ -232,7 +253,7 @@ impl Service {
                 let Some(id) = Self::player(io, key).map(|p| p.id) else {
                     return;
                 };
-                self.metrics.calls_to_host.inc();
+                self.calls_to_host.inc();
                 let invoke = Frame::Invoke {
                     call: route,
                     name,
@@ -248,7 +269,7 @@ impl Service {
                 kind,
                 message,
             } => {
-                self.metrics.call_errors.inc();
+                self.call_errors.inc();
                 self.player_reply(io, key, call, |c| Frame::Error {
                     call: c,
                     kind,
@@ -303,7 +324,13 @@ impl Service {
 
     fn on_host_frame(&mut self, io: &mut Io<PeerRole>, key: usize, frame: Frame) {
         match frame {
-            Frame::HostHello { place, secret } => self.host_hello(io, key, place, &secret),
+            Frame::HostHello { place, secret } => {
+                let owner = self.loops.loop_of(&place);
+                if owner != self.event_loop && self.secret_matches(&secret) {
+                    return self.hand_off(io, key, owner, Frame::HostHello { place, secret });
+                }
+                self.host_hello(io, key, place, &secret)
+            }
             Frame::PlayerAccept { player, .. } => {
                 let Some(pkey) = self.own_player(io, key, player) else {
                     return;
@@ -373,9 +400,21 @@ impl Service {
         }
     }
 
-    fn host_hello(&mut self, io: &mut Io<PeerRole>, key: usize, place: String, secret: &[u8]) {
+    fn secret_matches(&self, secret: &[u8]) -> bool {
         let expected = self.config.secret.as_deref().unwrap_or("").as_bytes();
-        if !constant_time_eq(secret, expected) {
+        constant_time_eq(secret, expected)
+    }
+
+    /// Moves connection `key`, mid-handshake, to loop `owner`, which serves its place.
+    fn hand_off(&mut self, io: &mut Io<PeerRole>, key: usize, owner: usize, handshake: Frame) {
+        if let Some(conn) = io.detach(key) {
+            self.loops
+                .send(owner, RelayCommand::Adopt(Box::new((conn, handshake))));
+        }
+    }
+
+    fn host_hello(&mut self, io: &mut Io<PeerRole>, key: usize, place: String, secret: &[u8]) {
+        if !self.secret_matches(secret) {
             return self.refuse(io, key, "wrong relay secret");
         }
         if self.draining.is_some() {
@@ -437,7 +476,7 @@ impl Service {
                     direction: Direction::ToPlayer { call },
                     started: io.now(),
                 });
-                self.metrics.calls_to_player.inc();
+                self.calls_to_player.inc();
                 let invoke = Frame::Invoke {
                     call: route,
                     name,
@@ -453,7 +492,7 @@ impl Service {
                 kind,
                 message,
             }) => {
-                self.metrics.call_errors.inc();
+                self.call_errors.inc();
                 self.host_reply(io, host, pkey, call, |c| Frame::Error {
                     call: c,
                     kind,
@@ -500,7 +539,7 @@ impl Service {
             unreachable!()
         };
         let latency = io.now().saturating_duration_since(route.started);
-        self.metrics.call_latency.observe(latency.as_secs_f64());
+        self.call_latency.observe(latency.as_secs_f64());
         let Some(conn) = io.live_mut(pkey) else {
             return;
         };
@@ -517,7 +556,7 @@ impl Service {
         kind: ErrorKind,
         why: &str,
     ) {
-        self.metrics.call_errors.inc();
+        self.call_errors.inc();
         if let Some(conn) = io.live_mut(pkey) {
             conn.session.answered();
         }
@@ -591,6 +630,7 @@ impl Service {
             PeerRole::Player(p) => {
                 if p.id != 0 {
                     self.players_by_id.remove(&p.id);
+                    self.loops.players.fetch_sub(1, Ordering::Relaxed);
                 }
                 if welcomed {
                     self.metrics.players.dec();
@@ -664,7 +704,7 @@ impl Owner for Service {
         if listener != PLAYERS {
             return Admit::Serve(self.hosts_session.clone(), PeerRole::Host(None));
         }
-        if self.players_by_id.len() >= self.config.limits.max_players {
+        if self.loops.players.load(Ordering::Relaxed) >= self.config.limits.max_players {
             self.metrics.disconnects.with_label_values(&["limit"]).inc();
             return Admit::Refuse("relay full".into());
         }
@@ -696,10 +736,17 @@ impl Owner for Service {
     }
 
     fn on_wake(&mut self, io: &mut Io<PeerRole>) {
-        self.wake_pending.store(false, Ordering::Release);
+        self.loops.woken(self.event_loop);
         while let Ok(cmd) = self.commands.try_recv() {
             match cmd {
                 RelayCommand::Shutdown(drain) => self.begin_drain(io, drain),
+                RelayCommand::Adopt(handed) => {
+                    let (conn, handshake) = *handed;
+                    match io.attach(conn) {
+                        Ok((key, _)) => self.on_frame(io, key, handshake),
+                        Err(e) => tracing::warn!("cannot register a handed-off connection: {e}"),
+                    }
+                }
             }
         }
     }
@@ -717,6 +764,10 @@ impl Owner for Service {
         let (bytes_in, bytes_out) = io.take_byte_counts();
         self.metrics.bytes_in.inc_by(bytes_in);
         self.metrics.bytes_out.inc_by(bytes_out);
+        self.calls_to_host.flush();
+        self.calls_to_player.flush();
+        self.call_errors.flush();
+        self.call_latency.flush();
         false
     }
 

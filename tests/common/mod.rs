@@ -31,13 +31,17 @@ pub fn echo_server(config: ServerConfig) -> (Server, SocketAddr) {
 
 /// A relay on ephemeral loopback ports whose hosts present "s3cret".
 pub fn relay_for_tests() -> Relay {
-    Relay::start(RelayConfig {
+    Relay::start(relay_config_for_tests()).expect("relay")
+}
+
+/// The config of [`relay_for_tests`].
+pub fn relay_config_for_tests() -> RelayConfig {
+    RelayConfig {
         players: "127.0.0.1:0".into(),
         hosts: "127.0.0.1:0".into(),
         secret: Some("s3cret".into()),
         ..RelayConfig::default()
-    })
-    .expect("relay")
+    }
 }
 
 pub fn connect(addr: SocketAddr) -> Client {
