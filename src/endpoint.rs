@@ -276,6 +276,12 @@ impl Endpoint {
         total
     }
 
+    /// The loop that owns `conn`. An id from the game names any loop it likes: one past the
+    /// last is sent to the last, whose lookup then finds no such player.
+    fn loop_of(&self, conn: ConnId) -> usize {
+        conn.event_loop().min(self.loops.len() - 1)
+    }
+
     /// How many event loops it runs.
     pub(crate) fn loop_count(&self) -> usize {
         self.loops.len()
@@ -435,8 +441,8 @@ impl Endpoint {
                 }
             }
             cmd => {
-                let event_loop = cmd.conn().map_or(0, ConnId::event_loop);
-                self.command_to(event_loop.min(self.loops.len() - 1), cmd)
+                let event_loop = cmd.conn().map_or(0, |conn| self.loop_of(conn));
+                self.command_to(event_loop, cmd)
             }
         }
     }
@@ -505,7 +511,7 @@ impl Endpoint {
             self.calls.release(call);
             return Err(e);
         }
-        let counters = self.counters(conn.event_loop().min(self.loops.len() - 1));
+        let counters = self.counters(self.loop_of(conn));
         crate::stats::bump(&counters.calls_out, 1);
         self.command(Command::Call { conn, call, frame });
         let outcome = {

@@ -2,6 +2,7 @@
 //! handlers on workers (results, errors, the invoking player), and refusing to block.
 
 mod common;
+mod raw;
 
 use common::*;
 use parking_lot::Mutex;
@@ -229,4 +230,36 @@ fn a_game_server_behind_a_relay_answers_relayed_players_inline() {
         let id = player.player_id().get() as f64;
         assert_eq!(got, tuple![id, i as f64, "rf-server-reactor"]);
     }
+}
+
+#[test]
+fn malformed_arguments_to_an_inline_function_cut_only_their_sender() {
+    use remotefn::proto::{Frame, GoodbyeCode};
+    let (server, addr) = echo_server(ServerConfig::default());
+    server
+        .bind_inline("Now", |_, args| Ok::<_, String>(args))
+        .unwrap();
+    let (mut raw, _) = raw::RawPlayer::handshake(addr);
+    let mut bad = bytes::BytesMut::new();
+    Frame::Invoke {
+        call: 1,
+        name: bytes::Bytes::from_static(b"Now"),
+        // A tuple of one value of a type that does not exist.
+        args: bytes::Bytes::from_static(&[1, 0xEE]),
+    }
+    .encode(&mut bad);
+    raw.send(&bad);
+    let (code, reason) = raw.goodbye().expect("a goodbye");
+    assert_eq!(code, GoodbyeCode::ProtocolError);
+    assert!(
+        reason.contains("malformed arguments to \"Now\""),
+        "{reason}"
+    );
+    let client = connect(addr);
+    assert_eq!(
+        client
+            .invoke_server("Now", &tuple![1.0], patient())
+            .unwrap(),
+        tuple![1.0]
+    );
 }

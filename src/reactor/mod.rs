@@ -476,20 +476,7 @@ impl Endpoints {
                     }
                 }
                 bump(&self.counters().calls_in, 1);
-                let name_str = dispatch::name_str(&name);
-                if self
-                    .inline
-                    .get(self.ep.inline_handlers(), name_str)
-                    .is_some()
-                {
-                    return self.run_inline(io, target, call, &name, &args);
-                }
-                self.submit(Job::Invoke {
-                    conn: id,
-                    call,
-                    name,
-                    args,
-                });
+                self.invoke(io, target, call, name, args);
             }
             Frame::Event { name, args } => {
                 bump(&self.counters().events_in, 1);
@@ -534,30 +521,21 @@ impl Endpoints {
         }
     }
 
-    /// Runs a call to a function bound inline, here and now, and queues its reply.
-    fn run_inline(
+    /// A call from `target`: run here and now if its function is bound inline (its reply
+    /// queued at once), else handed to the pool.
+    fn invoke(
         &mut self,
         io: &mut Io<Peer>,
         target: Target,
         call: u64,
-        name: &bytes::Bytes,
-        args: &bytes::Bytes,
+        name: bytes::Bytes,
+        args: bytes::Bytes,
     ) {
         let id = Self::id_of(io, target);
-        let fname = dispatch::name_str(name);
-        let decoded = match crate::value::codec::decode_tuple(args, self.ep.decode_limits()) {
-            Ok(decoded) => decoded,
-            Err(e) => {
-                let reason = format!("malformed arguments to {fname:?}: {e}");
-                let violation = Violation::new(GoodbyeCode::ProtocolError, reason);
-                return self.violation(io, target, violation);
-            }
-        };
+        let fname = dispatch::name_str(&name);
         // Called through the loop's own copy of the table, not a clone of the handler: a call
         // touches no reference count another loop shares.
         let Some(handler) = self.inline.get(self.ep.inline_handlers(), fname) else {
-            // Unbound since the caller looked (the table moved): the workers decide.
-            let (name, args) = (name.clone(), args.clone());
             return self.submit(Job::Invoke {
                 conn: id,
                 call,
@@ -565,7 +543,14 @@ impl Endpoints {
                 args,
             });
         };
-        let answer = dispatch::inline::run(fname, |call| handler(id, decoded, call));
+        let answer = match crate::value::codec::decode_tuple(&args, self.ep.decode_limits()) {
+            Ok(decoded) => dispatch::inline::run(fname, |call| handler(id, decoded, call)),
+            Err(e) => {
+                let reason = format!("malformed arguments to {fname:?}: {e}");
+                let violation = Violation::new(GoodbyeCode::ProtocolError, reason);
+                return self.violation(io, target, violation);
+            }
+        };
         let result = answer
             .as_ref()
             .map(|values| &values[..])
