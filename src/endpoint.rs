@@ -11,6 +11,7 @@ use crate::dispatch::{
     self, blocking_section, in_inline_handler, DispatchMode, InlineTable, Job, Lookup, Pool,
     Registry,
 };
+use crate::driver::Mailbox;
 use crate::error::{panic_message, Error, Result};
 use crate::ids::{CallId, ConnId, PlayerId};
 use crate::limits::Limits;
@@ -18,7 +19,6 @@ use crate::proto::{self, ErrorKind, GoodbyeCode};
 use crate::value::codec::{self, DecodeLimits};
 use crate::value::{Tuple, Value};
 use bytes::{Bytes, BytesMut};
-use crossbeam_channel::{unbounded, Receiver, Sender};
 use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -172,9 +172,7 @@ pub(crate) struct Endpoint {
 
 /// What the API threads share with one event loop.
 struct EventLoop {
-    commands: (Sender<Command>, Receiver<Command>),
-    waker: OnceLock<mio::Waker>,
-    wake_pending: AtomicBool,
+    mailbox: Mailbox<Command>,
     counters: crate::stats::Counters,
 }
 
@@ -208,9 +206,7 @@ impl Endpoint {
         let loops = (0..loops.max(1))
             .map(|_| {
                 CachePadded::new(EventLoop {
-                    commands: unbounded(),
-                    waker: OnceLock::new(),
-                    wake_pending: AtomicBool::new(false),
+                    mailbox: Mailbox::default(),
                     counters: Default::default(),
                 })
             })
@@ -308,14 +304,12 @@ impl Endpoint {
         &self,
         event_loop: usize,
     ) -> crossbeam_channel::TryIter<'_, Command> {
-        let l = &self.loops[event_loop];
-        l.wake_pending.store(false, Ordering::Release);
-        l.commands.1.try_iter()
+        self.loops[event_loop].mailbox.take()
     }
 
     /// Gives loop `event_loop` its waker; false if it already has one.
     pub(crate) fn set_waker(&self, event_loop: usize, waker: mio::Waker) -> bool {
-        self.loops[event_loop].waker.set(waker).is_ok()
+        self.loops[event_loop].mailbox.set_waker(waker)
     }
 
     /// The reactor threads' handles, once started.
@@ -447,17 +441,9 @@ impl Endpoint {
         }
     }
 
-    /// Sends a command to loop `event_loop`, waking it only if it is not already due to drain.
+    /// Sends a command to loop `event_loop`.
     pub(crate) fn command_to(&self, event_loop: usize, cmd: Command) {
-        let l = &self.loops[event_loop];
-        let _ = l.commands.0.send(cmd);
-        if !l.wake_pending.swap(true, Ordering::AcqRel) {
-            if let Some(w) = l.waker.get() {
-                if let Err(e) = w.wake() {
-                    tracing::error!("cannot wake the reactor: {e}");
-                }
-            }
-        }
+        self.loops[event_loop].mailbox.send(cmd);
     }
 
     fn check_name(&self, name: &str) -> Result<()> {

@@ -16,12 +16,14 @@
 
 mod deadlines;
 pub(crate) mod dial;
+mod mailbox;
 pub(crate) mod socket;
 
 pub(crate) use crate::ids::ConnId;
 use crate::ids::SERIAL_MASK;
 use crate::proto::{Event, Frame, GoodbyeCode, Session, SessionConfig, Violation, READ_CHUNK};
 use deadlines::Deadlines;
+pub(crate) use mailbox::Mailbox;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};

@@ -16,14 +16,13 @@ mod service;
 
 pub use metrics::Metrics;
 
+use crate::driver::Mailbox;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crossbeam_channel::{unbounded, Sender};
 use metrics::MetricsServer;
-use mio::Waker;
 use service::{RelayCommand, Service};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -86,15 +85,9 @@ pub struct Relay {
 /// What the relay's loops share: a way to reach each (hand-offs, shutdown), and the count of
 /// players over all of them (for `max_players`). Nothing on a call's path.
 pub(crate) struct Loops {
-    loops: Vec<LoopHandle>,
+    loops: Vec<Mailbox<RelayCommand>>,
     /// Players that said HELLO, on every loop.
     pub(crate) players: AtomicUsize,
-}
-
-struct LoopHandle {
-    commands: Sender<RelayCommand>,
-    waker: Waker,
-    wake_pending: AtomicBool,
 }
 
 impl Loops {
@@ -109,20 +102,14 @@ impl Loops {
         place_loop(place, self.loops.len())
     }
 
-    /// Sends loop `to` a command, waking it unless it is already due to drain.
+    /// Sends loop `to` a command.
     pub(crate) fn send(&self, to: usize, cmd: RelayCommand) {
-        let l = &self.loops[to];
-        let _ = l.commands.send(cmd);
-        if !l.wake_pending.swap(true, Ordering::AcqRel) {
-            if let Err(e) = l.waker.wake() {
-                tracing::error!("cannot wake a relay loop: {e}");
-            }
-        }
+        self.loops[to].send(cmd);
     }
 
-    /// Called by loop `at` before it drains its commands.
-    pub(crate) fn woken(&self, at: usize) {
-        self.loops[at].wake_pending.store(false, Ordering::Release);
+    /// Loop `at`'s inbox, for that loop to drain.
+    pub(crate) fn inbox(&self, at: usize) -> &Mailbox<RelayCommand> {
+        &self.loops[at]
     }
 }
 
@@ -158,32 +145,21 @@ impl Relay {
         // can be given every other's waker.
         let mut listeners = Some(vec![players, hosts]);
         let mut drivers = Vec::with_capacity(count);
-        let mut handles = Vec::with_capacity(count);
-        let mut receivers = Vec::with_capacity(count);
+        let mut inboxes = Vec::with_capacity(count);
         for event_loop in 0..count {
             let io = crate::driver::Io::new(event_loop, listeners.take().unwrap_or_default())?;
-            let (commands, receiver) = unbounded();
-            handles.push(LoopHandle {
-                commands,
-                waker: io.waker()?,
-                wake_pending: AtomicBool::new(false),
-            });
+            let inbox = Mailbox::default();
+            inbox.set_waker(io.waker()?);
             drivers.push(io);
-            receivers.push(receiver);
+            inboxes.push(inbox);
         }
         let loops = Arc::new(Loops {
-            loops: handles,
+            loops: inboxes,
             players: AtomicUsize::new(0),
         });
         let mut threads = Vec::with_capacity(count);
-        for (event_loop, (io, receiver)) in drivers.into_iter().zip(receivers).enumerate() {
-            let service = Service::new(
-                config.clone(),
-                metrics.clone(),
-                receiver,
-                loops.clone(),
-                event_loop,
-            );
+        for (event_loop, io) in drivers.into_iter().enumerate() {
+            let service = Service::new(config.clone(), metrics.clone(), loops.clone(), event_loop);
             let name = match event_loop {
                 0 => "rf-relay".to_owned(),
                 n => format!("rf-relay-{n}"),

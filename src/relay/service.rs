@@ -17,7 +17,6 @@ use crate::ids::IdMap;
 use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, SessionConfig, Violation, LINK_OVERHEAD};
 use crate::stats::CutLog;
 use bytes::{BufMut, Bytes, BytesMut};
-use crossbeam_channel::Receiver;
 use prometheus::local::{LocalHistogram, LocalIntCounter};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -71,7 +70,6 @@ pub(crate) struct Service {
     calls_to_player: LocalIntCounter,
     call_errors: LocalIntCounter,
     call_latency: LocalHistogram,
-    commands: Receiver<RelayCommand>,
     loops: Arc<Loops>,
     event_loop: usize,
     /// Player ids are `prefix | counter`: the prefix (top bit set, 15 random bits) keeps the ids
@@ -109,7 +107,6 @@ impl Service {
     pub(crate) fn new(
         config: RelayConfig,
         metrics: Arc<Metrics>,
-        commands: Receiver<RelayCommand>,
         loops: Arc<Loops>,
         event_loop: usize,
     ) -> Service {
@@ -127,7 +124,6 @@ impl Service {
             call_errors: metrics.call_errors.local(),
             call_latency: metrics.call_latency.local(),
             metrics,
-            commands,
             loops,
             event_loop,
             id_prefix: random_prefix(),
@@ -736,8 +732,8 @@ impl Owner for Service {
     }
 
     fn on_wake(&mut self, io: &mut Io<PeerRole>) {
-        self.loops.woken(self.event_loop);
-        while let Ok(cmd) = self.commands.try_recv() {
+        let loops = self.loops.clone();
+        for cmd in loops.inbox(self.event_loop).take() {
             match cmd {
                 RelayCommand::Shutdown(drain) => self.begin_drain(io, drain),
                 RelayCommand::Adopt(handed) => {
