@@ -21,7 +21,9 @@ pub(crate) mod socket;
 
 pub(crate) use crate::ids::ConnId;
 use crate::ids::SERIAL_MASK;
-use crate::proto::{Event, Frame, GoodbyeCode, Session, SessionConfig, Violation, READ_CHUNK};
+use crate::proto::{
+    CallFrame, Event, Frame, GoodbyeCode, Packet, Session, SessionConfig, Violation, READ_CHUNK,
+};
 use deadlines::Deadlines;
 pub(crate) use mailbox::Mailbox;
 
@@ -81,6 +83,19 @@ pub(crate) trait Owner {
 
     /// A frame from connection `key`.
     fn on_frame(&mut self, io: &mut Io<Self::State>, key: usize, frame: Frame);
+
+    /// Whether call frames come to [`on_call`](Self::on_call) undecoded (a relay forwards
+    /// them as they came) rather than decoded to [`on_frame`](Self::on_frame).
+    const PASSES_CALLS: bool = false;
+
+    /// A call's frame from connection `key`, read only as far as its call id (when
+    /// [`PASSES_CALLS`](Self::PASSES_CALLS)).
+    fn on_call(&mut self, io: &mut Io<Self::State>, key: usize, call: CallFrame) {
+        match call.into_frame() {
+            Ok(frame) => self.on_frame(io, key, frame),
+            Err(e) => self.on_violation(io, key, e.into()),
+        }
+    }
 
     /// Connection `key` broke a limit or the protocol, or a timer of its expired: the owner
     /// lets go of it and closes it (usually with `io.close(key, v.code, &v.reason)`).
@@ -737,8 +752,9 @@ fn process<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize) {
         let Some(conn) = io.conns.get_mut(key).filter(|c| !c.released) else {
             return;
         };
-        match conn.session.poll_frame(now) {
-            Ok(Some(frame)) => owner.on_frame(io, key, frame),
+        match conn.session.poll_packet(now, O::PASSES_CALLS) {
+            Ok(Some(Packet::Frame(frame))) => owner.on_frame(io, key, frame),
+            Ok(Some(Packet::Call(call))) => owner.on_call(io, key, call),
             Ok(None) => return io.keep_scheduled(key),
             Err(violation) => return owner.on_violation(io, key, violation),
         }

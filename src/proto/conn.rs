@@ -1,6 +1,6 @@
 //! The per-connection protocol state machine.
 
-use super::frame::{Frame, FrameType, ProtocolError};
+use super::frame::{CallFrame, Frame, FrameType, ProtocolError};
 use super::{MAGIC, PROTOCOL_VERSION};
 use bytes::{Buf, BytesMut};
 
@@ -11,6 +11,24 @@ pub enum Role {
     Client,
     /// The game server's end: expects the preface and `HELLO`, answers after deciding.
     Server,
+}
+
+/// What [`Connection::poll_packet`] yields: a frame, or a call's frame left undecoded.
+#[derive(Debug)]
+pub enum Packet {
+    /// A decoded frame.
+    Frame(Frame),
+    /// A call's frame (bare or routed) read only as far as a relay needs.
+    Call(CallFrame),
+}
+
+impl Packet {
+    fn frame_type(&self) -> FrameType {
+        match self {
+            Packet::Frame(frame) => frame.frame_type(),
+            Packet::Call(call) => call.frame_type(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +136,17 @@ impl Connection {
     /// The next complete frame, `Ok(None)` when more bytes are needed (or the connection is
     /// closed or deciding), or the protocol violation that must close the connection.
     pub fn poll_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
+        match self.poll_packet(false)? {
+            Some(Packet::Frame(frame)) => Ok(Some(frame)),
+            Some(Packet::Call(_)) => unreachable!("calls are decoded unless passed through"),
+            None => Ok(None),
+        }
+    }
+
+    /// As [`poll_frame`](Self::poll_frame); with `pass_calls`, a call's frame is yielded as a
+    /// [`CallFrame`], its payload not decoded (what a relay forwards).
+    #[inline]
+    pub fn poll_packet(&mut self, pass_calls: bool) -> Result<Option<Packet>, ProtocolError> {
         match self.state {
             State::Closed | State::Deciding => return Ok(None),
             State::Preface => {
@@ -141,7 +170,7 @@ impl Connection {
             }
             _ => {}
         }
-        let frame = match self.cut_frame() {
+        let frame = match self.cut_frame(pass_calls) {
             Ok(Some(frame)) => frame,
             other => return other,
         };
@@ -167,7 +196,8 @@ impl Connection {
         Ok(Some(frame))
     }
 
-    fn cut_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
+    #[inline]
+    fn cut_frame(&mut self, pass_calls: bool) -> Result<Option<Packet>, ProtocolError> {
         if self.input.len() < 4 {
             return Ok(None);
         }
@@ -187,22 +217,28 @@ impl Connection {
             return Ok(None);
         }
         self.input.advance(4);
-        let body = self.input.split_to(len as usize).freeze();
+        let mut body = self.input.split_to(len as usize).freeze();
+        if pass_calls {
+            match CallFrame::parse(body) {
+                Ok(call) => return Ok(Some(Packet::Call(call))),
+                Err(other) => body = other,
+            }
+        }
         match Frame::decode(body) {
-            Ok(frame) => Ok(Some(frame)),
+            Ok(frame) => Ok(Some(Packet::Frame(frame))),
             Err(e) => self.fail(e),
         }
     }
 
-    fn unexpected(
+    fn unexpected<T>(
         &mut self,
         frame: FrameType,
         state: &'static str,
-    ) -> Result<Option<Frame>, ProtocolError> {
+    ) -> Result<Option<T>, ProtocolError> {
         self.fail(ProtocolError::Unexpected { frame, state })
     }
 
-    fn fail(&mut self, e: ProtocolError) -> Result<Option<Frame>, ProtocolError> {
+    fn fail<T>(&mut self, e: ProtocolError) -> Result<Option<T>, ProtocolError> {
         self.state = State::Closed;
         self.input.clear();
         Err(e)

@@ -651,13 +651,128 @@ pub fn encode_routed(out: &mut BytesMut, player: u64, frame: &[u8]) {
     out.put_slice(inner);
 }
 
+/// A call's frame (INVOKE, RESULT or ERROR, bare or inside a ROUTED one) read only as far as
+/// a relay needs: the relay rewrites the call id and copies the rest as it came, with no
+/// name, value or message cut into buffers of its own. [`into_frame`](Self::into_frame) decodes
+/// it fully for any other use.
+#[derive(Debug)]
+pub struct CallFrame {
+    /// INVOKE, RESULT or ERROR.
+    pub ty: FrameType,
+    /// The player a ROUTED frame carries it to or from; `None` for a bare frame.
+    pub routed: Option<u64>,
+    /// The call id.
+    pub call: u64,
+    body: Bytes,
+    tail_at: usize,
+}
+
+impl CallFrame {
+    /// Reads `body` (a frame body, type byte first) as a call's frame, or gives it back when
+    /// it is some other frame, or one whose head does not check out (a full decode then says
+    /// what is wrong with it).
+    #[inline]
+    pub fn parse(body: Bytes) -> Result<CallFrame, Bytes> {
+        let (routed, at) = match body.first() {
+            Some(&t) if t == FrameType::Routed as u8 && body.len() >= 10 => {
+                let player = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
+                (Some(player), 9)
+            }
+            _ => (None, 0),
+        };
+        let ty = match body.get(at).copied().and_then(FrameType::from_byte) {
+            Some(ty @ (FrameType::Invoke | FrameType::Result | FrameType::Error)) => ty,
+            _ => return Err(body),
+        };
+        let tail_at = at + 9;
+        let Some(call) = body.get(at + 1..tail_at) else {
+            return Err(body);
+        };
+        let call = u64::from_le_bytes(call.try_into().expect("8 bytes"));
+        let tail = &body[tail_at..];
+        let head_checks = match ty {
+            FrameType::Invoke => {
+                tail.len() >= 2 && {
+                    let len = u16::from_le_bytes([tail[0], tail[1]]) as usize;
+                    tail.get(2..2 + len)
+                        .is_some_and(|name| std::str::from_utf8(name).is_ok())
+                }
+            }
+            FrameType::Error => !tail.is_empty(),
+            _ => true,
+        };
+        if !head_checks {
+            return Err(body);
+        }
+        Ok(CallFrame {
+            ty,
+            routed,
+            call,
+            body,
+            tail_at,
+        })
+    }
+
+    /// `frame` as a call's frame, if it is one (bare or routed).
+    pub fn from_frame(frame: &Frame) -> Option<CallFrame> {
+        if !matches!(
+            frame,
+            Frame::Invoke { .. }
+                | Frame::Result { .. }
+                | Frame::Error { .. }
+                | Frame::Routed { .. }
+        ) {
+            return None;
+        }
+        let mut wire = BytesMut::new();
+        frame.encode(&mut wire);
+        CallFrame::parse(wire.freeze().slice(4..)).ok()
+    }
+
+    /// What follows the call id, as it came: name and arguments, values, or kind and message.
+    pub fn tail(&self) -> &[u8] {
+        &self.body[self.tail_at..]
+    }
+
+    /// The frame's type as it came: ROUTED for a routed call.
+    pub fn frame_type(&self) -> FrameType {
+        if self.routed.is_some() {
+            FrameType::Routed
+        } else {
+            self.ty
+        }
+    }
+
+    /// The frame as [`Frame::decode`] reads it.
+    pub fn into_frame(self) -> Result<Frame, ProtocolError> {
+        Frame::decode(self.body)
+    }
+
+    /// Appends this call's frame with call id `call`, wrapped in ROUTED for `routed` when that
+    /// is `Some`.
+    pub fn encode_as(&self, out: &mut BytesMut, routed: Option<u64>, call: u64) {
+        let start = match routed {
+            Some(player) => {
+                let start = begin(out, FrameType::Routed);
+                out.put_u64_le(player);
+                out.put_u8(self.ty as u8);
+                start
+            }
+            None => begin(out, self.ty),
+        };
+        out.put_u64_le(call);
+        out.put_slice(self.tail());
+        finish(out, start);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_frame_routed_in_place_is_the_routed_encoding_of_the_frame() {
-        let frames = [
+    /// One call's frame of each type.
+    fn sample_calls() -> [Frame; 3] {
+        [
             Frame::Invoke {
                 call: 7,
                 name: Bytes::from_static(b"Echo"),
@@ -672,12 +787,16 @@ mod tests {
                 kind: ErrorKind::Handler,
                 message: "no".into(),
             },
-            Frame::Event {
-                name: Bytes::from_static(b"E"),
-                args: Bytes::from_static(b"x"),
-            },
-        ];
-        for frame in frames {
+        ]
+    }
+
+    #[test]
+    fn a_frame_routed_in_place_is_the_routed_encoding_of_the_frame() {
+        let event = Frame::Event {
+            name: Bytes::from_static(b"E"),
+            args: Bytes::from_static(b"x"),
+        };
+        for frame in sample_calls().into_iter().chain([event]) {
             let mut plain = BytesMut::new();
             frame.encode(&mut plain);
             let (mut twice, mut once) = (BytesMut::new(), BytesMut::new());
@@ -685,5 +804,71 @@ mod tests {
             encode_routed_frame(&mut once, 42, &frame);
             assert_eq!(once, twice, "{frame:?}");
         }
+    }
+
+    #[test]
+    fn a_call_passed_through_encodes_as_the_decoded_frame_would() {
+        for frame in sample_calls() {
+            for routed in [None, Some(42)] {
+                let mut wire = BytesMut::new();
+                match routed {
+                    Some(player) => encode_routed_frame(&mut wire, player, &frame),
+                    None => frame.encode(&mut wire),
+                }
+                let call = CallFrame::parse(wire.freeze().slice(4..)).expect("a call");
+                assert_eq!((call.ty, call.routed), (frame.frame_type(), routed));
+                let (mut passed, mut expected) = (BytesMut::new(), BytesMut::new());
+                call.encode_as(&mut passed, Some(9), 1234);
+                let renumbered = match frame.clone() {
+                    Frame::Invoke { name, args, .. } => Frame::Invoke {
+                        call: 1234,
+                        name,
+                        args,
+                    },
+                    Frame::Result { values, .. } => Frame::Result { call: 1234, values },
+                    Frame::Error { kind, message, .. } => Frame::Error {
+                        call: 1234,
+                        kind,
+                        message,
+                    },
+                    _ => unreachable!(),
+                };
+                encode_routed_frame(&mut expected, 9, &renumbered);
+                assert_eq!(passed, expected, "{frame:?} routed {routed:?}");
+                let mut bare = BytesMut::new();
+                call.encode_as(&mut bare, None, 1234);
+                assert_eq!(Frame::decode(bare.freeze().slice(4..)).unwrap(), renumbered);
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_call_whose_head_checks_out_is_passed_through() {
+        let body = |bytes: &[u8]| Bytes::copy_from_slice(bytes);
+        let mut invoke = vec![FrameType::Invoke as u8];
+        invoke.extend_from_slice(&5u64.to_le_bytes());
+        let not_calls = [
+            body(&[FrameType::Ping as u8, 0, 0, 0, 0, 0, 0, 0, 0]),
+            body(&[FrameType::Result as u8, 1, 2]),
+            body(&invoke),
+            body(&[invoke.as_slice(), &[9, 0, b'a']].concat()),
+            body(&[invoke.as_slice(), &[2, 0, 0xff, 0xfe]].concat()),
+            body(&[&[FrameType::Error as u8][..], &5u64.to_le_bytes()].concat()),
+            body(
+                &[
+                    &[FrameType::Routed as u8][..],
+                    &5u64.to_le_bytes(),
+                    &[FrameType::Event as u8, 0, 0],
+                ]
+                .concat(),
+            ),
+            Bytes::new(),
+        ];
+        for frame in not_calls {
+            assert!(CallFrame::parse(frame.clone()).is_err(), "{frame:?}");
+        }
+        let ok = body(&[invoke.as_slice(), &[1, 0, b'a', 7]].concat());
+        let call = CallFrame::parse(ok).expect("a call");
+        assert_eq!((call.call, call.tail()), (5, &[1, 0, b'a', 7][..]));
     }
 }

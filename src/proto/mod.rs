@@ -16,10 +16,10 @@ mod frame;
 mod rate;
 pub(crate) mod session;
 
-pub use conn::{Connection, Role};
+pub use conn::{Connection, Packet, Role};
 pub use frame::{
     encode_error, encode_event, encode_goodbye, encode_invoke, encode_result, encode_routed,
-    encode_routed_frame, ErrorKind, Frame, FrameType, GoodbyeCode, ProtocolError,
+    encode_routed_frame, CallFrame, ErrorKind, Frame, FrameType, GoodbyeCode, ProtocolError,
 };
 pub use rate::{Admission, RateLimit, RateShaper};
 pub use session::{

@@ -25,8 +25,8 @@
 //! Nothing here reads a clock: every method that depends on time takes `now`, so tests drive
 //! two sessions against each other in memory with a fake clock.
 
-use super::conn::{Connection, Role};
-use super::frame::{encode_goodbye, Frame, GoodbyeCode, ProtocolError};
+use super::conn::{Connection, Packet, Role};
+use super::frame::{encode_goodbye, CallFrame, Frame, FrameType, GoodbyeCode, ProtocolError};
 use super::rate::{Admission, RateLimit, RateShaper};
 use bytes::BytesMut;
 use std::sync::Arc;
@@ -477,6 +477,21 @@ impl Session {
     /// or once closing. A violation (protocol, rate held too long, calls in flight, too much
     /// sent before the handshake) must close the session with its goodbye.
     pub fn poll_frame(&mut self, now: Instant) -> Result<Option<Frame>, Violation> {
+        match self.poll_packet(now, false)? {
+            Some(Packet::Frame(frame)) => Ok(Some(frame)),
+            Some(Packet::Call(_)) => unreachable!("calls are decoded unless passed through"),
+            None => Ok(None),
+        }
+    }
+
+    /// As [`poll_frame`](Self::poll_frame); with `pass_calls`, a call's frame comes as a
+    /// [`CallFrame`](super::CallFrame) with its payload undecoded, under the same limits.
+    #[inline]
+    pub fn poll_packet(
+        &mut self,
+        now: Instant,
+        pass_calls: bool,
+    ) -> Result<Option<Packet>, Violation> {
         if self.closing.is_some() || self.rate_resume.is_some() {
             return Ok(None);
         }
@@ -489,12 +504,19 @@ impl Session {
             }
             Admission::Cut(reason) => return Err(Violation::limit(reason)),
         }
-        match self.conn.poll_frame()? {
-            Some(frame @ Frame::Invoke { .. }) => {
+        match self.conn.poll_packet(pass_calls)? {
+            Some(
+                packet @ (Packet::Frame(Frame::Invoke { .. })
+                | Packet::Call(CallFrame {
+                    ty: FrameType::Invoke,
+                    routed: None,
+                    ..
+                })),
+            ) => {
                 self.inbound.arrived(self.config.max_inflight)?;
-                Ok(Some(frame))
+                Ok(Some(packet))
             }
-            Some(frame) => Ok(Some(frame)),
+            Some(packet) => Ok(Some(packet)),
             None => {
                 let limit = self.config.max_frame as usize + READ_CHUNK + 8;
                 if !self.welcomed && self.conn.buffered() > limit {

@@ -14,7 +14,9 @@ use super::routes::{Direction, Route, Routes};
 use super::{Loops, RelayConfig};
 use crate::driver::{self, Admit, Conn, Detached, Io, Owner};
 use crate::ids::IdMap;
-use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, SessionConfig, Violation, LINK_OVERHEAD};
+use crate::proto::{
+    CallFrame, ErrorKind, Frame, FrameType, GoodbyeCode, SessionConfig, Violation, LINK_OVERHEAD,
+};
 use crate::stats::CutLog;
 use bytes::{BufMut, Bytes, BytesMut};
 use prometheus::local::{LocalHistogram, LocalIntCounter};
@@ -44,8 +46,8 @@ pub(crate) struct PlayerState {
     id: u64,
     place: String,
     token: Bytes,
-    /// Whether the place's current host has been told about this player.
-    announced: bool,
+    /// The place's host once it has been told about this player (the calls' way there).
+    host: Option<usize>,
 }
 
 /// What the relay keeps per connection.
@@ -182,10 +184,10 @@ impl Service {
         }
     }
 
-    /// The host currently serving a player's place.
-    fn host_of(&self, io: &Io<PeerRole>, player: usize) -> Option<usize> {
+    /// The host serving a player's place, once it has been told about the player.
+    fn host_of(io: &Io<PeerRole>, player: usize) -> Option<usize> {
         match &io.live(player)?.state {
-            PeerRole::Player(p) => self.places.get(&p.place).copied(),
+            PeerRole::Player(p) => p.host,
             PeerRole::Host(_) => None,
         }
     }
@@ -214,7 +216,7 @@ impl Service {
                     p.id = id;
                     p.place = place;
                     p.token = token.clone();
-                    p.announced = true;
+                    p.host = Some(host);
                 }
                 // The host's authenticator decides; the player is held until it does.
                 let join = Frame::PlayerJoin {
@@ -224,56 +226,8 @@ impl Service {
                 };
                 io.send(host, &join);
             }
-            Frame::Invoke { call, name, args } => {
-                let host = match (self.draining, self.host_of(io, key)) {
-                    (Some(_), _) => {
-                        let why = "the relay is shutting down";
-                        return self.fail_call(io, key, call, ErrorKind::Unavailable, why);
-                    }
-                    (None, None) => {
-                        let place = Self::player(io, key).map(|p| p.place.clone());
-                        let why = format!(
-                            "no game server serves place {:?} right now",
-                            place.unwrap_or_default()
-                        );
-                        return self.fail_call(io, key, call, ErrorKind::Unavailable, &why);
-                    }
-                    (None, Some(host)) => host,
-                };
-                let route = self.routes.insert(Route {
-                    player: key,
-                    host,
-                    direction: Direction::ToHost { call },
-                    started: io.now(),
-                });
-                let Some(id) = Self::player(io, key).map(|p| p.id) else {
-                    return;
-                };
-                self.calls_to_host.inc();
-                let invoke = Frame::Invoke {
-                    call: route,
-                    name,
-                    args,
-                };
-                send_routed(io, host, id, &invoke);
-            }
-            Frame::Result { call, values } => {
-                self.player_reply(io, key, call, |c| Frame::Result { call: c, values })
-            }
-            Frame::Error {
-                call,
-                kind,
-                message,
-            } => {
-                self.call_errors.inc();
-                self.player_reply(io, key, call, |c| Frame::Error {
-                    call: c,
-                    kind,
-                    message,
-                })
-            }
             Frame::Event { name, args } => {
-                if let Some(host) = self.host_of(io, key) {
+                if let Some(host) = Self::host_of(io, key) {
                     let id = Self::player(io, key).map_or(0, |p| p.id);
                     send_routed(io, host, id, &Frame::Event { name, args });
                 }
@@ -290,23 +244,54 @@ impl Service {
         }
     }
 
+    /// A call's frame from player `key`: its call to its host, or its answer to one of the
+    /// host's calls.
+    fn player_call(&mut self, io: &mut Io<PeerRole>, key: usize, call: CallFrame) {
+        if call.ty != FrameType::Invoke {
+            return self.player_reply(io, key, &call);
+        }
+        let host = match (self.draining, Self::host_of(io, key)) {
+            (Some(_), _) => {
+                let why = "the relay is shutting down";
+                return self.fail_call(io, key, call.call, ErrorKind::Unavailable, why);
+            }
+            (None, None) => {
+                let place = Self::player(io, key).map(|p| p.place.clone());
+                let why = format!(
+                    "no game server serves place {:?} right now",
+                    place.unwrap_or_default()
+                );
+                return self.fail_call(io, key, call.call, ErrorKind::Unavailable, &why);
+            }
+            (None, Some(host)) => host,
+        };
+        let Some(id) = Self::player(io, key).map(|p| p.id) else {
+            return;
+        };
+        let route = self.routes.insert(Route {
+            player: key,
+            host,
+            direction: Direction::ToHost { call: call.call },
+            started: io.now(),
+        });
+        self.calls_to_host.inc();
+        io.send_with(host, |out| call.encode_as(out, Some(id), route));
+    }
+
     /// A player answers a host's call: only a call routed to this very player is completed.
-    fn player_reply(
-        &mut self,
-        io: &mut Io<PeerRole>,
-        key: usize,
-        route_id: u64,
-        reply: impl FnOnce(u64) -> Frame,
-    ) {
+    fn player_reply(&mut self, io: &mut Io<PeerRole>, key: usize, reply: &CallFrame) {
+        if reply.ty == FrameType::Error {
+            self.call_errors.inc();
+        }
         let valid = self
             .routes
-            .get(route_id)
+            .get(reply.call)
             .is_some_and(|r| r.player == key && matches!(r.direction, Direction::ToPlayer { .. }));
         if !valid {
-            tracing::debug!(route_id, "reply to an unknown call dropped");
+            tracing::debug!(route_id = reply.call, "reply to an unknown call dropped");
             return;
         }
-        let route = self.routes.remove(route_id).expect("checked");
+        let route = self.routes.remove(reply.call).expect("checked");
         let Direction::ToPlayer { call } = route.direction else {
             unreachable!()
         };
@@ -314,8 +299,24 @@ impl Service {
             return;
         };
         if io.live(route.host).is_some() {
-            send_routed(io, route.host, id, &reply(call));
+            io.send_with(route.host, |out| reply.encode_as(out, Some(id), call));
         }
+    }
+
+    /// A call's frame host `host` routed to its player `pkey`: a call to the player, or its
+    /// answer to one of the player's calls.
+    fn host_call(&mut self, io: &mut Io<PeerRole>, host: usize, pkey: usize, call: CallFrame) {
+        if call.ty != FrameType::Invoke {
+            return self.host_reply(io, host, pkey, &call);
+        }
+        let route = self.routes.insert(Route {
+            player: pkey,
+            host,
+            direction: Direction::ToPlayer { call: call.call },
+            started: io.now(),
+        });
+        self.calls_to_player.inc();
+        io.send_with(pkey, |out| call.encode_as(out, None, route));
     }
 
     fn on_host_frame(&mut self, io: &mut Io<PeerRole>, key: usize, frame: Frame) {
@@ -357,7 +358,7 @@ impl Service {
             }
             Frame::Routed { player, frame } => {
                 if let Some(pkey) = self.own_player(io, key, player) {
-                    self.routed(io, key, pkey, frame);
+                    self.routed(io, pkey, frame);
                 }
             }
             Frame::Kick { player, reason } => {
@@ -439,7 +440,7 @@ impl Service {
             .live_conns()
             .filter_map(|(k, c)| match &c.state {
                 PeerRole::Player(s)
-                    if s.place == place && !s.announced && c.session.is_welcomed() =>
+                    if s.place == place && s.host.is_none() && c.session.is_welcomed() =>
                 {
                     Some((k, s.id, s.token.clone(), c.peer.to_string()))
                 }
@@ -448,7 +449,7 @@ impl Service {
             .collect();
         for (pkey, player, token, peer) in waiting {
             if let Some(p) = Self::player(io, pkey) {
-                p.announced = true;
+                p.host = Some(key);
             }
             io.send(
                 key,
@@ -462,39 +463,9 @@ impl Service {
         io.process_later(key);
     }
 
-    /// A frame a host routed to one of its players.
-    fn routed(&mut self, io: &mut Io<PeerRole>, host: usize, pkey: usize, frame: Bytes) {
+    /// A frame other than a call's that a host routed to one of its players.
+    fn routed(&mut self, io: &mut Io<PeerRole>, pkey: usize, frame: Bytes) {
         match Frame::decode(frame) {
-            Ok(Frame::Invoke { call, name, args }) => {
-                let route = self.routes.insert(Route {
-                    player: pkey,
-                    host,
-                    direction: Direction::ToPlayer { call },
-                    started: io.now(),
-                });
-                self.calls_to_player.inc();
-                let invoke = Frame::Invoke {
-                    call: route,
-                    name,
-                    args,
-                };
-                io.send(pkey, &invoke);
-            }
-            Ok(Frame::Result { call, values }) => {
-                self.host_reply(io, host, pkey, call, |c| Frame::Result { call: c, values })
-            }
-            Ok(Frame::Error {
-                call,
-                kind,
-                message,
-            }) => {
-                self.call_errors.inc();
-                self.host_reply(io, host, pkey, call, |c| Frame::Error {
-                    call: c,
-                    kind,
-                    message,
-                })
-            }
             Ok(event @ Frame::Event { .. }) => io.send(pkey, &event),
             Ok(other) => tracing::warn!(
                 "a game server routed {:?} to a player: dropped",
@@ -507,30 +478,25 @@ impl Service {
     /// The player `id` if it belongs to the place that host `host` serves: a host can reach
     /// only its own place's players.
     fn own_player(&self, io: &Io<PeerRole>, host: usize, id: u64) -> Option<usize> {
-        let place = Self::host_place(io, host)?;
         let &pkey = self.players_by_id.get(&id)?;
         match &io.live(pkey)?.state {
-            PeerRole::Player(p) if p.place == place => Some(pkey),
+            PeerRole::Player(p) if p.host == Some(host) => Some(pkey),
             _ => None,
         }
     }
 
     /// A host answers a player's call: only a call this host was sent, from this player.
-    fn host_reply(
-        &mut self,
-        io: &mut Io<PeerRole>,
-        host: usize,
-        pkey: usize,
-        route_id: u64,
-        reply: impl FnOnce(u64) -> Frame,
-    ) {
-        let valid = self.routes.get(route_id).is_some_and(|r| {
+    fn host_reply(&mut self, io: &mut Io<PeerRole>, host: usize, pkey: usize, reply: &CallFrame) {
+        if reply.ty == FrameType::Error {
+            self.call_errors.inc();
+        }
+        let valid = self.routes.get(reply.call).is_some_and(|r| {
             r.player == pkey && r.host == host && matches!(r.direction, Direction::ToHost { .. })
         });
         if !valid {
             return;
         }
-        let route = self.routes.remove(route_id).expect("checked");
+        let route = self.routes.remove(reply.call).expect("checked");
         let Direction::ToHost { call } = route.direction else {
             unreachable!()
         };
@@ -540,7 +506,7 @@ impl Service {
             return;
         };
         conn.session.answered();
-        io.send(pkey, &reply(call));
+        io.send_with(pkey, |out| reply.encode_as(out, None, call));
     }
 
     /// Answers a player's call with an error from the relay itself.
@@ -632,14 +598,12 @@ impl Service {
                     self.metrics.players.dec();
                 }
                 self.routes.remove_player(key);
-                if p.announced {
-                    if let Some(&host) = self.places.get(&p.place) {
-                        let left = Frame::PlayerLeft {
-                            player: p.id,
-                            reason: reason.to_owned(),
-                        };
-                        io.send(host, &left);
-                    }
+                if let Some(host) = p.host {
+                    let left = Frame::PlayerLeft {
+                        player: p.id,
+                        reason: reason.to_owned(),
+                    };
+                    io.send(host, &left);
                 }
             }
             PeerRole::Host(Some(place)) => {
@@ -663,11 +627,10 @@ impl Service {
                     .map(|(k, c)| (k, c.session.is_welcomed()))
                     .collect();
                 for (pkey, welcomed) in players {
-                    if welcomed {
-                        if let Some(p) = Self::player(io, pkey) {
-                            p.announced = false;
-                        }
-                    } else {
+                    if let Some(p) = Self::player(io, pkey) {
+                        p.host = None;
+                    }
+                    if !welcomed {
                         let why = format!("the game server for place {place:?} went away");
                         self.refuse(io, pkey, &why);
                     }
@@ -708,16 +671,46 @@ impl Owner for Service {
             id: 0,
             place: String::new(),
             token: Bytes::new(),
-            announced: false,
+            host: None,
         };
         Admit::Serve(self.players_session.clone(), PeerRole::Player(player))
     }
 
     fn on_frame(&mut self, io: &mut Io<PeerRole>, key: usize, frame: Frame) {
+        // Calls come to on_call undecoded; a call's frame that came decoded all the same
+        // takes the same path.
+        if let Some(call) = CallFrame::from_frame(&frame) {
+            return self.on_call(io, key, call);
+        }
         match io.live(key).map(|c| matches!(c.state, PeerRole::Player(_))) {
             Some(true) => self.on_player_frame(io, key, frame),
             Some(false) => self.on_host_frame(io, key, frame),
             None => {}
+        }
+    }
+
+    const PASSES_CALLS: bool = true;
+
+    fn on_call(&mut self, io: &mut Io<PeerRole>, key: usize, call: CallFrame) {
+        let from_player = match io.live(key) {
+            Some(conn) => matches!(conn.state, PeerRole::Player(_)),
+            None => return,
+        };
+        match (from_player, call.routed) {
+            (true, None) => self.player_call(io, key, call),
+            (false, Some(player)) => {
+                if let Some(pkey) = self.own_player(io, key, player) {
+                    self.host_call(io, key, pkey, call);
+                }
+            }
+            (true, Some(_)) => {
+                let why = "a player may not send Routed frames".to_owned();
+                self.violation(io, key, Violation::new(GoodbyeCode::ProtocolError, why))
+            }
+            (false, None) => {
+                let why = format!("a game server may not send {:?} frames", call.ty);
+                self.violation(io, key, Violation::new(GoodbyeCode::ProtocolError, why))
+            }
         }
     }
 
@@ -775,7 +768,9 @@ impl Owner for Service {
 
 /// Sends `inner` to `player` through its host's link, wrapped in ROUTED.
 fn send_routed(io: &mut Io<PeerRole>, host: usize, player: u64, inner: &Frame) {
-    io.send_with(host, |out| proto::encode_routed_frame(out, player, inner));
+    io.send_with(host, |out| {
+        crate::proto::encode_routed_frame(out, player, inner)
+    });
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -779,3 +779,38 @@ fn a_hostile_crowd_at_the_relay_cannot_hurt_a_well_behaved_player() {
     drop(slowloris);
     assert!(during >= 100, "only {during} good calls in 2 s of attack");
 }
+
+#[test]
+fn a_player_that_sends_a_routed_call_or_a_malformed_one_is_cut_and_others_are_served() {
+    let relay = relay();
+    let server = host(&relay, "lobby");
+    server
+        .bind("Echo", |_, _, args| Ok::<_, String>(args))
+        .unwrap();
+    let good = player(&relay, "lobby");
+    let invoke = Frame::Invoke {
+        call: 1,
+        name: Bytes::from_static(b"Echo"),
+        args: Bytes::new(),
+    };
+    let mut routed = BytesMut::new();
+    proto::encode_routed_frame(&mut routed, 12345, &invoke);
+    // An INVOKE whose name is not UTF-8: its head does not check out.
+    let mut bad_name = BytesMut::new();
+    bad_name.extend_from_slice(&13u32.to_le_bytes());
+    bad_name.extend_from_slice(&[proto::FrameType::Invoke as u8, 1, 0, 0, 0, 0, 0, 0, 0]);
+    bad_name.extend_from_slice(&[2, 0, 0xff, 0xfe]);
+    for (wire, expected) in [(routed, "may not send Routed"), (bad_name, "UTF-8")] {
+        let mut p = raw_player(&relay, "lobby");
+        p.send(&wire);
+        let (goodbye, _) = p.goodbye_and_end();
+        let (code, reason) = goodbye.expect("the goodbye arrives");
+        assert_eq!(code, proto::GoodbyeCode::ProtocolError);
+        assert!(reason.contains(expected), "{reason}");
+        assert_eq!(
+            good.invoke_server("Echo", &tuple![7], Some(PATIENCE))
+                .unwrap(),
+            tuple![7]
+        );
+    }
+}
