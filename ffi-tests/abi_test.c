@@ -634,6 +634,8 @@ static void test_manual_dispatch(void) {
   CHECK_OK(rf_server_bind(s, "Where", on_where, NULL));
   rf_client_config *cc = rf_client_config_new();
   CHECK_OK(rf_client_config_set_dispatch(cc, RF_DISPATCH_MANUAL));
+  /* A client whose loop sleeps at once still sees every answer. */
+  CHECK_OK(rf_client_config_set_busy_poll_us(cc, 0));
   rf_client *c = NULL;
   CHECK_OK(rf_client_connect(addr, cc, &c));
   rf_client_config_free(cc);
@@ -942,6 +944,9 @@ static void test_misuse(rf_server *s, const char *addr) {
   rf_client_config *ccfg = rf_client_config_new();
   CHECK_STATUS(rf_client_config_set_connect_timeout(ccfg, 0), RF_ERR_INVALID_ARGUMENT);
   CHECK_OK(rf_client_config_set_idle_timeout(ccfg, 30000));
+  CHECK_STATUS(rf_client_config_set_busy_poll_us(ccfg, 1000001), RF_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(rf_last_error(), "busy poll") != NULL);
+  CHECK_OK(rf_client_config_set_busy_poll_us(ccfg, 1000000));
   CHECK_STATUS(rf_client_config_set_token(ccfg, NULL, 5), RF_ERR_INVALID_ARGUMENT);
   rf_client_config_free(ccfg);
   rf_client *nowhere = (rf_client *)1;

@@ -262,6 +262,14 @@ enum rf_status rf_client_config_set_connect_timeout(struct rf_client_config *c, 
 // `c` is NULL or a live config used by one thread at a time.
 enum rf_status rf_client_config_set_idle_timeout(struct rf_client_config *c, uint32_t ms);
 
+// Sets how long the client's event loop keeps polling without sleeping after a turn with
+// events, in microseconds (at most 1,000,000): answers are seen without a scheduler wake-up,
+// at the price of that much spinning per turn. 0: the loop sleeps at once. Default 50.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
+enum rf_status rf_client_config_set_busy_poll_us(struct rf_client_config *c, uint32_t us);
+
 // Connects to `addr` and completes the handshake before returning: `RF_OK` with `*out` a new
 // client (free it with `rf_client_free`), or `RF_ERR_REJECTED` (the server's reason in
 // `rf_last_error()`), `RF_ERR_IO` or `RF_ERR_TIMEOUT`, with `*out` set to NULL.

@@ -196,3 +196,28 @@ fn a_relay_on_four_loops_serves_each_place_whole() {
         wait_until("the relay's goodbye", || !c.is_connected());
     }
 }
+
+#[test]
+fn a_client_whose_loop_sleeps_at_once_calls_and_is_called() {
+    let (server, addr) = echo_server(ServerConfig::default());
+    let config = ClientConfig {
+        busy_poll: Duration::ZERO,
+        ..ClientConfig::default()
+    };
+    let client = Client::connect(addr, config).unwrap();
+    client
+        .bind("Twice", |_, args| {
+            Ok::<_, String>(tuple![args[0].as_number().unwrap_or(0.0) * 2.0])
+        })
+        .unwrap();
+    for i in 0..20 {
+        let echoed = client
+            .invoke_server("Echo", &tuple![i as f64], patient())
+            .unwrap();
+        assert_eq!(echoed, tuple![i as f64]);
+        let doubled = server
+            .invoke_client(client.player_id(), "Twice", &tuple![i as f64], patient())
+            .unwrap();
+        assert_eq!(doubled, tuple![2.0 * i as f64]);
+    }
+}

@@ -163,6 +163,27 @@ pub unsafe extern "C" fn rf_client_config_set_idle_timeout(
     limit!(config(c), idle_timeout = millis(ms))
 }
 
+/// Sets how long the client's event loop keeps polling without sleeping after a turn with
+/// events, in microseconds (at most 1,000,000): answers are seen without a scheduler wake-up,
+/// at the price of that much spinning per turn. 0: the loop sleeps at once. Default 50.
+///
+/// # Safety
+/// `c` is NULL or a live config used by one thread at a time.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_config_set_busy_poll_us(
+    c: *mut rf_client_config,
+    us: u32,
+) -> rf_status {
+    setter!(config(c), busy_poll = busy_poll_micros(us)?)
+}
+
+fn busy_poll_micros(us: u32) -> Result<std::time::Duration, crate::Error> {
+    if us > 1_000_000 {
+        return Err(invalid("busy poll is at most 1,000,000 us".to_owned()));
+    }
+    Ok(std::time::Duration::from_micros(u64::from(us)))
+}
+
 /// Connects to `addr` and completes the handshake before returning: `RF_OK` with `*out` a new
 /// client (free it with `rf_client_free`), or `RF_ERR_REJECTED` (the server's reason in
 /// `rf_last_error()`), `RF_ERR_IO` or `RF_ERR_TIMEOUT`, with `*out` set to NULL.

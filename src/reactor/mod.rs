@@ -32,10 +32,6 @@ use std::time::{Duration, Instant};
 
 /// How long shutdown waits for goodbyes to be written before closing sockets anyway.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
-/// How long a client's loop keeps polling after activity before it blocks (see
-/// `Io::set_busy_poll`): about a loopback round trip, so that a game thread calling in a loop
-/// finds the loop awake both for its call and for the answer.
-const CLIENT_BUSY_POLL: Duration = Duration::from_micros(50);
 /// Jobs gathered before they are handed to the pool, at most (the rest of a turn's jobs follow
 /// at its end): enough to cover a worker's wake-up, few enough that the first waits little.
 const SUBMIT_BATCH: usize = 32;
@@ -146,9 +142,10 @@ impl Reactor {
         ep: Arc<Endpoint>,
         socket: std::net::TcpStream,
         session: proto::Session,
+        busy_poll: Duration,
     ) -> io::Result<(Reactor, ConnId)> {
         let mut reactor = Reactor::new(ep, 0, Vec::new())?;
-        reactor.io.set_busy_poll(CLIENT_BUSY_POLL);
+        reactor.io.set_busy_poll(busy_poll);
         let config = reactor.owner.players_session.clone();
         let state = Peer::Direct(PeerCalls::default());
         let (_, id) = reactor.io.insert_dialled(socket, session, config, state)?;
