@@ -127,6 +127,7 @@ static void test_events_players_and_auth() {
   uint16_t port = server.listen("127.0.0.1:0");
   remotefn::ClientOptions good;
   good.token = "ok";
+  good.busy_poll = std::chrono::microseconds(0);
   {
     remotefn::Client client(address(port), good);
     CHECK(server.user_id(client.player_id()) == 5);
@@ -148,6 +149,14 @@ static void test_events_players_and_auth() {
     CHECK(!"expected a rejection");
   } catch (const remotefn::Error& e) {
     CHECK(e.status() == RF_ERR_REJECTED && std::string(e.what()) == "who are you?");
+  }
+  try {
+    remotefn::ClientOptions spinning = good;
+    spinning.busy_poll = std::chrono::seconds(2);
+    remotefn::Client refused(address(port), spinning);
+    CHECK(!"expected a refused option");
+  } catch (const remotefn::Error& e) {
+    CHECK(e.status() == RF_ERR_INVALID_ARGUMENT && std::string(e.what()).find("busy poll") != std::string::npos);
   }
 }
 

@@ -217,6 +217,12 @@ inline uint32_t to_ms(std::chrono::milliseconds timeout) {
   return timeout.count() <= 0 ? 0u : static_cast<uint32_t>(timeout.count());
 }
 
+/// Microseconds for a setter: negative is 0, and past what a u32 holds is refused by the setter.
+inline uint32_t to_us(std::chrono::microseconds window) {
+  if (window.count() <= 0) return 0u;
+  return window.count() > 0xffffffffLL ? 0xffffffffu : static_cast<uint32_t>(window.count());
+}
+
 /// Server settings (see rf_server_config_*).
 struct ServerOptions {
   uint32_t workers = 4;
@@ -233,6 +239,8 @@ struct ClientOptions {
   std::string place;
   rf_dispatch dispatch = RF_DISPATCH_WORKERS;
   std::chrono::milliseconds connect_timeout{10000};
+  /// How long the client's loop polls after a turn before sleeping (0: it sleeps at once).
+  std::chrono::microseconds busy_poll{50};
 };
 
 /// A game server. Move-only; the destructor stops it (pending calls fail with RF_ERR_CLOSED)
@@ -424,6 +432,7 @@ class Client {
     if (st == RF_OK) st = rf_client_config_set_place(c, options.place.c_str());
     if (st == RF_OK) st = rf_client_config_set_dispatch(c, options.dispatch);
     if (st == RF_OK) st = rf_client_config_set_connect_timeout(c, to_ms(options.connect_timeout));
+    if (st == RF_OK) st = rf_client_config_set_busy_poll_us(c, to_us(options.busy_poll));
     if (st == RF_OK) st = rf_client_connect(addr.c_str(), c, &c_);
     rf_client_config_free(c);
     detail::check(st);
