@@ -592,6 +592,55 @@ static void test_inline_handlers(rf_server *s, const char *addr) {
   rf_client_free(c);
 }
 
+static void on_client_inline_double(void *user, rf_client *c, const rf_tuple *args, rf_call_id call) {
+  (void)user;
+  double x = 0;
+  const rf_value *a = rf_tuple_get(args, 0);
+  if (a == NULL || rf_value_number(a, &x) != RF_OK) {
+    CHECK_OK(rf_client_error(c, call, "Double takes a number"));
+    return;
+  }
+  /* Blocking is refused on the client's event loop rather than deadlocking it. */
+  rf_tuple *nothing = NULL;
+  CHECK_STATUS(rf_client_invoke_server(c, "Add", NULL, 1000, &nothing), RF_ERR_INVALID_ARGUMENT);
+  rf_tuple *r = rf_tuple_new();
+  rf_tuple_push_number(r, 2 * x);
+  CHECK_OK(rf_client_return(c, call, r));
+}
+
+static void on_client_inline_silent(void *user, rf_client *c, const rf_tuple *args, rf_call_id call) {
+  (void)user;
+  (void)c;
+  (void)args;
+  (void)call;
+}
+
+static void test_client_inline_handlers(rf_server *s, const char *addr) {
+  rf_client *c = connect_to(addr);
+  CHECK_OK(rf_client_bind_inline(c, "Double", on_client_inline_double, NULL));
+  CHECK_OK(rf_client_bind_inline(c, "Silent", on_client_inline_silent, NULL));
+  CHECK_STATUS(rf_client_bind_inline(c, "X", NULL, NULL), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_client_bind_inline(NULL, "X", on_client_inline_double, NULL), RF_ERR_INVALID_ARGUMENT);
+  rf_player_id me = 0;
+  CHECK_OK(rf_client_player_id(c, &me));
+  rf_tuple *args = rf_tuple_new();
+  rf_tuple_push_number(args, 21);
+  rf_tuple *out = NULL;
+  CHECK_OK(rf_server_invoke_client(s, me, "Double", args, 20000, &out));
+  double twice = 0;
+  CHECK(out != NULL && rf_tuple_len(out) == 1);
+  CHECK_OK(rf_value_number(rf_tuple_get(out, 0), &twice));
+  CHECK(twice == 42);
+  rf_tuple_free(out);
+  out = NULL;
+  CHECK_STATUS(rf_server_invoke_client(s, me, "Double", NULL, 20000, &out), RF_ERR_REMOTE);
+  CHECK(strstr(rf_last_error(), "takes a number") != NULL);
+  CHECK_STATUS(rf_server_invoke_client(s, me, "Silent", NULL, 20000, &out), RF_ERR_REMOTE);
+  CHECK(strstr(rf_last_error(), "without answering") != NULL);
+  rf_tuple_free(args);
+  rf_client_free(c);
+}
+
 static pthread_t main_thread;
 
 static void on_where(void *user, rf_server *s, rf_player_id p, const rf_tuple *args, rf_call_id call) {
@@ -1054,6 +1103,7 @@ int main(int argc, char **argv) {
   test_events(s, addr);
   test_misuse(s, addr);
   test_inline_handlers(s, addr);
+  test_client_inline_handlers(s, addr);
   rf_server_free(s);
 
   test_nested_calls_with_one_worker();

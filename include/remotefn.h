@@ -320,6 +320,21 @@ enum rf_status rf_client_bind(struct rf_client *c,
                               rf_on_client_invoke cb,
                               void *user);
 
+// Binds `function` to an `OnClientInvoke` handler declared non-blocking: `cb` runs on the
+// client's event loop thread as each call arrives, with no hand-off to a worker. `cb`
+// completes `call` with `rf_client_return` or `rf_client_error` before it returns (returning
+// without doing so fails the call). It must not block: `rf_client_invoke_server` inside it
+// fails with `RF_ERR_INVALID_ARGUMENT`. Rebinding with `rf_client_bind` moves the function
+// back to the workers.
+//
+// # Safety
+// `c` is NULL or a live client; `function` is NULL or a NUL-terminated string; `cb`, if not
+// NULL, may be called with `user` from library threads until the client is freed.
+enum rf_status rf_client_bind_inline(struct rf_client *c,
+                                     const char *function,
+                                     rf_on_client_invoke cb,
+                                     void *user);
+
 // Removes the handler of `function`. Not bound: `RF_ERR_INVALID_ARGUMENT`.
 //
 // # Safety

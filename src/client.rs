@@ -207,6 +207,16 @@ impl ClientHandle {
         )
     }
 
+    /// [`bind_inline`](Self::bind_inline) for a handler that may answer through its call id
+    /// with [`reply`](Self::reply) before it returns (the C ABI's form); `None` says it did.
+    pub(crate) fn bind_inline_with_call_id<F>(&self, function: &str, handler: F) -> Result<()>
+    where
+        F: Fn(Tuple, CallId) -> Option<std::result::Result<Tuple, String>> + Send + Sync + 'static,
+    {
+        self.ep
+            .bind_inline(function, Arc::new(move |_, args, call| handler(args, call)))
+    }
+
     /// Binds a handler that answers through a [`Responder`], possibly later and from another
     /// thread.
     pub fn bind_deferred<F>(&self, function: &str, handler: F) -> Result<()>

@@ -280,13 +280,51 @@ pub unsafe extern "C" fn rf_client_bind(
     user: *mut c_void,
 ) -> rf_status {
     entry!(cl = client(c), name = c_str(function) => {
-        let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
-        let (me, user) = (HandlePtr(c), UserData(user));
-        cl.bind_with_call_id(name, move |_, args, call| {
-            let args = rf_tuple::from_tuple(args);
-            // SAFETY: `cb` is the C function given; `me` outlives callbacks (rf_client_free
-            // joins the workers first); `args` outlives the call.
-            unsafe { cb(user.get(), me.get(), &args, call.get()) }
+        let handler = invoke_handler(c, cb, user)?;
+        cl.bind_with_call_id(name, move |_, args, call| handler(args, call))
+    })
+}
+
+/// The Rust handler that calls `cb` with `user` for each call.
+fn invoke_handler(
+    c: *mut rf_client,
+    cb: rf_on_client_invoke,
+    user: *mut c_void,
+) -> Result<impl Fn(Tuple, CallId) + Send + Sync + 'static, crate::Error> {
+    let cb = cb.ok_or_else(|| invalid("callback is NULL"))?;
+    let (me, user) = (HandlePtr(c), UserData(user));
+    Ok(move |args: Tuple, call: CallId| {
+        let args = rf_tuple::from_tuple(args);
+        // SAFETY: `cb` is the C function given; `me` outlives callbacks (rf_client_free joins
+        // the loop and the workers first); `args` outlives the call.
+        unsafe { cb(user.get(), me.get(), &args, call.get()) }
+    })
+}
+
+/// Binds `function` to an `OnClientInvoke` handler declared non-blocking: `cb` runs on the
+/// client's event loop thread as each call arrives, with no hand-off to a worker. `cb`
+/// completes `call` with `rf_client_return` or `rf_client_error` before it returns (returning
+/// without doing so fails the call). It must not block: `rf_client_invoke_server` inside it
+/// fails with `RF_ERR_INVALID_ARGUMENT`. Rebinding with `rf_client_bind` moves the function
+/// back to the workers.
+///
+/// # Safety
+/// `c` is NULL or a live client; `function` is NULL or a NUL-terminated string; `cb`, if not
+/// NULL, may be called with `user` from library threads until the client is freed.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_bind_inline(
+    c: *mut rf_client,
+    function: *const c_char,
+    cb: rf_on_client_invoke,
+    user: *mut c_void,
+) -> rf_status {
+    entry!(cl = client(c), name = c_str(function) => {
+        let handler = invoke_handler(c, cb, user)?;
+        // The answer is captured through `call` by `rf_client_return` / `rf_client_error` on
+        // this thread before `cb` returns.
+        cl.bind_inline_with_call_id(name, move |args, call| {
+            handler(args, call);
+            None
         })
     })
 }
