@@ -85,7 +85,10 @@ pub(crate) trait Owner {
     fn on_frame(&mut self, io: &mut Io<Self::State>, key: usize, frame: Frame);
 
     /// Whether call frames come to [`on_call`](Self::on_call) undecoded (a relay forwards
-    /// them as they came) rather than decoded to [`on_frame`](Self::on_frame).
+    /// them as they came) rather than decoded to [`on_frame`](Self::on_frame). When true,
+    /// every call's frame whose head checks out, bare or routed, comes to `on_call`; one that
+    /// does not is decoded (and is then a violation, or a ROUTED frame whose inner frame fails
+    /// to decode).
     const PASSES_CALLS: bool = false;
 
     /// A call's frame from connection `key`, read only as far as its call id (when

@@ -23,6 +23,14 @@ pub enum Packet {
 }
 
 impl Packet {
+    /// The frame, decoded if it came as a call's frame.
+    pub fn into_frame(self) -> Result<Frame, ProtocolError> {
+        match self {
+            Packet::Frame(frame) => Ok(frame),
+            Packet::Call(call) => call.into_frame(),
+        }
+    }
+
     fn frame_type(&self) -> FrameType {
         match self {
             Packet::Frame(frame) => frame.frame_type(),
@@ -136,11 +144,7 @@ impl Connection {
     /// The next complete frame, `Ok(None)` when more bytes are needed (or the connection is
     /// closed or deciding), or the protocol violation that must close the connection.
     pub fn poll_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
-        match self.poll_packet(false)? {
-            Some(Packet::Frame(frame)) => Ok(Some(frame)),
-            Some(Packet::Call(_)) => unreachable!("calls are decoded unless passed through"),
-            None => Ok(None),
-        }
+        self.poll_packet(false)?.map(Packet::into_frame).transpose()
     }
 
     /// As [`poll_frame`](Self::poll_frame); with `pass_calls`, a call's frame is yielded as a

@@ -713,22 +713,6 @@ impl CallFrame {
         })
     }
 
-    /// `frame` as a call's frame, if it is one (bare or routed).
-    pub fn from_frame(frame: &Frame) -> Option<CallFrame> {
-        if !matches!(
-            frame,
-            Frame::Invoke { .. }
-                | Frame::Result { .. }
-                | Frame::Error { .. }
-                | Frame::Routed { .. }
-        ) {
-            return None;
-        }
-        let mut wire = BytesMut::new();
-        frame.encode(&mut wire);
-        CallFrame::parse(wire.freeze().slice(4..)).ok()
-    }
-
     /// What follows the call id, as it came: name and arguments, values, or kind and message.
     pub fn tail(&self) -> &[u8] {
         &self.body[self.tail_at..]

@@ -477,11 +477,8 @@ impl Session {
     /// or once closing. A violation (protocol, rate held too long, calls in flight, too much
     /// sent before the handshake) must close the session with its goodbye.
     pub fn poll_frame(&mut self, now: Instant) -> Result<Option<Frame>, Violation> {
-        match self.poll_packet(now, false)? {
-            Some(Packet::Frame(frame)) => Ok(Some(frame)),
-            Some(Packet::Call(_)) => unreachable!("calls are decoded unless passed through"),
-            None => Ok(None),
-        }
+        let packet = self.poll_packet(now, false)?;
+        Ok(packet.map(Packet::into_frame).transpose()?)
     }
 
     /// As [`poll_frame`](Self::poll_frame); with `pass_calls`, a call's frame comes as a

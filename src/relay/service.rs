@@ -677,11 +677,6 @@ impl Owner for Service {
     }
 
     fn on_frame(&mut self, io: &mut Io<PeerRole>, key: usize, frame: Frame) {
-        // Calls come to on_call undecoded; a call's frame that came decoded all the same
-        // takes the same path.
-        if let Some(call) = CallFrame::from_frame(&frame) {
-            return self.on_call(io, key, call);
-        }
         match io.live(key).map(|c| matches!(c.state, PeerRole::Player(_))) {
             Some(true) => self.on_player_frame(io, key, frame),
             Some(false) => self.on_host_frame(io, key, frame),
