@@ -49,6 +49,11 @@ const READS_PER_TURN: usize = 4;
 /// serving connections are served, at least; it also gets half as long as serving took, so a
 /// busy loop keeps a third of its time for newcomers.
 const HOUSEKEEPING_PER_TURN: Duration = Duration::from_micros(100);
+/// Output past which a connection is written as soon as the read that produced it is handled,
+/// not at the end of the turn: a link carrying many players' calls (a relay's host, a host's
+/// relay) starts its peer working while this loop reads on, instead of in one burst per turn.
+/// A player's replies to one read stay far below it, so they are still written once a turn.
+const EARLY_FLUSH_BYTES: usize = 8 * 1024;
 
 /// What an owner decides about a new connection.
 pub(crate) enum Admit<S> {
@@ -145,6 +150,8 @@ pub(crate) struct Conn<S> {
     /// The owner closed it: it only finishes its close, and the owner hears no more of it.
     released: bool,
     queued_for_flush: bool,
+    /// In [`Io::flush_early`]: past [`EARLY_FLUSH_BYTES`] since it was last written.
+    queued_for_early_flush: bool,
     /// The earliest deadline of it in the heap.
     scheduled: Option<Instant>,
 }
@@ -181,6 +188,8 @@ pub(crate) struct Io<S> {
     now: Instant,
     timers: Deadlines,
     to_flush: Vec<usize>,
+    /// Connections to write before the turn ends (see [`EARLY_FLUSH_BYTES`]).
+    flush_early: Vec<usize>,
     read_again: Vec<usize>,
     backlog: VecDeque<Pending>,
     /// Violations found while the owner was acting (an output bound), for it to handle next.
@@ -215,6 +224,7 @@ impl<S> Io<S> {
             now: Instant::now(),
             timers: Deadlines::default(),
             to_flush: Vec::new(),
+            flush_early: Vec::new(),
             read_again: Vec::new(),
             backlog: VecDeque::new(),
             violations: Vec::new(),
@@ -321,6 +331,10 @@ impl<S> Io<S> {
         if let Err(violation) = conn.session.send_with(now, encode) {
             self.violations.push((key, conn.id, violation));
             return;
+        }
+        if conn.session.pending_output() >= EARLY_FLUSH_BYTES && !conn.queued_for_early_flush {
+            conn.queued_for_early_flush = true;
+            self.flush_early.push(key);
         }
         self.queue_flush(key);
     }
@@ -457,6 +471,7 @@ impl<S> Io<S> {
             state,
             released: false,
             queued_for_flush: false,
+            queued_for_early_flush: false,
             scheduled: None,
         });
         self.reschedule(key);
@@ -724,6 +739,7 @@ fn read<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, peer_closed:
                 io.bytes_in += n as u64;
                 conn.session.handle_bytes(&io.scratch[..n], now);
                 process(owner, io, key);
+                flush_early(owner, io);
                 if !more {
                     drained = true;
                     break;
@@ -801,6 +817,17 @@ fn finish<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, why: &str)
     }
 }
 
+/// Writes the connections whose output passed [`EARLY_FLUSH_BYTES`]; they stay queued for the
+/// turn's [`flush_all`], which writes what they gather meanwhile.
+fn flush_early<O: Owner>(owner: &mut O, io: &mut Io<O::State>) {
+    while let Some(key) = io.flush_early.pop() {
+        if let Some(conn) = io.conns.get_mut(key) {
+            conn.queued_for_early_flush = false;
+            flush(owner, io, key);
+        }
+    }
+}
+
 fn flush_all<O: Owner>(owner: &mut O, io: &mut Io<O::State>) {
     while !io.to_flush.is_empty() {
         let mut keys = std::mem::take(&mut io.to_flush);
@@ -870,6 +897,10 @@ mod tests {
         events: Vec<(usize, usize)>,
         welcomed: usize,
         stop: fn(&Recorder) -> bool,
+        /// Each EVENT is also sent on to this connection...
+        forward_to: Option<usize>,
+        /// ...whose largest unwritten output, seen after each send, is kept here.
+        most_pending: usize,
     }
 
     impl Owner for Recorder {
@@ -884,7 +915,14 @@ mod tests {
                     io.process_later(key);
                     self.welcomed += 1;
                 }
-                Frame::Event { .. } => self.events.push((self.turn, key)),
+                Frame::Event { name, args } => {
+                    self.events.push((self.turn, key));
+                    if let Some(to) = self.forward_to.filter(|&to| to != key) {
+                        io.send(to, &Frame::Event { name, args });
+                        let pending = io.live(to).unwrap().session.pending_output();
+                        self.most_pending = self.most_pending.max(pending);
+                    }
+                }
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -948,8 +986,8 @@ mod tests {
     /// A connection with more waiting than one turn's read budget gets that budget and waits
     /// for the next turn, behind the others: a flooder cannot hold the loop while a quiet
     /// player's frame waits. Everything the flooder sent is still read, in later turns.
-    #[test]
-    fn a_flooder_gets_one_turns_read_budget_and_the_quiet_player_is_served_in_that_turn() {
+    /// A driver with two welcomed players, a flooder and a quiet one.
+    fn two_players() -> (Io<()>, Recorder, StdStream, StdStream) {
         let listener = roomy_listener();
         let addr = listener.local_addr().unwrap();
         let mut io: Io<()> = Io::new(0, vec![listener]).unwrap();
@@ -968,15 +1006,24 @@ mod tests {
             events: Vec::new(),
             welcomed: 0,
             stop: |r| r.welcomed == 2,
+            forward_to: None,
+            most_pending: 0,
         };
-        let mut flooder = player(addr);
-        let mut quiet = player(addr);
+        let flooder = player(addr);
+        let quiet = player(addr);
         run(&mut owner, &mut io);
-        let key_of = |socket: &StdStream| {
-            let addr = socket.local_addr().unwrap();
-            io.live_conns().find(|(_, c)| c.peer == addr).unwrap().0
-        };
-        let (flooder_key, quiet_key) = (key_of(&flooder), key_of(&quiet));
+        (io, owner, flooder, quiet)
+    }
+
+    fn key_of(io: &Io<()>, socket: &StdStream) -> usize {
+        let addr = socket.local_addr().unwrap();
+        io.live_conns().find(|(_, c)| c.peer == addr).unwrap().0
+    }
+
+    #[test]
+    fn a_flooder_gets_one_turns_read_budget_and_the_quiet_player_is_served_in_that_turn() {
+        let (mut io, mut owner, mut flooder, mut quiet) = two_players();
+        let (flooder_key, quiet_key) = (key_of(&io, &flooder), key_of(&io, &quiet));
 
         // The flood is all in the kernel before the driver reads again: then the quiet player.
         flooder.write_all(&events(FLOOD_FRAMES)).unwrap();
@@ -1010,5 +1057,29 @@ mod tests {
             "the quiet player waited for turn {quiet_turn}, after the flooder's {first}"
         );
         assert!(*flooder_turns.last().unwrap() > first);
+    }
+
+    /// What one connection's frames make another send is written as each read is handled once
+    /// it passes EARLY_FLUSH_BYTES, not held to the end of the turn: the peer of a busy link
+    /// starts on it while the loop reads on. A whole turn's reads (256 KiB) are forwarded here.
+    #[test]
+    fn output_past_the_early_flush_mark_is_written_before_the_turn_ends() {
+        let (mut io, mut owner, mut flooder, quiet) = two_players();
+        let mut reader = quiet.try_clone().unwrap();
+        let drain = std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        owner.forward_to = Some(key_of(&io, &quiet));
+        flooder.write_all(&events(FLOOD_FRAMES)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        owner.stop = |r| r.events.len() == FLOOD_FRAMES;
+        run(&mut owner, &mut io);
+
+        let bound = EARLY_FLUSH_BYTES + READ_CHUNK + FRAME_BYTES;
+        assert!(
+            owner.most_pending <= bound,
+            "{} bytes waited for the turn's end (bound: {bound})",
+            owner.most_pending
+        );
+        drop((io, quiet));
+        drain.join().unwrap().unwrap();
     }
 }
