@@ -146,3 +146,60 @@ impl Hasher for IdHasher {
         self.0.rotate_left(32)
     }
 }
+
+/// FNV-1a of `bytes`: a hash every process and loop computes alike, cheap for short names.
+/// (The relay's place-to-loop choice; the library alone uses it through [`NameHasher`].)
+#[cfg_attr(not(feature = "relay"), allow(dead_code))]
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(FNV_OFFSET, |h, &b| fnv1a_step(h, b))
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv1a_step(hash: u64, byte: u8) -> u64 {
+    (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+/// A map keyed by names the game chose (the functions it bound). A peer only looks names up
+/// in it and cannot add one, so no keyed hash is needed against flooding: FNV-1a of a short
+/// name costs a fraction of SipHash, which every inline call paid.
+pub(crate) type NameMap<V> = HashMap<Box<str>, V, BuildHasherDefault<NameHasher>>;
+
+/// The hasher of [`NameMap`]: FNV-1a.
+pub(crate) struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        NameHasher(FNV_OFFSET)
+    }
+}
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = bytes.iter().fold(self.0, |h, &b| fnv1a_step(h, b));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_is_the_published_hash_and_names_are_found_by_it() {
+        // Test vectors of the FNV-1a 64-bit reference.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+        let mut names: NameMap<u32> = NameMap::default();
+        for (i, name) in ["Echo", "echo", "GetScore", ""].iter().enumerate() {
+            names.insert((*name).into(), i as u32);
+        }
+        assert_eq!(names.get("echo"), Some(&1));
+        assert_eq!(names.get(""), Some(&3));
+        assert_eq!(names.get("Ech"), None);
+    }
+}

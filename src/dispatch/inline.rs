@@ -12,9 +12,9 @@
 
 use crate::error::panic_message;
 use crate::ids::CallId;
+use crate::ids::NameMap;
 use parking_lot::Mutex;
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,14 +22,14 @@ use std::sync::Arc;
 /// Handlers by name, shared by the API threads (who bind) and the event loop (who runs them).
 pub(crate) struct InlineTable<H> {
     generation: AtomicU64,
-    map: Mutex<Arc<HashMap<Box<str>, H>>>,
+    map: Mutex<Arc<NameMap<H>>>,
 }
 
 impl<H: Clone> Default for InlineTable<H> {
     fn default() -> Self {
         InlineTable {
             generation: AtomicU64::new(0),
-            map: Mutex::new(Arc::new(HashMap::new())),
+            map: Mutex::new(Arc::new(NameMap::default())),
         }
     }
 }
@@ -49,7 +49,7 @@ impl<H: Clone> InlineTable<H> {
     }
 
     /// Copy-on-write: readers holding the old map keep it until they look again.
-    fn update(&self, change: impl FnOnce(&mut HashMap<Box<str>, H>) -> bool) -> bool {
+    fn update(&self, change: impl FnOnce(&mut NameMap<H>) -> bool) -> bool {
         let mut map = self.map.lock();
         let mut next = (**map).clone();
         let changed = change(&mut next);
@@ -73,14 +73,14 @@ impl<H: Clone> InlineTable<H> {
 /// The event loop's copy of an [`InlineTable`].
 pub(crate) struct InlineView<H> {
     generation: u64,
-    map: Arc<HashMap<Box<str>, H>>,
+    map: Arc<NameMap<H>>,
 }
 
 impl<H> Default for InlineView<H> {
     fn default() -> Self {
         InlineView {
             generation: 0,
-            map: Arc::new(HashMap::new()),
+            map: Arc::new(NameMap::default()),
         }
     }
 }

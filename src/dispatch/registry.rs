@@ -1,5 +1,6 @@
 //! Handlers by name, and the bounded queues of work for names with no handler yet.
 
+use crate::ids::NameMap;
 use parking_lot::RwLock;
 use std::collections::{HashMap, VecDeque};
 
@@ -14,7 +15,7 @@ pub(crate) enum Lookup<H, W> {
 }
 
 struct Inner<H, W> {
-    handlers: HashMap<Box<str>, H>,
+    handlers: NameMap<H>,
     waiting: HashMap<Box<str>, VecDeque<W>>,
 }
 
@@ -28,7 +29,7 @@ impl<H: Clone, W> Registry<H, W> {
     pub(crate) fn new(queue_limit: usize) -> Self {
         Registry {
             inner: RwLock::new(Inner {
-                handlers: HashMap::new(),
+                handlers: NameMap::default(),
                 waiting: HashMap::new(),
             }),
             queue_limit,

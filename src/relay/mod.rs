@@ -223,10 +223,7 @@ impl Relay {
 
 /// The loop of `loops` that serves `place` (FNV-1a of its name).
 fn place_loop(place: &str, loops: usize) -> usize {
-    let hash = place.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (hash % loops as u64) as usize
+    (crate::ids::fnv1a(place.as_bytes()) % loops as u64) as usize
 }
 
 /// Tells every loop to drain for up to `drain` and joins their threads.
