@@ -5,6 +5,7 @@ root: `python3 benches/NAME.py`)."""
 import json
 import os
 import re
+import socket
 import subprocess
 import time
 
@@ -17,6 +18,13 @@ def start(args):
     """Starts a command that prints its addresses on its first line; returns it and them."""
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     return proc, re.findall(ADDRESS, proc.stdout.readline())
+
+
+def stop(*procs):
+    """Kills each of `procs` and waits for it."""
+    for proc in procs:
+        proc.kill()
+        proc.wait()
 
 
 def cpu_seconds(pid):
@@ -32,23 +40,50 @@ def bench(args, binary=GENERATOR):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def load(target, players, inflight, duration, pids=(), protocol="remotefn", place=None):
-    """Loads `target` with the generator and samples the CPU time of `pids` in steady load: after
-    connecting (up to a second per 2,000 players) and the 1 s warm-up, for half the measured
-    time, so the window ends before the run does. Returns the run, with `cpu_us_per_call`: per
+def open_descriptors(pid):
+    """How many file descriptors process `pid` holds (its sockets, mostly)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def load(target, players, inflight, duration, pids=(), protocol="remotefn", place=None,
+         more_places=()):
+    """Loads `target` with the generator and samples the CPU time of `pids` in steady load:
+    once the first of `pids` holds a descriptor per player (all connected; at most a second per
+    1,000 players is waited for) and the 1 s warm-up has passed, for half the measured time, so
+    the window ends before the run does. With `more_places`, one more generator of `players`
+    joins each of those places at the same time (a relay's places), and the run's calls/s are
+    their sum, its latencies the worst of them. Returns the run, with `cpu_us_per_call`: per
     process of `pids`, its CPU microseconds per call answered in the window."""
-    cmd = [GENERATOR, "bench", "--protocol", protocol, "--target", target, "--players",
-           str(players), "--inflight", str(inflight), "--duration", str(duration), "--warmup", "1",
-           "--json"]
-    if place:
-        cmd += ["--place", place]
-    generator = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    time.sleep(1.5 + players / 2000)
+    generators = []
+    for joined in (place, *more_places):
+        cmd = [GENERATOR, "bench", "--protocol", protocol, "--target", target, "--players",
+               str(players), "--inflight", str(inflight), "--duration", str(duration),
+               "--warmup", "1", "--json"]
+        if joined:
+            cmd += ["--place", joined]
+        generators.append(subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                           stderr=subprocess.DEVNULL, text=True))
+    connected = players * len(generators)
+    if pids:
+        give_up = time.monotonic() + 2 + connected / 1000
+        while open_descriptors(pids[0]) < connected and time.monotonic() < give_up:
+            time.sleep(0.05)
+        time.sleep(1.25)
+    else:
+        time.sleep(1.5 + connected / 2000)
     start_at, before = time.monotonic(), [cpu_seconds(p) for p in pids]
     time.sleep(max(duration / 2, 0.5))
     window = time.monotonic() - start_at
     used = [cpu_seconds(p) - b for p, b in zip(pids, before)]
-    run = json.loads(generator.communicate()[0].strip().splitlines()[-1])
+    runs = [json.loads(g.communicate()[0].strip().splitlines()[-1]) for g in generators]
+    run = dict(runs[0])
+    for measure in ("calls_per_sec", "calls", "errors"):
+        run[measure] = sum(r.get(measure, 0) for r in runs)
+    for measure in ("p50_us", "p99_us", "p999_us"):
+        run[measure] = max(r.get(measure, 0) for r in runs)
     calls = max(run["calls_per_sec"] * window, 1)
     run["cpu_us_per_call"] = [1e6 * u / calls for u in used]
     return run
@@ -75,18 +110,26 @@ def syscalls_per_call(binary, players, duration):
     return count / window / run["calls_per_sec"]
 
 
-def interleaved_rounds(rounds, start_servers, loads, duration, protocol_of=lambda name: "remotefn"):
-    """`rounds` rounds: each starts the servers `start_servers()` returns ({name: (process,
-    address)}), loads each with every load of `loads` ((players, in flight) pairs), alternating
-    which server goes first, and prints each run. Returns {(name, players, in flight): [run]},
-    each run with its server's `cpu_us_per_call`."""
+def alternating(rounds, choices, first=0):
+    """(round, choice) for `rounds` rounds numbered from `first`: every choice once a round,
+    their order reversed every other round, so that none always runs first."""
+    for r in range(first, first + rounds):
+        for choice in (choices if r % 2 == 0 else choices[::-1]):
+            yield r, choice
+
+
+def interleaved_rounds(rounds, start_servers, loads, duration, protocol_of=lambda name: "remotefn",
+                       first=0):
+    """`rounds` rounds, numbered from `first`: each starts the servers `start_servers()` returns
+    ({name: (process, address)}), loads each with every load of `loads` ((players, in flight)
+    pairs), alternating which server goes first from round to round, and prints each run.
+    Returns {(name, players, in flight): [run]}, each run with its server's `cpu_us_per_call`."""
     runs = {}
-    for r in range(rounds):
+    for r in range(first, first + rounds):
         servers = start_servers()
         try:
-            order = list(servers) if r % 2 == 0 else list(reversed(servers))
             for players, inflight in loads:
-                for name in order:
+                for _, name in alternating(1, list(servers), first=r):
                     proc, addr = servers[name]
                     run = load(addr, players, inflight, duration, [proc.pid], protocol_of(name))
                     run["cpu_us_per_call"] = run["cpu_us_per_call"][0]
@@ -96,7 +139,27 @@ def interleaved_rounds(rounds, start_servers, loads, duration, protocol_of=lambd
                           f"p99 {run['p99_us']:>6} us  {run['cpu_us_per_call']:.2f} us CPU/call",
                           flush=True)
         finally:
-            for proc, _ in servers.values():
-                proc.kill()
-                proc.wait()
+            stop(*(proc for proc, _ in servers.values()))
     return runs
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 nobody holds right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_redis():
+    """A Redis server on 127.0.0.1 (no persistence), once it accepts; it and its address."""
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--maxclients", "20000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, f"127.0.0.1:{port}"

@@ -18,7 +18,7 @@ import os
 import subprocess
 import time
 
-from harness import GENERATOR, cpu_seconds, start
+from harness import GENERATOR, cpu_seconds, start, stop
 
 LIFT = ["--rate-per-sec", "0", "--max-inflight-per-player", "10000"]
 
@@ -66,9 +66,7 @@ def main():
             via = sample(relay_addrs[0], [relay.pid, host.pid], args.duration, place="p")
             own = sample(direct_addrs[0], [direct.pid], args.duration)
         finally:
-            for proc in (relay, host, direct):
-                proc.kill()
-                proc.wait()
+            stop(relay, host, direct)
         (v_calls, (v_relay, v_host, v_gen), v_busy), (d_calls, (d_server, d_gen), d_busy) = via, own
         print(f"round {r}: relay {v_calls:,.0f} calls/s, us/call relay {v_relay:.2f} + host "
               f"{v_host:.2f} + generator {v_gen:.2f}, busy cores {v_busy:.2f} | direct "

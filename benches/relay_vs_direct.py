@@ -19,7 +19,7 @@ import argparse
 import statistics
 import time
 
-from harness import GENERATOR, load, start
+from harness import GENERATOR, alternating, load, start, stop
 
 LIFT = ["--rate-per-sec", "0", "--max-inflight-per-player", "10000"]
 LOADS = ((100, 16), (1000, 1))
@@ -43,9 +43,7 @@ def one_build(binary, duration, serve_flags):
                                             (own["calls_per_sec"], *own["cpu_us_per_call"]))
         return results
     finally:
-        for proc in (relay, host, direct):
-            proc.kill()
-            proc.wait()
+        stop(relay, host, direct)
 
 
 def main():
@@ -61,15 +59,13 @@ def main():
     if args.before:
         builds["before"] = args.before
     results = {}
-    for r in range(args.rounds):
-        order = list(builds.items()) if r % 2 == 0 else list(reversed(builds.items()))
-        for name, binary in order:
-            for (players, inflight), (via, direct) in one_build(binary, args.duration, serve_flags).items():
-                results.setdefault((name, players, inflight), []).append((via, direct))
-                print(f"round {r} {name:6} {players}x{inflight}: relay {via[0]:,.0f} calls/s "
-                      f"(CPU/call: relay {via[1]:.2f} us + host {via[2]:.2f} us)  direct "
-                      f"{direct[0]:,.0f} ({direct[1]:.2f} us)  ratio {via[0] / direct[0]:.3f}",
-                      flush=True)
+    for r, (name, binary) in alternating(args.rounds, list(builds.items())):
+        for (players, inflight), (via, direct) in one_build(binary, args.duration, serve_flags).items():
+            results.setdefault((name, players, inflight), []).append((via, direct))
+            print(f"round {r} {name:6} {players}x{inflight}: relay {via[0]:,.0f} calls/s "
+                  f"(CPU/call: relay {via[1]:.2f} us + host {via[2]:.2f} us)  direct "
+                  f"{direct[0]:,.0f} ({direct[1]:.2f} us)  ratio {via[0] / direct[0]:.3f}",
+                  flush=True)
     print()
     med = statistics.median
     for (name, players, inflight), runs in sorted(results.items()):

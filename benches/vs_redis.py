@@ -17,20 +17,11 @@ measured run, divided by the calls answered in it), then the medians and remotef
 """
 import argparse
 import shutil
-import socket
 import statistics
-import subprocess
-import time
 
-from harness import GENERATOR, interleaved_rounds, start
+from harness import GENERATOR, interleaved_rounds, start, start_redis
 
 LOADS = ((1000, 1), (5000, 1), (10000, 1), (100, 16), (1, 1))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_remotefn(*flags):
@@ -42,20 +33,6 @@ def start_remotefn(*flags):
 
 # What each server is called in the output, and the protocol the generator speaks to it.
 SERVERS = {"workers": "remotefn", "inline": "remotefn", "redis": "resp"}
-
-
-def start_redis():
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--maxclients", "20000"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"127.0.0.1:{port}"
 
 
 def main():
