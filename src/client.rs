@@ -36,8 +36,25 @@ pub struct ClientConfig {
     /// events, so the answer to a call is seen without a scheduler wake-up (tens of
     /// microseconds on a VM) at the price of up to that much spinning per turn. Zero: the loop
     /// sleeps at once (for a client that calls rarely and must not spend a core). Default:
-    /// 50 us.
+    /// 50 us; at most [`MAX_BUSY_POLL`].
     pub busy_poll: Duration,
+}
+
+/// The longest [`ClientConfig::busy_poll`] a client takes: a longer window no longer saves a
+/// wake-up, it only keeps a core spinning.
+pub const MAX_BUSY_POLL: Duration = Duration::from_secs(1);
+
+/// Refuses a busy-poll window longer than [`MAX_BUSY_POLL`] (the one rule the Rust API and
+/// the C setter apply).
+pub(crate) fn check_busy_poll(window: Duration) -> Result<()> {
+    if window > MAX_BUSY_POLL {
+        return Err(Error::InvalidArgument(format!(
+            "busy poll is at most {} us, not {} us",
+            MAX_BUSY_POLL.as_micros(),
+            window.as_micros()
+        )));
+    }
+    Ok(())
 }
 
 impl Default for ClientConfig {
@@ -74,9 +91,11 @@ impl Client {
     /// Connects to a server (or relay) at `addr` and completes the handshake.
     ///
     /// Fails with [`Error::Rejected`] (the server's reason) when refused, [`Error::Timeout`]
-    /// when `connect_timeout` passes, or [`Error::Io`].
+    /// when `connect_timeout` passes, or [`Error::Io`]; with [`Error::InvalidArgument`] before
+    /// connecting when the limits or the busy-poll window are out of bounds.
     pub fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client> {
         config.limits.validate()?;
+        check_busy_poll(config.busy_poll)?;
         let hello = Frame::Hello {
             place: config.place.clone(),
             token: config.token.clone(),

@@ -57,7 +57,7 @@ pub mod server;
 /// cbindgen:ignore
 mod stats;
 
-pub use client::{Client, ClientConfig, ClientHandle};
+pub use client::{Client, ClientConfig, ClientHandle, MAX_BUSY_POLL};
 pub use dispatch::DispatchMode;
 pub use endpoint::{AuthRequest, Identity, PlayerInfo, Responder};
 pub use error::{Error, Result};

@@ -221,3 +221,23 @@ fn a_client_whose_loop_sleeps_at_once_calls_and_is_called() {
         assert_eq!(doubled, tuple![2.0 * i as f64]);
     }
 }
+
+/// A busy-poll window past the bound is refused before connecting, with the rule the C setter
+/// applies; the bound itself is taken.
+#[test]
+fn a_client_busy_poll_window_past_its_bound_is_refused() {
+    let (_server, addr) = echo_server(ServerConfig::default());
+    let too_long = ClientConfig {
+        busy_poll: MAX_BUSY_POLL + Duration::from_micros(1),
+        ..ClientConfig::default()
+    };
+    match Client::connect(addr, too_long) {
+        Err(Error::InvalidArgument(why)) => assert!(why.contains("busy poll"), "{why}"),
+        other => panic!("expected InvalidArgument, got {:?}", other.map(|_| ())),
+    }
+    let longest = ClientConfig {
+        busy_poll: MAX_BUSY_POLL,
+        ..ClientConfig::default()
+    };
+    Client::connect(addr, longest).unwrap();
+}

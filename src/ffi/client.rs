@@ -178,10 +178,9 @@ pub unsafe extern "C" fn rf_client_config_set_busy_poll_us(
 }
 
 fn busy_poll_micros(us: u32) -> Result<std::time::Duration, crate::Error> {
-    if us > 1_000_000 {
-        return Err(invalid("busy poll is at most 1,000,000 us".to_owned()));
-    }
-    Ok(std::time::Duration::from_micros(u64::from(us)))
+    let window = std::time::Duration::from_micros(u64::from(us));
+    crate::client::check_busy_poll(window)?;
+    Ok(window)
 }
 
 /// Connects to `addr` and completes the handshake before returning: `RF_OK` with `*out` a new
