@@ -36,7 +36,7 @@ pub(crate) struct Routes {
 }
 
 impl Routes {
-    pub(crate) fn insert(&mut self, route: Route) -> u64 {
+    fn insert(&mut self, route: Route) -> u64 {
         let index = match self.free.pop() {
             Some(i) => i as usize,
             None => {
@@ -54,6 +54,34 @@ impl Routes {
         }
         self.chains.push(&mut self.by_player[route.player], index);
         id
+    }
+
+    /// Opens the route of a call from `player` to `host` or back, started `now`; its id.
+    pub(crate) fn open(
+        &mut self,
+        player: usize,
+        host: usize,
+        direction: Direction,
+        now: Instant,
+    ) -> u64 {
+        self.insert(Route {
+            player,
+            host,
+            direction,
+            started: now,
+        })
+    }
+
+    /// Closes route `id` with a reply, if `answers` finds in the route the caller's call id
+    /// (the reply came the right way, from the connection the call went to); the route and
+    /// that id. A route the reply may not answer stays.
+    pub(crate) fn take_reply(
+        &mut self,
+        id: u64,
+        answers: impl FnOnce(&Route) -> Option<u64>,
+    ) -> Option<(Route, u64)> {
+        let call = answers(self.get(id)?)?;
+        Some((self.remove(id).expect("just found"), call))
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<&Route> {
@@ -154,5 +182,26 @@ mod tests {
         let again = routes.insert(route(4));
         assert_eq!(routes.remove_player(7), 1);
         assert!(routes.get(again).is_some());
+    }
+
+    #[test]
+    fn a_reply_closes_its_route_only_when_it_answers_it() {
+        let mut routes = Routes::default();
+        let id = routes.open(3, 8, Direction::ToPlayer { call: 77 }, Instant::now());
+        let from = |player| {
+            move |r: &Route| match r.direction {
+                Direction::ToPlayer { call } if r.player == player => Some(call),
+                _ => None,
+            }
+        };
+        assert!(
+            routes.take_reply(id, from(4)).is_none(),
+            "another player's reply"
+        );
+        assert!(routes.get(id).is_some(), "a refused reply leaves the route");
+        let (route, call) = routes.take_reply(id, from(3)).expect("its player's reply");
+        assert_eq!((route.host, call), (8, 77));
+        assert!(routes.take_reply(id, from(3)).is_none(), "answered once");
+        assert_eq!(routes.len(), 0);
     }
 }

@@ -10,7 +10,7 @@
 //! one thread.
 
 use super::metrics::Metrics;
-use super::routes::{Direction, Route, Routes};
+use super::routes::{Direction, Routes};
 use super::{Loops, RelayConfig};
 use crate::driver::{self, Admit, Conn, Detached, Io, Owner};
 use crate::ids::IdMap;
@@ -268,12 +268,9 @@ impl Service {
         let Some(id) = Self::player(io, key).map(|p| p.id) else {
             return;
         };
-        let route = self.routes.insert(Route {
-            player: key,
-            host,
-            direction: Direction::ToHost { call: call.call },
-            started: io.now(),
-        });
+        let route = self
+            .routes
+            .open(key, host, Direction::ToHost { call: call.call }, io.now());
         self.calls_to_host.inc();
         io.send_with(host, |out| call.encode_as(out, Some(id), route));
     }
@@ -283,17 +280,12 @@ impl Service {
         if reply.ty == FrameType::Error {
             self.call_errors.inc();
         }
-        let valid = self
-            .routes
-            .get(reply.call)
-            .is_some_and(|r| r.player == key && matches!(r.direction, Direction::ToPlayer { .. }));
-        if !valid {
+        let Some((route, call)) = self.routes.take_reply(reply.call, |r| match r.direction {
+            Direction::ToPlayer { call } if r.player == key => Some(call),
+            _ => None,
+        }) else {
             tracing::debug!(route_id = reply.call, "reply to an unknown call dropped");
             return;
-        }
-        let route = self.routes.remove(reply.call).expect("checked");
-        let Direction::ToPlayer { call } = route.direction else {
-            unreachable!()
         };
         let Some(id) = Self::player(io, key).map(|p| p.id) else {
             return;
@@ -309,12 +301,12 @@ impl Service {
         if call.ty != FrameType::Invoke {
             return self.host_reply(io, host, pkey, &call);
         }
-        let route = self.routes.insert(Route {
-            player: pkey,
+        let route = self.routes.open(
+            pkey,
             host,
-            direction: Direction::ToPlayer { call: call.call },
-            started: io.now(),
-        });
+            Direction::ToPlayer { call: call.call },
+            io.now(),
+        );
         self.calls_to_player.inc();
         io.send_with(pkey, |out| call.encode_as(out, None, route));
     }
@@ -490,15 +482,11 @@ impl Service {
         if reply.ty == FrameType::Error {
             self.call_errors.inc();
         }
-        let valid = self.routes.get(reply.call).is_some_and(|r| {
-            r.player == pkey && r.host == host && matches!(r.direction, Direction::ToHost { .. })
-        });
-        if !valid {
+        let Some((route, call)) = self.routes.take_reply(reply.call, |r| match r.direction {
+            Direction::ToHost { call } if r.player == pkey && r.host == host => Some(call),
+            _ => None,
+        }) else {
             return;
-        }
-        let route = self.routes.remove(reply.call).expect("checked");
-        let Direction::ToHost { call } = route.direction else {
-            unreachable!()
         };
         let latency = io.now().saturating_duration_since(route.started);
         self.call_latency.observe(latency.as_secs_f64());
