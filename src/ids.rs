@@ -151,13 +151,9 @@ impl Hasher for IdHasher {
 /// (The relay's place-to-loop choice; the library alone uses it through [`NameHasher`].)
 #[cfg_attr(not(feature = "relay"), allow(dead_code))]
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(FNV_OFFSET, |h, &b| fnv1a_step(h, b))
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-fn fnv1a_step(hash: u64, byte: u8) -> u64 {
-    (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    let mut hasher = NameHasher::default();
+    hasher.write(bytes);
+    hasher.finish()
 }
 
 /// A map keyed by names the game chose (the functions it bound). A peer only looks names up
@@ -170,13 +166,15 @@ pub(crate) struct NameHasher(u64);
 
 impl Default for NameHasher {
     fn default() -> Self {
-        NameHasher(FNV_OFFSET)
+        NameHasher(0xcbf2_9ce4_8422_2325)
     }
 }
 
 impl Hasher for NameHasher {
     fn write(&mut self, bytes: &[u8]) {
-        self.0 = bytes.iter().fold(self.0, |h, &b| fnv1a_step(h, b));
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
     }
 
     fn finish(&self) -> u64 {
