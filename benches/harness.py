@@ -40,6 +40,12 @@ def bench(args, binary=GENERATOR):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def machine_ticks():
+    """(all ticks, idle + iowait ticks) of the machine so far, from /proc/stat."""
+    fields = [int(f) for f in open("/proc/stat").readline().split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
 def open_descriptors(pid):
     """How many file descriptors process `pid` holds (its sockets, mostly)."""
     try:
@@ -49,14 +55,16 @@ def open_descriptors(pid):
 
 
 def load(target, players, inflight, duration, pids=(), protocol="remotefn", place=None,
-         more_places=()):
+         more_places=(), generator_cpu=False):
     """Loads `target` with the generator and samples the CPU time of `pids` in steady load:
     once the first of `pids` holds a descriptor per player (all connected; at most a second per
     1,000 players is waited for) and the 1 s warm-up has passed, for half the measured time, so
-    the window ends before the run does. With `more_places`, one more generator of `players`
+    the window ends before the run does; `busy_cores` is how many of the machine's cores were busy
+    in it (every process counted). With `more_places`, one more generator of `players`
     joins each of those places at the same time (a relay's places), and the run's calls/s are
     their sum, its latencies the worst of them. Returns the run, with `cpu_us_per_call`: per
-    process of `pids`, its CPU microseconds per call answered in the window."""
+    process of `pids` (and then the generators together, with `generator_cpu`), its CPU
+    microseconds per call answered in the window."""
     generators = []
     for joined in (place, *more_places):
         cmd = [GENERATOR, "bench", "--protocol", protocol, "--target", target, "--players",
@@ -74,10 +82,14 @@ def load(target, players, inflight, duration, pids=(), protocol="remotefn", plac
         time.sleep(1.25)
     else:
         time.sleep(1.5 + connected / 2000)
-    start_at, before = time.monotonic(), [cpu_seconds(p) for p in pids]
+    def cpu():
+        own = [cpu_seconds(p) for p in pids]
+        return own + [sum(cpu_seconds(g.pid) for g in generators)] if generator_cpu else own
+    start_at, before, ticks = time.monotonic(), cpu(), machine_ticks()
     time.sleep(max(duration / 2, 0.5))
     window = time.monotonic() - start_at
-    used = [cpu_seconds(p) - b for p, b in zip(pids, before)]
+    used = [after - b for after, b in zip(cpu(), before)]
+    total, idle = (a - b for a, b in zip(machine_ticks(), ticks))
     runs = [json.loads(g.communicate()[0].strip().splitlines()[-1]) for g in generators]
     run = dict(runs[0])
     for measure in ("calls_per_sec", "calls", "errors"):
@@ -86,6 +98,7 @@ def load(target, players, inflight, duration, pids=(), protocol="remotefn", plac
         run[measure] = max(r.get(measure, 0) for r in runs)
     calls = max(run["calls_per_sec"] * window, 1)
     run["cpu_us_per_call"] = [1e6 * u / calls for u in used]
+    run["busy_cores"] = os.cpu_count() * (1 - idle / max(total, 1))
     return run
 
 

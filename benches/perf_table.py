@@ -21,26 +21,20 @@ syscall tracepoint, which disturbs the server far less), measures idle memory pe
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
 import subprocess
 import time
 
-from harness import GENERATOR, cpu_seconds, interleaved_rounds, start, start_redis, syscalls_per_call
+from harness import (GENERATOR, bench, cpu_seconds, interleaved_rounds, start, start_redis,
+                     syscalls_per_call)
 
 GRPC = "./benches/compare/target/release/remotefn-compare"
 LOADS = ((1000, 1), (10000, 1), (100, 16))
 LIFT = ["--rate-per-sec", "0", "--max-inflight-per-player", "65535", "--max-players", "200000"]
 # What each server is called in the output, and the protocol the generator speaks to it.
 SERVERS = {"baseline": "echo", "remotefn": "remotefn", "inline": "remotefn", "redis": "resp"}
-
-
-def bench(args):
-    out = subprocess.run([GENERATOR, "bench", *args, "--json"], capture_output=True, text=True,
-                         check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def servers(with_redis):
@@ -78,11 +72,9 @@ def grpc(players, duration):
 def syscalls_per_call_strace(players, duration):
     """The server runs under `strace -c -f`; calls come from the bench's own count."""
     summary = "/tmp/remotefn-strace.txt"
-    proc = subprocess.Popen(["strace", "-c", "-f", "-o", summary, GENERATOR, "serve", "--listen",
-                             "127.0.0.1:0", "--log", "warn", "--workers", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    addr = re.findall(r"\d+\.\d+\.\d+\.\d+:\d+", proc.stdout.readline())[0]
-    run = bench(["--target", addr, "--players", str(players), "--duration", str(duration),
+    proc, addrs = start(["strace", "-c", "-f", "-o", summary, GENERATOR, "serve", "--listen",
+                         "127.0.0.1:0", "--log", "warn", "--workers", "1"])
+    run = bench(["--target", addrs[0], "--players", str(players), "--duration", str(duration),
                  "--warmup", "0"])
     # Ending the traced server makes strace write its summary and exit.
     for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,

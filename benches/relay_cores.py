@@ -13,40 +13,17 @@ were busy (from /proc/stat, every process included): the pipeline through the re
 by CPU only if the cores are.
 """
 import argparse
-import json
-import os
-import subprocess
 import time
 
-from harness import GENERATOR, cpu_seconds, start, stop
+from harness import GENERATOR, load, start, stop
 
 LIFT = ["--rate-per-sec", "0", "--max-inflight-per-player", "10000"]
 
 
-def machine_ticks():
-    """(all ticks, idle + iowait ticks) of the machine so far."""
-    fields = [int(f) for f in open("/proc/stat").readline().split()[1:]]
-    return sum(fields), fields[3] + fields[4]
-
-
 def sample(target, pids, duration, place=None):
     """Loads `target`; returns calls/s, CPU us per call of `pids` and the generator, busy cores."""
-    cmd = [GENERATOR, "bench", "--target", target, "--players", "100", "--inflight", "16",
-           "--duration", str(duration), "--warmup", "1", "--json"]
-    if place:
-        cmd += ["--place", place]
-    gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    time.sleep(2)
-    watched = [*pids, gen.pid]
-    start_at, before, ticks = time.monotonic(), [cpu_seconds(p) for p in watched], machine_ticks()
-    time.sleep(max(duration / 2, 0.5))
-    window = time.monotonic() - start_at
-    used = [cpu_seconds(p) - b for p, b in zip(watched, before)]
-    total, idle = (a - b for a, b in zip(machine_ticks(), ticks))
-    run = json.loads(gen.communicate()[0].strip().splitlines()[-1])
-    calls = max(run["calls_per_sec"] * window, 1)
-    busy = os.cpu_count() * (1 - idle / max(total, 1))
-    return run["calls_per_sec"], [1e6 * u / calls for u in used], busy
+    run = load(target, 100, 16, duration, pids, place=place, generator_cpu=True)
+    return run["calls_per_sec"], run["cpu_us_per_call"], run["busy_cores"]
 
 
 def main():
