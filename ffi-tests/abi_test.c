@@ -565,6 +565,16 @@ static void on_inline_silent(void *user, rf_server *s, rf_player_id p, const rf_
   (void)call;
 }
 
+/* Checks that `*out` holds exactly the number `expected`, then frees it and clears `*out`. */
+static void take_one_number(rf_tuple **out, double expected) {
+  double got = 0;
+  CHECK(*out != NULL && rf_tuple_len(*out) == 1);
+  CHECK_OK(rf_value_number(rf_tuple_get(*out, 0), &got));
+  CHECK(got == expected);
+  rf_tuple_free(*out);
+  *out = NULL;
+}
+
 static void test_inline_handlers(rf_server *s, const char *addr) {
   CHECK_OK(rf_server_bind_inline(s, "Add", on_inline_add, NULL));
   CHECK_OK(rf_server_bind_inline(s, "Silent", on_inline_silent, NULL));
@@ -576,12 +586,7 @@ static void test_inline_handlers(rf_server *s, const char *addr) {
   rf_tuple_push_number(args, 40);
   rf_tuple *out = NULL;
   CHECK_OK(rf_client_invoke_server(c, "Add", args, 20000, &out));
-  double sum = 0;
-  CHECK(out != NULL && rf_tuple_len(out) == 1);
-  CHECK_OK(rf_value_number(rf_tuple_get(out, 0), &sum));
-  CHECK(sum == 42);
-  rf_tuple_free(out);
-  out = NULL;
+  take_one_number(&out, 42);
   CHECK_STATUS(rf_client_invoke_server(c, "Add", NULL, 20000, &out), RF_ERR_REMOTE);
   CHECK(strstr(rf_last_error(), "two numbers") != NULL);
   CHECK_STATUS(rf_client_invoke_server(c, "Silent", NULL, 20000, &out), RF_ERR_REMOTE);
@@ -627,12 +632,7 @@ static void test_client_inline_handlers(rf_server *s, const char *addr) {
   rf_tuple_push_number(args, 21);
   rf_tuple *out = NULL;
   CHECK_OK(rf_server_invoke_client(s, me, "Double", args, 20000, &out));
-  double twice = 0;
-  CHECK(out != NULL && rf_tuple_len(out) == 1);
-  CHECK_OK(rf_value_number(rf_tuple_get(out, 0), &twice));
-  CHECK(twice == 42);
-  rf_tuple_free(out);
-  out = NULL;
+  take_one_number(&out, 42);
   CHECK_STATUS(rf_server_invoke_client(s, me, "Double", NULL, 20000, &out), RF_ERR_REMOTE);
   CHECK(strstr(rf_last_error(), "takes a number") != NULL);
   CHECK_STATUS(rf_server_invoke_client(s, me, "Silent", NULL, 20000, &out), RF_ERR_REMOTE);
