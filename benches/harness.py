@@ -55,7 +55,7 @@ def open_descriptors(pid):
 
 
 def load(target, players, inflight, duration, pids=(), protocol="remotefn", place=None,
-         more_places=(), generator_cpu=False):
+         more_places=(), generator_cpu=False, during=None):
     """Loads `target` with the generator and samples the CPU time of `pids` in steady load:
     once the first of `pids` holds a descriptor per player (all connected; at most a second per
     1,000 players is waited for) and the 1 s warm-up has passed, for half the measured time, so
@@ -64,7 +64,9 @@ def load(target, players, inflight, duration, pids=(), protocol="remotefn", plac
     joins each of those places at the same time (a relay's places), and the run's calls/s are
     their sum, its latencies the worst of them. Returns the run, with `cpu_us_per_call`: per
     process of `pids` (and then the generators together, with `generator_cpu`), its CPU
-    microseconds per call answered in the window."""
+    microseconds per call answered in the window. `during(seconds)`, when given, runs for the
+    window instead of a sleep (a `perf stat` of the server, say); what it returns is the run's
+    `during`."""
     generators = []
     for joined in (place, *more_places):
         cmd = [GENERATOR, "bench", "--protocol", protocol, "--target", target, "--players",
@@ -86,7 +88,8 @@ def load(target, players, inflight, duration, pids=(), protocol="remotefn", plac
         own = [cpu_seconds(p) for p in pids]
         return own + [sum(cpu_seconds(g.pid) for g in generators)] if generator_cpu else own
     start_at, before, ticks = time.monotonic(), cpu(), machine_ticks()
-    time.sleep(max(duration / 2, 0.5))
+    seconds = max(duration / 2, 0.5)
+    sampled = during(seconds) if during else time.sleep(seconds)
     window = time.monotonic() - start_at
     used = [after - b for after, b in zip(cpu(), before)]
     total, idle = (a - b for a, b in zip(machine_ticks(), ticks))
@@ -99,7 +102,20 @@ def load(target, players, inflight, duration, pids=(), protocol="remotefn", plac
     calls = max(run["calls_per_sec"] * window, 1)
     run["cpu_us_per_call"] = [1e6 * u / calls for u in used]
     run["busy_cores"] = os.cpu_count() * (1 - idle / max(total, 1))
+    run["during"], run["window_seconds"] = sampled, window
     return run
+
+
+def perf_counts(pid, events, seconds):
+    """{event: count} of `perf stat -e EVENTS -p PID` over `seconds`."""
+    stat = subprocess.run(["perf", "stat", "-x,", "-e", ",".join(events), "-p", str(pid), "--",
+                           "sleep", str(seconds)], capture_output=True, text=True)
+    counts = {}
+    for line in stat.stderr.splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2] in events and fields[0].isdigit():
+            counts[fields[2]] = int(fields[0])
+    return counts
 
 
 def syscalls_per_call(binary, players, duration):
@@ -107,20 +123,14 @@ def syscalls_per_call(binary, players, duration):
     raw_syscalls:sys_enter over a window inside the load, divided by the calls in it."""
     server, addrs = start([binary, "serve", "--listen", "127.0.0.1:0", "--log", "warn",
                            "--workers", "1"])
-    generator = subprocess.Popen([GENERATOR, "bench", "--target", addrs[0], "--players",
-                                  str(players), "--duration", str(duration), "--warmup", "1",
-                                  "--json"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    time.sleep(1.5 + players / 2000)
-    window = max(duration - 2, 1)
-    stat = subprocess.run(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p",
-                           str(server.pid), "--", "sleep", str(window)],
-                          capture_output=True, text=True)
-    run = json.loads(generator.communicate()[0].strip().splitlines()[-1])
-    server.kill()
-    server.wait()
-    count = int(next(l for l in stat.stderr.splitlines() if "raw_syscalls" in l).split(",")[0])
-    return count / window / run["calls_per_sec"]
+    try:
+        run = load(addrs[0], players, 1, duration, [server.pid],
+                   during=lambda seconds: perf_counts(server.pid, ["raw_syscalls:sys_enter"],
+                                                      seconds))
+    finally:
+        stop(server)
+    calls = run["window_seconds"] * run["calls_per_sec"]
+    return run["during"]["raw_syscalls:sys_enter"] / calls
 
 
 def alternating(rounds, choices, first=0):
