@@ -66,6 +66,9 @@ typedef enum rf_status {
   RF_ERR_REJECTED = 9,
   // An internal panic was caught at the boundary.
   RF_ERR_PANIC = 10,
+  // TLS failed: untrusted, expired or misnamed certificate, a peer that does not speak TLS
+  // or speaks only TLS, an unreadable certificate file (`rf_last_tls_error` says which).
+  RF_ERR_TLS = 11,
 } rf_status;
 
 // The type of a value.

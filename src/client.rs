@@ -8,10 +8,10 @@ use crate::ids::{CallId, ConnId, PlayerId};
 use crate::limits::Limits;
 use crate::proto::Frame;
 use crate::reactor::Reactor;
+use crate::tls::{ClientTlsConfig, Connector};
 use crate::value::{Tuple, Value};
 use bytes::Bytes;
 use std::fmt::Display;
-use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +38,8 @@ pub struct ClientConfig {
     /// sleeps at once (for a client that calls rarely and must not spend a core). Default:
     /// 50 us; at most [`MAX_BUSY_POLL`].
     pub busy_poll: Duration,
+    /// Speak TLS to the server, verified as these settings say. Default: plaintext.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 /// The longest [`ClientConfig::busy_poll`] a client takes: a longer window no longer saves a
@@ -67,6 +69,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(10),
             limits: Limits::client(),
             busy_poll: Duration::from_micros(50),
+            tls: None,
         }
     }
 }
@@ -88,21 +91,28 @@ pub struct ClientHandle {
 }
 
 impl Client {
-    /// Connects to a server (or relay) at `addr` and completes the handshake.
+    /// Connects to a server (or relay) at `addr` (`"host:port"`, or a `SocketAddr`) and
+    /// completes the handshake, over TLS when [`ClientConfig::tls`] says so (the server's
+    /// certificate must then name the host of `addr`, unless the settings name the server).
     ///
     /// Fails with [`Error::Rejected`] (the server's reason) when refused, [`Error::Timeout`]
-    /// when `connect_timeout` passes, or [`Error::Io`]; with [`Error::InvalidArgument`] before
-    /// connecting when the limits or the busy-poll window are out of bounds.
-    pub fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client> {
+    /// when `connect_timeout` passes, [`Error::Tls`] when TLS fails (an untrusted, expired or
+    /// misnamed certificate, a server that does not speak TLS or speaks only TLS: see
+    /// [`TlsError::kind`](crate::TlsError::kind)), or [`Error::Io`]; with
+    /// [`Error::InvalidArgument`] before connecting when the limits or the busy-poll window
+    /// are out of bounds.
+    pub fn connect(addr: impl Display, config: ClientConfig) -> Result<Client> {
         config.limits.validate()?;
         check_busy_poll(config.busy_poll)?;
+        let tls = config.tls.as_ref().map(Connector::load).transpose()?;
         let hello = Frame::Hello {
             place: config.place.clone(),
             token: config.token.clone(),
         };
         let timeout = config.connect_timeout;
-        let (socket, session, welcome) = dial::dial(
-            addr,
+        let (dialled, welcome) = dial::dial(
+            &addr.to_string(),
+            tls.as_ref(),
             &hello,
             config.limits.max_payload,
             timeout,
@@ -126,15 +136,14 @@ impl Client {
             config.workers,
             1,
         );
-        let started = Reactor::client(ep.clone(), socket, session, config.busy_poll).and_then(
-            |(reactor, conn)| {
+        let started =
+            Reactor::client(ep.clone(), dialled, config.busy_poll).and_then(|(reactor, conn)| {
                 let thread = std::thread::Builder::new()
                     .name("rf-client-reactor".into())
                     .spawn(move || reactor.run())?;
                 ep.reactors().push(thread);
                 Ok(conn)
-            },
-        );
+            });
         match started {
             Ok(conn) => Ok(Client {
                 handle: ClientHandle {

@@ -106,10 +106,7 @@ pub(crate) enum Command {
     /// Close everything and stop.
     Shutdown,
     /// Serve a player another loop accepted.
-    Adopt {
-        socket: std::net::TcpStream,
-        peer: SocketAddr,
-    },
+    Adopt(crate::driver::Accepted),
     /// Start listening for players (a server that began by attaching to a relay).
     Listen {
         listener: std::net::TcpListener,
@@ -117,9 +114,8 @@ pub(crate) enum Command {
     },
     /// A host link to a relay, handshake done, to serve that relay's players.
     AddLink {
-        socket: std::net::TcpStream,
         /// Boxed: a session is large, and every command on the channel would pay for it.
-        session: Box<proto::Session>,
+        link: Box<crate::driver::dial::Dialled>,
         spec: LinkSpec,
     },
 }
@@ -130,6 +126,8 @@ pub(crate) struct LinkSpec {
     pub addr: String,
     pub place: String,
     pub secret: Bytes,
+    /// TLS to the relay, if the link speaks it.
+    pub tls: Option<crate::tls::Connector>,
 }
 
 /// A connected player, as the registry knows them.
@@ -168,6 +166,15 @@ pub(crate) struct Endpoint {
     local_addr: OnceLock<SocketAddr>,
     /// Client: why the connection to the server ended, once it has.
     lost: Mutex<Option<String>>,
+    /// Server: TLS for its players and for its links to relays.
+    tls: OnceLock<TlsSetup>,
+}
+
+/// A server's TLS: what its listener serves players with, and what its host links speak.
+#[derive(Default)]
+pub(crate) struct TlsSetup {
+    pub players: Option<Arc<crate::tls::Acceptor>>,
+    pub relays: Option<crate::tls::Connector>,
 }
 
 /// What the API threads share with one event loop.
@@ -230,6 +237,7 @@ impl Endpoint {
             reactors: Mutex::new(Vec::new()),
             local_addr: OnceLock::new(),
             lost: Mutex::new(None),
+            tls: OnceLock::new(),
         });
         let weak = Arc::downgrade(&ep);
         let runner: Arc<dyn Fn(Job) -> bool + Send + Sync> =
@@ -246,6 +254,20 @@ impl Endpoint {
 
     fn pool(&self) -> &Pool {
         self.pool.get().expect("pool started with the endpoint")
+    }
+
+    /// Sets the server's TLS (once, before it listens or attaches).
+    pub(crate) fn set_tls(&self, tls: TlsSetup) {
+        let _ = self.tls.set(tls);
+    }
+
+    /// The server's TLS (none set: plaintext).
+    pub(crate) fn tls(&self) -> &TlsSetup {
+        static PLAINTEXT: TlsSetup = TlsSetup {
+            players: None,
+            relays: None,
+        };
+        self.tls.get().unwrap_or(&PLAINTEXT)
     }
 
     /// Which end this is.

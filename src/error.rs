@@ -39,6 +39,10 @@ pub enum Error {
     /// The handshake was refused.
     #[error("rejected: {0}")]
     Rejected(String),
+    /// TLS failed: an untrusted, expired or misnamed certificate, a peer that does not speak
+    /// TLS (or speaks only TLS), an unreadable certificate file. [`TlsError::kind`] says which.
+    #[error("TLS: {0}")]
+    Tls(crate::tls::TlsError),
 }
 
 impl Error {

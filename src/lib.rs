@@ -14,6 +14,7 @@
 //! - [`Limits`]: what an end allows its peers, shared by every config, the C setters and the CLI;
 //! - `calls`: preallocated slots for calls in flight, where callers park;
 //! - `dispatch`: handler registries, worker pool and manual dispatch;
+//! - [`tls`]: TLS settings and errors (the TLS layer itself lives in the driver);
 //! - [`server`] and [`client`]: the two ends, built from the pieces above;
 //! - `relay` (feature `relay`): the relay service between players and game servers;
 //! - [`ffi`]: the C ABI (`include/remotefn.h`).
@@ -56,6 +57,8 @@ pub mod relay;
 pub mod server;
 /// cbindgen:ignore
 mod stats;
+/// cbindgen:ignore
+pub mod tls;
 
 pub use client::{Client, ClientConfig, ClientHandle, MAX_BUSY_POLL};
 pub use dispatch::DispatchMode;
@@ -67,6 +70,7 @@ pub use limits::Limits;
 pub use relay::{Relay, RelayConfig};
 pub use server::{Server, ServerConfig, ServerHandle};
 pub use stats::Stats;
+pub use tls::{ClientTlsConfig, ServerTlsConfig, TlsError, TlsErrorKind};
 
 /// Internals exposed for `benches/` only: not part of the API, no stability promise.
 #[doc(hidden)]

@@ -1,12 +1,13 @@
 //! The game server's API: listen for players, bind `OnServerInvoke` handlers, invoke clients.
 
 use crate::dispatch::DispatchMode;
-use crate::endpoint::{AuthRequest, Endpoint, Identity, PlayerInfo, Responder, Side};
+use crate::endpoint::{AuthRequest, Endpoint, Identity, PlayerInfo, Responder, Side, TlsSetup};
 use crate::error::{Error, Result};
 use crate::ids::{CallId, ConnId};
 use crate::limits::Limits;
 use crate::proto::GoodbyeCode;
 use crate::reactor::Reactor;
+use crate::tls::{Acceptor, ClientTlsConfig, Connector, ServerTlsConfig};
 use crate::value::{Tuple, Value};
 use std::fmt::Display;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -30,6 +31,12 @@ pub struct ServerConfig {
     /// on the first loop. One loop serves ~150k pipelined calls/s per core; more loops are
     /// for machines with the cores to run them.
     pub reactors: usize,
+    /// Serve players over TLS with this certificate (read when the server is created, again
+    /// by [`ServerHandle::reload_tls`]). Default: plaintext.
+    pub tls: Option<ServerTlsConfig>,
+    /// Speak TLS to relays ([`ServerHandle::attach`]), verified as these settings say.
+    /// Default: plaintext.
+    pub relay_tls: Option<ClientTlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +46,8 @@ impl Default for ServerConfig {
             dispatch: DispatchMode::Workers,
             limits: Limits::default(),
             reactors: 1,
+            tls: None,
+            relay_tls: None,
         }
     }
 }
@@ -63,6 +72,10 @@ impl Server {
     pub fn new(config: ServerConfig) -> Result<Server> {
         config.limits.validate()?;
         crate::ids::check_loops(config.reactors)?;
+        let tls = TlsSetup {
+            players: config.tls.as_ref().map(Acceptor::load).transpose()?,
+            relays: config.relay_tls.as_ref().map(Connector::load).transpose()?,
+        };
         let max_send = config.limits.max_payload;
         let ep = Endpoint::start(
             Side::Server,
@@ -72,6 +85,7 @@ impl Server {
             config.workers,
             config.reactors,
         );
+        ep.set_tls(tls);
         Ok(Server {
             handle: ServerHandle { ep },
         })
@@ -182,10 +196,10 @@ impl ServerHandle {
             addr: relay_addr.to_owned(),
             place: place.to_owned(),
             secret: bytes::Bytes::copy_from_slice(secret.unwrap_or("").as_bytes()),
+            tls: self.ep.tls().relays.clone(),
         };
         let max_frame = self.ep.limits().max_payload + crate::proto::LINK_OVERHEAD;
-        let (socket, session) =
-            crate::reactor::connect_link(&spec, max_frame, Duration::from_secs(10))?;
+        let link = crate::reactor::connect_link(&spec, max_frame, Duration::from_secs(10))?;
         {
             let mut reactors = self.ep.reactors();
             if reactors.is_empty() {
@@ -194,11 +208,24 @@ impl ServerHandle {
         }
         tracing::info!(relay = %relay_addr, place, "attached to the relay");
         self.ep.command(crate::endpoint::Command::AddLink {
-            socket,
-            session: Box::new(session),
+            link: Box::new(link),
             spec,
         });
         Ok(())
+    }
+
+    /// Reads the TLS certificate chain and key of [`ServerConfig::tls`] again and serves
+    /// players who connect from now on with them; connected players keep their sessions.
+    /// Resumption tickets issued before still resume. On failure (a missing or unreadable
+    /// file, a key that does not fit) the current certificate stays and the error says why;
+    /// [`Error::InvalidArgument`] when the server has no TLS.
+    pub fn reload_tls(&self) -> Result<()> {
+        match &self.ep.tls().players {
+            Some(acceptor) => acceptor.reload(),
+            None => Err(Error::InvalidArgument(
+                "this server does not serve TLS".into(),
+            )),
+        }
     }
 
     /// The address the server listens on, once it does.

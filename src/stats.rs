@@ -30,6 +30,10 @@ pub struct Stats {
     pub kicks: u64,
     /// Connections that ended for any other reason (the peer left, shutdown).
     pub disconnects_other: u64,
+    /// Connections to a TLS port cut because TLS failed: plaintext or garbage where a TLS
+    /// handshake belongs, a refused client certificate, a bad record (also counted in
+    /// `disconnects_other`).
+    pub tls_failures: u64,
     /// Bytes read from sockets.
     pub bytes_in: u64,
     /// Bytes written to sockets.
@@ -64,6 +68,7 @@ counters!(
     disconnects_timeout,
     kicks,
     disconnects_other,
+    tls_failures,
     bytes_in,
     bytes_out,
 );

@@ -18,6 +18,7 @@ mod deadlines;
 pub(crate) mod dial;
 mod mailbox;
 pub(crate) mod socket;
+pub(crate) mod tls;
 
 pub(crate) use crate::ids::ConnId;
 use crate::ids::SERIAL_MASK;
@@ -82,8 +83,8 @@ pub(crate) trait Owner {
 
     /// A connection [`accept`](Self::accept) handed off, for the loop it chose (which adopts
     /// it with [`Io::adopt`]).
-    fn hand_off(&mut self, socket: std::net::TcpStream, peer: SocketAddr) {
-        let _ = (socket, peer);
+    fn hand_off(&mut self, conn: Accepted) {
+        drop(conn);
     }
 
     /// A frame from connection `key`.
@@ -138,6 +139,8 @@ pub(crate) trait Owner {
 /// One connection: its socket, its protocol state, and the owner's state.
 pub(crate) struct Conn<S> {
     socket: TcpStream,
+    /// TLS between the socket and the session, when the connection speaks it.
+    tls: Option<Box<tls::Tls>>,
     /// The connection's protocol state.
     pub session: Session,
     /// Tells this connection from a later one with the same key, and names its loop (see
@@ -156,15 +159,41 @@ pub(crate) struct Conn<S> {
     scheduled: Option<Instant>,
 }
 
+impl<S> Conn<S> {
+    /// Why its TLS layer failed, if it speaks TLS and that is how it ended.
+    pub(crate) fn tls_failure(&self) -> Option<&rustls::Error> {
+        self.tls.as_ref().and_then(|t| t.failure())
+    }
+}
+
 /// A live connection taken out of one loop to be served by another (see [`Io::detach`]). Only
 /// the relay hands connections over mid-handshake.
 #[cfg_attr(not(feature = "relay"), allow(dead_code))]
 pub(crate) struct Detached<S> {
     socket: std::net::TcpStream,
+    tls: Option<Box<tls::Tls>>,
     session: Session,
     peer: SocketAddr,
     /// What the owner keeps for it.
     pub state: S,
+}
+
+/// A connection accepted by one loop for another to serve (see [`Owner::hand_off`]): its
+/// socket, and its TLS state if it came to a TLS listener.
+pub(crate) struct Accepted {
+    socket: std::net::TcpStream,
+    tls: Option<Box<tls::Tls>>,
+    /// The peer's address.
+    pub peer: SocketAddr,
+}
+
+impl std::fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accepted")
+            .field("peer", &self.peer)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Readiness of a connection waiting for housekeeping.
@@ -180,6 +209,8 @@ struct Pending {
 pub(crate) struct Io<S> {
     poll: Poll,
     listeners: Vec<Option<TcpListener>>,
+    /// Per listener, the TLS its connections are served with, if any.
+    listener_tls: Vec<Option<Arc<crate::tls::Acceptor>>>,
     accept_again: Vec<bool>,
     conns: Slab<Conn<S>>,
     /// Which of its endpoint's event loops this is: the top bits of its connections' ids.
@@ -217,6 +248,7 @@ impl<S> Io<S> {
         let mut io = Io {
             poll: Poll::new()?,
             listeners: Vec::new(),
+            listener_tls: Vec::new(),
             accept_again: Vec::new(),
             conns: Slab::new(),
             event_loop,
@@ -265,7 +297,20 @@ impl<S> Io<S> {
             Interest::READABLE,
         )?;
         self.listeners.push(Some(listener));
+        self.listener_tls.push(None);
         self.accept_again.push(false);
+        Ok(index)
+    }
+
+    /// As [`Io::listen`], for connections that speak TLS under their session, with the
+    /// configuration `tls` holds when each arrives.
+    pub(crate) fn listen_tls(
+        &mut self,
+        listener: std::net::TcpListener,
+        tls: Option<Arc<crate::tls::Acceptor>>,
+    ) -> io::Result<usize> {
+        let index = self.listen(listener)?;
+        self.listener_tls[index] = tls;
         Ok(index)
     }
 
@@ -420,15 +465,20 @@ impl<S> Io<S> {
     /// it runs under `config`. Returns its key and id.
     pub(crate) fn insert_dialled(
         &mut self,
-        socket: std::net::TcpStream,
-        session: Session,
+        dialled: dial::Dialled,
         config: Arc<SessionConfig>,
         state: S,
     ) -> io::Result<(usize, ConnId)> {
+        let dial::Dialled {
+            socket,
+            tls,
+            session,
+        } = dialled;
         socket.set_nonblocking(true)?;
         let peer = socket.peer_addr()?;
         let session = session.with_config(config);
-        let (key, id) = self.insert(TcpStream::from_std(socket), peer, session, state)?;
+        let socket = TcpStream::from_std(socket);
+        let (key, id) = self.insert(socket, tls, peer, session, state)?;
         self.process_later(key);
         Ok((key, id))
     }
@@ -437,19 +487,20 @@ impl<S> Io<S> {
     /// one does, awaiting the player's HELLO under `config`.
     pub(crate) fn adopt(
         &mut self,
-        socket: std::net::TcpStream,
-        peer: SocketAddr,
+        accepted: Accepted,
         config: Arc<SessionConfig>,
         state: S,
     ) -> io::Result<(usize, ConnId)> {
+        let Accepted { socket, tls, peer } = accepted;
         socket.set_nonblocking(true)?;
         let session = Session::new(crate::proto::Role::Server, config, self.now);
-        self.insert(TcpStream::from_std(socket), peer, session, state)
+        self.insert(TcpStream::from_std(socket), tls, peer, session, state)
     }
 
     fn insert(
         &mut self,
         mut socket: TcpStream,
+        tls: Option<Box<tls::Tls>>,
         peer: SocketAddr,
         session: Session,
         state: S,
@@ -465,6 +516,7 @@ impl<S> Io<S> {
         let id = ConnId::new(self.event_loop, self.serial, key);
         entry.insert(Conn {
             socket,
+            tls,
             session,
             id,
             peer,
@@ -487,6 +539,7 @@ impl<S> Io<S> {
         let conn = self.remove(key)?;
         Some(Detached {
             socket: conn.socket.into(),
+            tls: conn.tls,
             session: conn.session,
             peer: conn.peer,
             state: conn.state,
@@ -498,7 +551,7 @@ impl<S> Io<S> {
     #[cfg_attr(not(feature = "relay"), allow(dead_code))]
     pub(crate) fn attach(&mut self, conn: Detached<S>) -> io::Result<(usize, ConnId)> {
         let socket = TcpStream::from_std(conn.socket);
-        let (key, id) = self.insert(socket, conn.peer, conn.session, conn.state)?;
+        let (key, id) = self.insert(socket, conn.tls, conn.peer, conn.session, conn.state)?;
         self.process_later(key);
         self.queue_flush(key);
         Ok((key, id))
@@ -692,19 +745,38 @@ fn accept_one<O: Owner>(owner: &mut O, io: &mut Io<O::State>, listener: usize) {
     match l.accept() {
         Ok((mut socket, peer)) => {
             let _ = socket.set_nodelay(true);
+            let tls = match io.listener_tls[listener]
+                .as_ref()
+                .map(|a| tls::Tls::server(a.config()))
+            {
+                None => None,
+                Some(Ok(tls)) => Some(Box::new(tls)),
+                Some(Err(e)) => {
+                    tracing::warn!(%peer, "cannot start TLS: {e}");
+                    return;
+                }
+            };
             match owner.accept(io, listener, peer) {
                 Admit::Serve(config, state) => {
                     let session = Session::new(crate::proto::Role::Server, config, io.now);
-                    if let Err(e) = io.insert(socket, peer, session, state) {
+                    if let Err(e) = io.insert(socket, tls, peer, session, state) {
                         tracing::warn!(%peer, "cannot register a connection: {e}");
                     }
+                }
+                // A TLS peer could not read a plaintext refusal: it only sees the close.
+                Admit::Refuse(reason) if tls.is_some() => {
+                    tracing::debug!(%peer, "refused before its TLS handshake: {reason}");
                 }
                 Admit::Refuse(reason) => {
                     let mut out = bytes::BytesMut::new();
                     Frame::Refused { reason }.encode(&mut out);
                     let _ = socket.write(&out);
                 }
-                Admit::HandOff => owner.hand_off(socket.into(), peer),
+                Admit::HandOff => owner.hand_off(Accepted {
+                    socket: socket.into(),
+                    tls,
+                    peer,
+                }),
             }
         }
         // Edge-triggered: only an empty queue re-arms the listener's event.
@@ -733,7 +805,22 @@ fn read<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, peer_closed:
             return io.keep_scheduled(key);
         }
         let limit = conn.session.read_limit();
-        match read_step(&mut conn.socket, &mut io.scratch[..limit], peer_closed) {
+        let step = match conn.tls.as_deref_mut() {
+            None => read_step(&mut conn.socket, &mut io.scratch[..limit], peer_closed),
+            Some(tls) => {
+                let step = tls.read_step(&mut conn.socket, &mut io.scratch[..limit]);
+                if let Step::Failed(_) = step {
+                    // Tell the peer why (a TLS alert) before the socket goes.
+                    tls.write_alert(&mut conn.socket);
+                } else if tls.wants_write() && !conn.queued_for_flush {
+                    // The handshake (or a ticket) has something to say.
+                    conn.queued_for_flush = true;
+                    io.to_flush.push(key);
+                }
+                step
+            }
+        };
+        match step {
             Step::End => return end(owner, io, key, "the peer closed the connection"),
             Step::Moved { n, more } => {
                 io.bytes_in += n as u64;
@@ -853,23 +940,15 @@ fn flush<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize) {
     let Some(conn) = io.conns.get_mut(key) else {
         return;
     };
-    while !conn.session.poll_transmit().is_empty() {
-        match write_step(&mut conn.socket, conn.session.poll_transmit()) {
-            Step::Moved { n, .. } => {
-                io.bytes_out += n as u64;
-                conn.session.handle_written(n, now);
-            }
-            Step::Blocked => break,
-            Step::End => return finish(owner, io, key, "connection closed while writing"),
-            Step::Failed(why) => return finish(owner, io, key, &why),
-        }
-    }
-    if conn.session.poll_shutdown() {
-        // Everything is written: say so with a FIN, then wait for the peer's (or the grace).
-        // Closing while unread input sits in the socket would send a reset instead, and a
-        // reset can destroy the goodbye before the peer reads it.
-        let _ = conn.socket.shutdown(std::net::Shutdown::Write);
-    }
+    let written = match conn.tls.as_deref_mut() {
+        Some(tls) => write_tls(&mut conn.socket, tls, &mut conn.session, now),
+        None => write_plain(&mut conn.socket, &mut conn.session, now),
+    };
+    let written = match written {
+        Ok(n) => n,
+        Err(why) => return finish(owner, io, key, &why),
+    };
+    io.bytes_out += written;
     let closing_done = conn.session.is_closing() && conn.session.poll_transmit().is_empty();
     session_events(owner, io, key);
     if closing_done && io.conns.contains(key) {
@@ -877,6 +956,47 @@ fn flush<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize) {
         read(owner, io, key, false);
     }
     io.keep_scheduled(key);
+}
+
+/// Writes the session's output to a plaintext socket until it would block; then, if the
+/// session is closing and all is written, the FIN. Returns the bytes written, or why the
+/// connection failed.
+fn write_plain(socket: &mut TcpStream, session: &mut Session, now: Instant) -> Result<u64, String> {
+    let mut written = 0;
+    while !session.poll_transmit().is_empty() {
+        match write_step(socket, session.poll_transmit()) {
+            Step::Moved { n, .. } => {
+                written += n as u64;
+                session.handle_written(n, now);
+            }
+            Step::Blocked => return Ok(written),
+            Step::End => return Err("connection closed while writing".into()),
+            Step::Failed(why) => return Err(why),
+        }
+    }
+    if session.poll_shutdown() {
+        // Everything is written: say so with a FIN, then wait for the peer's (or the grace).
+        // Closing while unread input sits in the socket would send a reset instead, and a
+        // reset can destroy the goodbye before the peer reads it.
+        let _ = socket.shutdown(std::net::Shutdown::Write);
+    }
+    Ok(written)
+}
+
+/// As [`write_plain`], through TLS: the session's output goes into rustls as plaintext (as
+/// much as its buffer takes) and leaves as records; a close sends the close_notify, then the
+/// FIN. Returns the ciphertext bytes written.
+fn write_tls(
+    socket: &mut TcpStream,
+    tls: &mut tls::Tls,
+    session: &mut Session,
+    now: Instant,
+) -> Result<u64, String> {
+    let written = tls.send(socket, session, now)?;
+    if tls.is_closed() && !tls.wants_write() {
+        let _ = socket.shutdown(std::net::Shutdown::Write);
+    }
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -901,6 +1021,9 @@ mod tests {
         forward_to: Option<usize>,
         /// ...whose largest unwritten output, seen after each send, is kept here.
         most_pending: usize,
+        /// Connections may end (else an end fails the test); why each did.
+        closes_expected: bool,
+        closed: Vec<String>,
     }
 
     impl Owner for Recorder {
@@ -930,7 +1053,10 @@ mod tests {
             panic!("violation: {v:?}");
         }
         fn on_closed(&mut self, _: &mut Io<()>, _: usize, _: Conn<()>, why: &str) {
-            panic!("closed: {why}");
+            if !self.closes_expected {
+                panic!("closed: {why}");
+            }
+            self.closed.push(why.to_owned());
         }
         fn on_wake(&mut self, _: &mut Io<()>) {}
         fn on_tick(&mut self, _: &mut Io<()>) {}
@@ -962,6 +1088,12 @@ mod tests {
         socket
             .set_write_timeout(Some(Duration::from_secs(10)))
             .unwrap();
+        socket.write_all(&hello()).unwrap();
+        socket
+    }
+
+    /// A player's preface and HELLO.
+    fn hello() -> BytesMut {
         let mut out = BytesMut::new();
         crate::proto::encode_preface(&mut out);
         Frame::Hello {
@@ -969,8 +1101,7 @@ mod tests {
             token: Bytes::new(),
         }
         .encode(&mut out);
-        socket.write_all(&out).unwrap();
-        socket
+        out
     }
 
     fn events(n: usize) -> Vec<u8> {
@@ -986,11 +1117,8 @@ mod tests {
     /// A connection with more waiting than one turn's read budget gets that budget and waits
     /// for the next turn, behind the others: a flooder cannot hold the loop while a quiet
     /// player's frame waits. Everything the flooder sent is still read, in later turns.
-    /// A driver with two welcomed players, a flooder and a quiet one.
-    fn two_players() -> (Io<()>, Recorder, StdStream, StdStream) {
-        let listener = roomy_listener();
-        let addr = listener.local_addr().unwrap();
-        let mut io: Io<()> = Io::new(0, vec![listener]).unwrap();
+    /// An owner that welcomes every player, its session limits lifted.
+    fn recorder() -> Recorder {
         let config = SessionConfig {
             max_frame: 1 << 20,
             max_output: 1 << 20,
@@ -1000,7 +1128,7 @@ mod tests {
             rate: crate::proto::RateLimit::UNLIMITED,
             max_inflight: u32::MAX,
         };
-        let mut owner = Recorder {
+        Recorder {
             config: Arc::new(config),
             turn: 0,
             events: Vec::new(),
@@ -1008,7 +1136,17 @@ mod tests {
             stop: |r| r.welcomed == 2,
             forward_to: None,
             most_pending: 0,
-        };
+            closes_expected: false,
+            closed: Vec::new(),
+        }
+    }
+
+    /// A driver with two welcomed players, a flooder and a quiet one.
+    fn two_players() -> (Io<()>, Recorder, StdStream, StdStream) {
+        let listener = roomy_listener();
+        let addr = listener.local_addr().unwrap();
+        let mut io: Io<()> = Io::new(0, vec![listener]).unwrap();
+        let mut owner = recorder();
         let flooder = player(addr);
         let quiet = player(addr);
         run(&mut owner, &mut io);
@@ -1081,5 +1219,86 @@ mod tests {
         );
         drop((io, quiet));
         drain.join().unwrap().unwrap();
+    }
+
+    mod tls {
+        use super::*;
+        use rustls::pki_types::{CertificateDer, ServerName};
+        use std::io::Read;
+
+        /// TLS settings for "localhost" in files under the test's scratch directory: the
+        /// driver's (loaded) and a client config that trusts it.
+        fn configs() -> (Arc<crate::tls::Acceptor>, Arc<rustls::ClientConfig>) {
+            let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+            static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir()
+                .join(format!("remotefn-driver-tls-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+            std::fs::write(&cert_file, made.cert.pem()).unwrap();
+            std::fs::write(&key_file, made.key_pair.serialize_pem()).unwrap();
+            let acceptor = crate::tls::Acceptor::load(&crate::tls::ServerTlsConfig::new(
+                &cert_file, &key_file,
+            ))
+            .unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from(made.cert.der().to_vec()))
+                .unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let client = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            (acceptor, Arc::new(client))
+        }
+
+        fn tls_driver() -> (Io<()>, Recorder, SocketAddr, Arc<rustls::ClientConfig>) {
+            let (server, client) = configs();
+            let listener = roomy_listener();
+            let addr = listener.local_addr().unwrap();
+            let mut io: Io<()> = Io::new(0, Vec::new()).unwrap();
+            io.listen_tls(listener, Some(server)).unwrap();
+            (io, recorder(), addr, client)
+        }
+
+        /// A player speaking TLS is served as a plaintext one is: its handshake and frames
+        /// reach the owner through the TLS layer, in order.
+        #[test]
+        fn a_tls_player_is_served_through_the_tls_layer() {
+            let (mut io, mut owner, addr, client) = tls_driver();
+            let player = std::thread::spawn(move || {
+                let name = ServerName::try_from("localhost").unwrap();
+                let conn = rustls::ClientConnection::new(client, name).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, StdStream::connect(addr).unwrap());
+                let mut out = hello();
+                out.extend_from_slice(&events(40));
+                tls.write_all(&out).unwrap();
+                tls.flush().unwrap();
+                // Held open until the driver has read everything.
+                let mut rest = Vec::new();
+                let _ = tls.read_to_end(&mut rest);
+            });
+            owner.stop = |r| r.welcomed == 1 && r.events.len() == 40;
+            run(&mut owner, &mut io);
+            assert_eq!(owner.events.len(), 40);
+            drop(io);
+            player.join().unwrap();
+        }
+
+        /// A plaintext player on a TLS port is cut, and the reason names TLS.
+        #[test]
+        fn a_plaintext_player_on_a_tls_port_is_cut_with_a_tls_reason() {
+            let (mut io, mut owner, addr, _) = tls_driver();
+            owner.closes_expected = true;
+            let _plain = player(addr);
+            owner.stop = |r| !r.closed.is_empty();
+            run(&mut owner, &mut io);
+            assert_eq!(owner.welcomed, 0);
+            assert!(owner.closed[0].contains("TLS"), "{:?}", owner.closed);
+        }
     }
 }

@@ -49,6 +49,9 @@ pub enum rf_status {
     RF_ERR_REJECTED = 9,
     /// An internal panic was caught at the boundary.
     RF_ERR_PANIC = 10,
+    /// TLS failed: untrusted, expired or misnamed certificate, a peer that does not speak TLS
+    /// or speaks only TLS, an unreadable certificate file (`rf_last_tls_error` says which).
+    RF_ERR_TLS = 11,
 }
 
 thread_local! {
@@ -74,6 +77,7 @@ pub(crate) fn fail(error: Error) -> rf_status {
         Error::Io(_) | Error::Protocol(_) => rf_status::RF_ERR_IO,
         Error::NotFound(_) => rf_status::RF_ERR_NOT_FOUND,
         Error::Rejected(_) => rf_status::RF_ERR_REJECTED,
+        Error::Tls(_) => rf_status::RF_ERR_TLS,
     };
     match &error {
         // For a remote error, the text is exactly the callee's message.

@@ -31,14 +31,14 @@ pub(crate) fn connect_link(
     spec: &LinkSpec,
     max_frame: u32,
     timeout: Duration,
-) -> Result<(std::net::TcpStream, proto::Session), Error> {
+) -> Result<dial::Dialled, Error> {
     let hello = Frame::HostHello {
         place: spec.place.clone(),
         secret: spec.secret.clone(),
     };
-    let addr = spec.addr.as_str();
-    let (socket, session, _) = dial::dial(addr, &hello, max_frame, timeout, dial::RELAY)?;
-    Ok((socket, session))
+    let tls = spec.tls.as_ref();
+    let (link, _) = dial::dial(&spec.addr, tls, &hello, max_frame, timeout, dial::RELAY)?;
+    Ok(link)
 }
 
 /// Keeps trying to re-establish a dropped link, backing off, until it succeeds or the server
@@ -56,10 +56,10 @@ fn reattach_in_background(ep: Weak<Endpoint>, spec: LinkSpec) {
                 }
                 let max_frame = ep.limits().max_payload + LINK_OVERHEAD;
                 match connect_link(&spec, max_frame, Duration::from_secs(5)) {
-                    Ok((socket, session)) => {
+                    Ok(link) => {
                         tracing::info!(relay = %spec.addr, place = %spec.place, "reattached to the relay");
-                        let session = Box::new(session);
-                        ep.command(Command::AddLink { socket, session, spec });
+                        let link = Box::new(link);
+                        ep.command(Command::AddLink { link, spec });
                         return;
                     }
                     Err(e) => {
@@ -76,18 +76,12 @@ fn reattach_in_background(ep: Weak<Endpoint>, spec: LinkSpec) {
 
 impl Endpoints {
     /// Registers an established link; what the relay already sent is handled on the next turn.
-    pub(super) fn add_link(
-        &mut self,
-        io: &mut Io<Peer>,
-        socket: std::net::TcpStream,
-        session: proto::Session,
-        spec: LinkSpec,
-    ) {
+    pub(super) fn add_link(&mut self, io: &mut Io<Peer>, link: dial::Dialled, spec: LinkSpec) {
         if self.ep.is_closed() {
             return;
         }
         let config = self.links_session.clone();
-        match io.insert_dialled(socket, session, config, Peer::Link(Box::new(spec))) {
+        match io.insert_dialled(link, config, Peer::Link(Box::new(spec))) {
             Ok(_) => bump(&self.counters().connections, 1),
             Err(e) => tracing::error!("cannot register the relay link: {e}"),
         }

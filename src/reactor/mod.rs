@@ -140,15 +140,14 @@ impl Reactor {
     /// bytes that arrived after the welcome. Returns the reactor and the connection's id.
     pub(crate) fn client(
         ep: Arc<Endpoint>,
-        socket: std::net::TcpStream,
-        session: proto::Session,
+        dialled: crate::driver::dial::Dialled,
         busy_poll: Duration,
     ) -> io::Result<(Reactor, ConnId)> {
         let mut reactor = Reactor::new(ep, 0, Vec::new())?;
         reactor.io.set_busy_poll(busy_poll);
         let config = reactor.owner.players_session.clone();
         let state = Peer::Direct(PeerCalls::default());
-        let (_, id) = reactor.io.insert_dialled(socket, session, config, state)?;
+        let (_, id) = reactor.io.insert_dialled(dialled, config, state)?;
         bump(&reactor.owner.counters().connections, 1);
         Ok((reactor, id))
     }
@@ -158,7 +157,10 @@ impl Reactor {
         event_loop: usize,
         listeners: Vec<std::net::TcpListener>,
     ) -> io::Result<Reactor> {
-        let io = Io::new(event_loop, listeners)?;
+        let mut io = Io::new(event_loop, Vec::new())?;
+        for listener in listeners {
+            io.listen_tls(listener, ep.tls().players.clone())?;
+        }
         if !ep.set_waker(event_loop, io.waker()?) {
             return Err(io::Error::other("this endpoint already has a reactor"));
         }
@@ -371,13 +373,10 @@ impl Endpoints {
             }
             Command::Broadcast { frame } => self.broadcast(io, &frame),
             Command::Listen { listener, done } => {
-                let _ = done.send(io.listen(listener).map(drop));
+                let tls = self.ep.tls().players.clone();
+                let _ = done.send(io.listen_tls(listener, tls).map(drop));
             }
-            Command::AddLink {
-                socket,
-                session,
-                spec,
-            } => self.add_link(io, socket, *session, spec),
+            Command::AddLink { link, spec } => self.add_link(io, *link, spec),
             Command::Accept { conn, identity } => {
                 if let Some(target) = self.lookup(io, conn) {
                     self.welcome(io, target, identity);
@@ -394,9 +393,10 @@ impl Endpoints {
                 }
             }
             Command::Shutdown => self.begin_shutdown(io),
-            Command::Adopt { socket, peer } => {
+            Command::Adopt(accepted) => {
                 let (config, state) = (self.players_session.clone(), PeerCalls::default());
-                if let Err(e) = io.adopt(socket, peer, config, Peer::Direct(state)) {
+                let peer = accepted.peer;
+                if let Err(e) = io.adopt(accepted, config, Peer::Direct(state)) {
                     tracing::warn!(%peer, "cannot register a connection: {e}");
                 }
             }
@@ -786,11 +786,11 @@ impl Owner for Endpoints {
         )
     }
 
-    fn hand_off(&mut self, socket: std::net::TcpStream, peer: SocketAddr) {
+    fn hand_off(&mut self, accepted: crate::driver::Accepted) {
         // `accept` chose the loop and moved past it.
         let count = self.ep.loop_count();
         let to = (self.next_loop + count - 1) % count;
-        self.ep.command_to(to, Command::Adopt { socket, peer });
+        self.ep.command_to(to, Command::Adopt(accepted));
     }
 
     fn on_frame(&mut self, io: &mut Io<Peer>, key: usize, frame: Frame) {
@@ -807,6 +807,11 @@ impl Owner for Endpoints {
 
     fn on_closed(&mut self, io: &mut Io<Peer>, key: usize, conn: Conn<Peer>, why: &str) {
         bump(&self.counters().disconnects_other, 1);
+        if let Some(e) = conn.tls_failure() {
+            bump(&self.counters().tls_failures, 1);
+            let reason = crate::tls::handshake_error("peer", e).to_string();
+            self.cuts.record("TLS failed", &conn.peer, &reason);
+        }
         let error = Error::Disconnected(why.to_owned());
         let welcomed = conn.session.is_welcomed();
         match conn.state {

@@ -19,6 +19,7 @@ pub use metrics::Metrics;
 use crate::driver::Mailbox;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
+use crate::tls::{Acceptor, ServerTlsConfig};
 use metrics::MetricsServer;
 use service::{RelayCommand, Service};
 use std::net::SocketAddr;
@@ -36,8 +37,15 @@ pub struct RelayConfig {
     /// Where game servers attach. Default: 127.0.0.1:7879.
     pub hosts: String,
     /// The secret hosts must present to attach. Default: none (any host may attach; keep the
-    /// host address private then).
+    /// host address private then, or require host certificates with `hosts_tls.client_ca`).
     pub secret: Option<String>,
+    /// Serve players over TLS (in the TOML file: a `[players_tls]` table with `cert_chain`,
+    /// `private_key`, optionally `allow_tls12`). Default: plaintext.
+    pub players_tls: Option<ServerTlsConfig>,
+    /// Serve game servers over TLS (a `[hosts_tls]` table). With `client_ca`, every host must
+    /// present a certificate signed by that CA (mutual TLS), on top of the secret if one is
+    /// set, or instead of it. Default: plaintext.
+    pub hosts_tls: Option<ServerTlsConfig>,
     /// Serve Prometheus metrics at `http://ADDR/metrics`. Default: off.
     pub metrics: Option<String>,
     /// On shutdown, how long in-flight calls may take to finish. Default: 5 s.
@@ -62,6 +70,8 @@ impl Default for RelayConfig {
             players: "127.0.0.1:7878".into(),
             hosts: "127.0.0.1:7879".into(),
             secret: None,
+            players_tls: None,
+            hosts_tls: None,
             metrics: None,
             drain_timeout: Duration::from_secs(5),
             limits: Limits::default(),
@@ -80,6 +90,8 @@ pub struct Relay {
     loops: Arc<Loops>,
     drain_timeout: Duration,
     threads: Vec<JoinHandle<()>>,
+    /// TLS of the player port and of the host port, if they speak it.
+    tls: [Option<Arc<Acceptor>>; 2],
 }
 
 /// What the relay's loops share: a way to reach each (hand-offs, shutdown), and the count of
@@ -121,6 +133,12 @@ impl Relay {
             "max_host_output_buffer",
             config.max_host_output_buffer,
         )?;
+        let players_tls = config
+            .players_tls
+            .as_ref()
+            .map(Acceptor::load)
+            .transpose()?;
+        let hosts_tls = config.hosts_tls.as_ref().map(Acceptor::load).transpose()?;
         let players = crate::driver::socket::bind_listener(&config.players).map_err(|e| {
             Error::io_from(
                 format!("cannot listen for players on {}", config.players),
@@ -143,11 +161,15 @@ impl Relay {
         let count = crate::ids::check_loops(config.reactors)?;
         // Each loop's driver first (the first accepts on both listeners), so that every loop
         // can be given every other's waker.
-        let mut listeners = Some(vec![players, hosts]);
+        let mut listeners = Some([(players, &players_tls), (hosts, &hosts_tls)]);
         let mut drivers = Vec::with_capacity(count);
         let mut inboxes = Vec::with_capacity(count);
         for event_loop in 0..count {
-            let io = crate::driver::Io::new(event_loop, listeners.take().unwrap_or_default())?;
+            let mut io = crate::driver::Io::new(event_loop, Vec::new())?;
+            // Listener 0 is the players', 1 the hosts'.
+            for (listener, tls) in listeners.take().into_iter().flatten() {
+                io.listen_tls(listener, tls.clone())?;
+            }
             let inbox = Mailbox::default();
             inbox.set_waker(io.waker()?);
             drivers.push(io);
@@ -173,7 +195,15 @@ impl Relay {
                 }
             }
         }
-        tracing::info!(players = %players_addr, hosts = %hosts_addr, loops = count, "relay listening");
+        tracing::info!(
+            players = %players_addr,
+            hosts = %hosts_addr,
+            loops = count,
+            players_tls = players_tls.is_some(),
+            hosts_tls = hosts_tls.is_some(),
+            host_certificates = hosts_tls.as_ref().is_some_and(|t| t.requires_client_certs()),
+            "relay listening"
+        );
         Ok(Relay {
             players: players_addr,
             hosts: hosts_addr,
@@ -182,7 +212,24 @@ impl Relay {
             loops,
             drain_timeout,
             threads,
+            tls: [players_tls, hosts_tls],
         })
+    }
+
+    /// Reads the TLS certificates and keys of both ports again (those that speak TLS) and
+    /// serves new connections with them; connected players and hosts keep their sessions.
+    /// On failure the port keeps its current certificate and the error says why.
+    pub fn reload_tls(&self) -> Result<()> {
+        let mut any = false;
+        for acceptor in self.tls.iter().flatten() {
+            acceptor.reload()?;
+            any = true;
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument("this relay serves no TLS".into()))
+        }
     }
 
     /// Where players connect.

@@ -1,6 +1,7 @@
-// The cases of tests/semantics.rs, included once per event loop count (`REACTORS`).
+// The cases of tests/semantics.rs, included once per event loop count (`REACTORS`), and once
+// more over TLS (`TLS`).
 
-use super::{common, raw};
+use super::common;
 use common::*;
 use parking_lot::Mutex;
 use remotefn::*;
@@ -8,12 +9,28 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The server configuration every case starts from: the defaults, on `REACTORS` loops.
+/// The server configuration every case starts from: the defaults, on `REACTORS` loops, over
+/// TLS when `TLS`.
 fn server_config() -> ServerConfig {
     ServerConfig {
         reactors: REACTORS,
+        tls: TLS.then(|| test_pki().server_tls()),
         ..ServerConfig::default()
     }
+}
+
+/// The client configuration every case starts from: the defaults, over TLS (trusting the test
+/// CA) when `TLS`.
+fn client_config() -> ClientConfig {
+    ClientConfig {
+        tls: TLS.then(|| test_pki().client_tls()),
+        ..ClientConfig::default()
+    }
+}
+
+/// A player with [`client_config`].
+fn connect(addr: std::net::SocketAddr) -> Client {
+    Client::connect(addr, client_config()).expect("connect")
 }
 
 fn patient() -> Option<Duration> {
@@ -84,20 +101,6 @@ fn a_client_that_disconnects_fails_the_pending_invoke_client_within_a_second() {
 }
 
 #[test]
-fn a_killed_connection_fails_the_pending_invoke_client() {
-    // The peer vanishes without a goodbye (as a crashed process would).
-    let (server, addr) = echo_server(server_config());
-    let (raw, _) = raw::RawPlayer::handshake(addr);
-    let player = server.players()[0];
-    let handle = server.handle();
-    let pending = std::thread::spawn(move || handle.invoke_client(player, "Anything", &[], None));
-    wait_until("the call is in flight", || server.calls_in_flight() == 1);
-    raw.socket.shutdown(std::net::Shutdown::Both).unwrap();
-    let result = pending.join().unwrap();
-    assert!(matches!(result, Err(Error::Disconnected(_))), "{result:?}");
-}
-
-#[test]
 fn a_server_that_shuts_down_fails_pending_calls_on_both_sides() {
     let (server, addr) = echo_server(server_config());
     server.bind_with_call_id("Hang", |_, _, _, _| {}).unwrap();
@@ -164,7 +167,7 @@ fn timeout_returns_timeout_and_the_late_reply_never_reaches_a_later_call() {
             max_calls_in_flight: 1,
             ..Limits::client()
         },
-        ..ClientConfig::default()
+        ..client_config()
     };
     let client = Client::connect(addr, config).unwrap();
     let err = client
@@ -247,7 +250,7 @@ fn nested_calls_complete_with_one_worker_on_each_side() {
         addr,
         ClientConfig {
             workers: 1,
-            ..ClientConfig::default()
+            ..client_config()
         },
     )
     .unwrap();
@@ -524,7 +527,7 @@ fn the_authenticator_accepts_with_an_identity_or_rejects_with_a_reason() {
         addr,
         ClientConfig {
             token: "good".into(),
-            ..ClientConfig::default()
+            ..client_config()
         },
     )
     .unwrap();
@@ -541,7 +544,7 @@ fn the_authenticator_accepts_with_an_identity_or_rejects_with_a_reason() {
         ClientConfig {
             token: "bad".into(),
             place: "arena".into(),
-            ..ClientConfig::default()
+            ..client_config()
         },
     );
     assert_eq!(
@@ -658,92 +661,4 @@ fn local_misuse_is_an_error_not_a_crash() {
         server.fire_all_clients("E", &too_deep),
         Err(Error::InvalidArgument(_))
     ));
-}
-
-/// What a handler sends a player reaches it after the answers to the player's earlier calls:
-/// a worker's replies and events go out in the order it made them, however the hand-off to the
-/// loop is batched. One worker, so the calls run in order; the handler of call n tells the
-/// player that call n - 1 is answered.
-#[test]
-fn an_event_a_handler_fires_comes_after_the_answers_to_earlier_calls() {
-    const CALLS: u64 = 48;
-    let (server, addr) = echo_server(ServerConfig {
-        workers: 1,
-        ..server_config()
-    });
-    server
-        .bind("Step", |s, player, args| {
-            let n = args[0].as_number().unwrap();
-            if n > 1.0 {
-                let event = format!("Answered {}", n - 1.0);
-                s.fire_client(player, &event, &[]).map_err(|e| e.to_string())?;
-            }
-            Ok::<_, String>(tuple![n])
-        })
-        .unwrap();
-    let (mut raw, _) = raw::RawPlayer::handshake(addr);
-    let mut calls = bytes::BytesMut::new();
-    for call in 1..=CALLS {
-        proto::encode_invoke(&mut calls, call, "Step", &tuple![call as f64], 64).unwrap();
-    }
-    raw.send(&calls);
-    let (mut answered, mut events) = (std::collections::HashSet::new(), 0);
-    while answered.len() < CALLS as usize || events < CALLS - 1 {
-        match raw.next_frame().expect("the server answers every call") {
-            proto::Frame::Result { call, .. } => {
-                answered.insert(call);
-            }
-            proto::Frame::Event { name, .. } => {
-                let name = String::from_utf8(name.to_vec()).unwrap();
-                let call: u64 = name.strip_prefix("Answered ").unwrap().parse().unwrap();
-                assert!(
-                    answered.contains(&call),
-                    "{name:?} came before the answer to call {call}"
-                );
-                events += 1;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
-/// A handler that waits on the player (a nested `invoke_client`) holds back no earlier answer of
-/// its worker: the player gets the answer to its earlier call while the server waits, even when
-/// it answers the server only after that.
-#[test]
-fn a_handler_that_waits_on_the_player_first_sends_the_answers_it_gathered() {
-    let (server, addr) = echo_server(ServerConfig {
-        workers: 1,
-        ..server_config()
-    });
-    server
-        .bind("AskBack", |s, player, _| {
-            s.invoke_client(player, "Ping", &[], Some(PATIENCE))
-                .map_err(|e| e.to_string())
-        })
-        .unwrap();
-    let (mut raw, _) = raw::RawPlayer::handshake(addr);
-    raw.socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut calls = bytes::BytesMut::new();
-    proto::encode_invoke(&mut calls, 1, "Echo", &tuple!["first"], 64).unwrap();
-    proto::encode_invoke(&mut calls, 2, "AskBack", &[], 64).unwrap();
-    raw.send(&calls);
-    let (mut first_answered, mut ping) = (false, None);
-    while !first_answered || ping.is_none() {
-        match raw.next_frame() {
-            Some(proto::Frame::Result { call: 1, .. }) => first_answered = true,
-            Some(proto::Frame::Invoke { call, .. }) => ping = Some(call),
-            None => panic!("no answer to call 1 while the server waits on the player"),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let mut answer = bytes::BytesMut::new();
-    proto::encode_result(&mut answer, ping.unwrap(), &tuple!["pong"], 64).unwrap();
-    raw.send(&answer);
-    match raw.next_frame() {
-        Some(proto::Frame::Result { call: 2, .. }) => {}
-        other => panic!("expected the answer to call 2, got {other:?}"),
-    }
 }

@@ -78,3 +78,106 @@ pub fn steady_caller(
         }
     })
 }
+
+/// Certificates made for the tests: a CA, and what it signed, as PEM files in cargo's
+/// per-target scratch directory.
+pub struct TestPki {
+    pub dir: std::path::PathBuf,
+    ca_cert: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+    /// The CA's certificate (what clients trust).
+    pub ca: std::path::PathBuf,
+    /// A server certificate for `localhost` and 127.0.0.1, and its key.
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// The test PKI of this test process, made once.
+pub fn test_pki() -> &'static TestPki {
+    static PKI: std::sync::OnceLock<TestPki> = std::sync::OnceLock::new();
+    PKI.get_or_init(TestPki::new)
+}
+
+impl TestPki {
+    fn new() -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("pki-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "remotefn test CA");
+        let ca_cert = params.self_signed(&ca_key).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, ca_cert.pem()).unwrap();
+        let mut pki = TestPki {
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            dir,
+            ca_cert,
+            ca_key,
+            ca,
+        };
+        let (cert, key) = pki.issue(
+            "server",
+            &["localhost", "127.0.0.1"],
+            Validity::Current,
+            false,
+        );
+        pki.cert = cert;
+        pki.key = key;
+        pki
+    }
+
+    /// Issues a certificate for `names` (a server's, or a client's when `client`), written as
+    /// `<file>.pem` and `<file>.key`.
+    pub fn issue(
+        &self,
+        file: &str,
+        names: &[&str],
+        validity: Validity,
+        client: bool,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![if client {
+            ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        if validity == Validity::Expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
+        let (cert_file, key_file) = (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        (cert_file, key_file)
+    }
+
+    /// Serves the `localhost` / 127.0.0.1 certificate.
+    pub fn server_tls(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new(&self.cert, &self.key)
+    }
+
+    /// Trusts the test CA.
+    pub fn client_tls(&self) -> ClientTlsConfig {
+        ClientTlsConfig::with_ca_file(&self.ca)
+    }
+}
+
+/// Whether [`TestPki::issue`] makes a certificate valid now or one that expired in 2021.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    Current,
+    Expired,
+}

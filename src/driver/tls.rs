@@ -1,0 +1,194 @@
+//! TLS under a connection's session: ciphertext from the socket goes into rustls and plaintext
+//! comes out to the session; the session's output goes in as plaintext and leaves as records.
+//! One implementation for every owner of the driver (server, client, host link, relay), and
+//! for the dialler's blocking handshake.
+
+use super::socket::Step;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+/// Ciphertext rustls may hold for the socket before it takes no more plaintext: past it, what
+/// waits stays in the session, under the session's own output bound.
+const MAX_BUFFERED_TLS: usize = 64 * 1024;
+
+/// One connection's TLS state.
+pub(crate) struct Tls {
+    conn: rustls::Connection,
+    /// The socket reached its end; what rustls still holds is read out first.
+    peer_ended: bool,
+    /// The TLS layer failed (a bad record, a refused certificate, plaintext on a TLS port).
+    failure: Option<rustls::Error>,
+    /// The close_notify is queued.
+    closed: bool,
+}
+
+impl Tls {
+    /// The server's side of a connection accepted on a TLS listener.
+    pub(crate) fn server(config: Arc<rustls::ServerConfig>) -> Result<Tls, rustls::Error> {
+        let conn = rustls::ServerConnection::new(config)?;
+        Ok(Tls::new(conn.into()))
+    }
+
+    /// The client's side of a connection being dialled.
+    pub(crate) fn client(conn: rustls::ClientConnection) -> Tls {
+        Tls::new(conn.into())
+    }
+
+    fn new(mut conn: rustls::Connection) -> Tls {
+        conn.set_buffer_limit(Some(MAX_BUFFERED_TLS));
+        Tls {
+            conn,
+            peer_ended: false,
+            failure: None,
+            closed: false,
+        }
+    }
+
+    /// Whether rustls has records to write (handshake messages, alerts, data).
+    pub(crate) fn wants_write(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// Whether the TLS handshake is still under way.
+    pub(crate) fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// Why the TLS layer failed, if it did.
+    pub(crate) fn failure(&self) -> Option<&rustls::Error> {
+        self.failure.as_ref()
+    }
+
+    /// As [`super::socket::read_step`], with TLS between: plaintext into `buf`. Reads the
+    /// socket until it would block (a short read of ciphertext says nothing about what
+    /// rustls can decrypt yet).
+    pub(crate) fn read_step(&mut self, socket: &mut impl Read, buf: &mut [u8]) -> Step {
+        self.read(socket, buf, true)
+    }
+
+    /// As [`read_step`](Self::read_step), for a blocking socket: after one read of
+    /// ciphertext that gave no plaintext it returns `Blocked`, so the caller can write what
+    /// the handshake has to say before reading again.
+    pub(crate) fn read_blocking(&mut self, socket: &mut impl Read, buf: &mut [u8]) -> Step {
+        self.read(socket, buf, false)
+    }
+
+    fn read(&mut self, socket: &mut impl Read, buf: &mut [u8], until_blocked: bool) -> Step {
+        let mut socket_read = false;
+        loop {
+            match self.conn.reader().read(buf) {
+                // The peer's close_notify: a clean end.
+                Ok(0) if !buf.is_empty() => return Step::End,
+                Ok(n) => return Step::Moved { n, more: true },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The socket ended without a close_notify.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Step::End,
+                Err(e) => return Step::Failed(format!("TLS: {e}")),
+            }
+            if self.peer_ended {
+                return Step::End;
+            }
+            if socket_read && !until_blocked {
+                return Step::Blocked;
+            }
+            socket_read = true;
+            match self.conn.read_tls(socket) {
+                Ok(0) => self.peer_ended = true,
+                Ok(_) => {
+                    if let Err(e) = self.conn.process_new_packets() {
+                        let why = format!("TLS: {}", crate::tls::handshake_error("peer", &e));
+                        self.failure = Some(e);
+                        return Step::Failed(why);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Step::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Step::Failed(e.to_string()),
+            }
+        }
+    }
+
+    /// Plaintext rustls has already decrypted, into `buf`: `Moved`, or `Blocked` when there
+    /// is none.
+    pub(crate) fn read_buffered(&mut self, buf: &mut [u8]) -> Step {
+        match self.conn.reader().read(buf) {
+            Ok(n) if n > 0 => Step::Moved { n, more: true },
+            _ => Step::Blocked,
+        }
+    }
+
+    /// Takes what it can of `plain` to send; how much (none once its buffer is full).
+    fn take_plaintext(&mut self, plain: &[u8]) -> usize {
+        self.conn.writer().write(plain).unwrap_or(0)
+    }
+
+    /// Writes one batch of records to `socket` (as [`super::socket::write_step`]).
+    fn write_step(&mut self, socket: &mut impl Write) -> Step {
+        loop {
+            return match self.conn.write_tls(socket) {
+                Ok(0) => Step::End,
+                Ok(n) => Step::Moved { n, more: true },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Step::Failed(e.to_string()),
+            };
+        }
+    }
+
+    /// Moves the session's output into rustls as plaintext (as much as its buffer takes) and
+    /// writes records until `socket` would block or nothing is left; once the session is
+    /// closing and all is out, queues the close_notify. Returns the ciphertext bytes written,
+    /// or why the connection failed.
+    pub(crate) fn send(
+        &mut self,
+        socket: &mut impl Write,
+        session: &mut crate::proto::Session,
+        now: std::time::Instant,
+    ) -> Result<u64, String> {
+        let mut written = 0;
+        loop {
+            let plain = session.poll_transmit();
+            if !plain.is_empty() {
+                let n = self.take_plaintext(plain);
+                if n > 0 {
+                    session.handle_written(n, now);
+                }
+            }
+            if !self.wants_write() {
+                if session.poll_shutdown() && !self.closed {
+                    self.close();
+                    continue;
+                }
+                return Ok(written);
+            }
+            match self.write_step(socket) {
+                Step::Moved { n, .. } => written += n as u64,
+                Step::Blocked => return Ok(written),
+                Step::End => return Err("connection closed while writing".into()),
+                Step::Failed(why) => return Err(why),
+            }
+        }
+    }
+
+    /// Writes what rustls has to say once, best effort: the alert that tells a failed peer
+    /// why, before the socket is dropped.
+    pub(crate) fn write_alert(&mut self, socket: &mut impl Write) {
+        while self.wants_write() {
+            if !matches!(self.write_step(socket), Step::Moved { .. }) {
+                return;
+            }
+        }
+    }
+
+    /// Queues the close_notify that tells the peer no more data follows.
+    fn close(&mut self) {
+        self.conn.send_close_notify();
+        self.closed = true;
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
