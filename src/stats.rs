@@ -34,6 +34,10 @@ pub struct Stats {
     /// handshake belongs, a refused client certificate, a bad record (also counted in
     /// `disconnects_other`).
     pub tls_failures: u64,
+    /// TLS handshakes completed in full (a resumed one is counted in `tls_resumed` instead).
+    pub tls_handshakes: u64,
+    /// TLS handshakes that resumed an earlier session with a ticket.
+    pub tls_resumed: u64,
     /// Bytes read from sockets.
     pub bytes_in: u64,
     /// Bytes written to sockets.
@@ -69,6 +73,8 @@ counters!(
     kicks,
     disconnects_other,
     tls_failures,
+    tls_handshakes,
+    tls_resumed,
     bytes_in,
     bytes_out,
 );

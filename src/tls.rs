@@ -312,23 +312,30 @@ impl Acceptor {
     }
 }
 
-/// The resumption store of each client TLS setting used in this process, so a client that
-/// reconnects with the same setting resumes its session.
-fn session_store(settings: &ClientTlsConfig) -> Arc<dyn rustls::client::ClientSessionStore> {
-    static STORES: Mutex<
-        Option<HashMap<ClientTlsConfig, Arc<dyn rustls::client::ClientSessionStore>>>,
-    > = Mutex::new(None);
-    STORES
-        .lock()
-        .get_or_insert_with(HashMap::new)
-        .entry(settings.clone())
-        .or_insert_with(|| {
-            Arc::new(rustls::client::ClientSessionMemoryCache::new(
-                RESUMABLE_SESSIONS,
-            ))
-        })
-        .clone()
+/// When each file of a client setting was last modified (`None`: no such file, or unknown).
+fn modified(settings: &ClientTlsConfig) -> Modified {
+    [
+        &settings.ca_file,
+        &settings.client_cert,
+        &settings.client_key,
+    ]
+    .map(|path| {
+        path.as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .and_then(|m| m.modified().ok())
+    })
 }
+
+type Modified = [Option<std::time::SystemTime>; 3];
+
+/// The rustls configuration made for each client setting in this process, and when its files
+/// were last modified: a client that connects again with the same setting gets the same
+/// configuration, so it resumes its session (rustls resumes only under the configuration
+/// that verified the server), while a changed file is read again.
+#[allow(clippy::type_complexity)]
+static CLIENT_CONFIGS: Mutex<
+    Option<HashMap<ClientTlsConfig, (Modified, Arc<rustls::ClientConfig>)>>,
+> = Mutex::new(None);
 
 /// A client's TLS: the rustls configuration, and the name to verify.
 #[derive(Clone)]
@@ -349,6 +356,31 @@ impl Connector {
     /// Reads the CA file (or the system's trust store) and the client certificate of
     /// `settings`.
     pub(crate) fn load(settings: &ClientTlsConfig) -> Result<Connector> {
+        let modified = modified(settings);
+        let known = CLIENT_CONFIGS
+            .lock()
+            .get_or_insert_with(HashMap::new)
+            .get(settings)
+            .filter(|(when, _)| *when == modified)
+            .map(|(_, config)| config.clone());
+        let config = match known {
+            Some(config) => config,
+            None => {
+                let config = Connector::build(settings)?;
+                CLIENT_CONFIGS
+                    .lock()
+                    .get_or_insert_with(HashMap::new)
+                    .insert(settings.clone(), (modified, config.clone()));
+                config
+            }
+        };
+        Ok(Connector {
+            config,
+            server_name: settings.server_name.clone(),
+        })
+    }
+
+    fn build(settings: &ClientTlsConfig) -> Result<Arc<rustls::ClientConfig>> {
         let roots = match &settings.ca_file {
             Some(path) => read_roots(path)?,
             None => {
@@ -386,11 +418,8 @@ impl Connector {
             }
         };
         config.alpn_protocols = vec![ALPN.to_vec()];
-        config.resumption = rustls::client::Resumption::store(session_store(settings));
-        Ok(Connector {
-            config: Arc::new(config),
-            server_name: settings.server_name.clone(),
-        })
+        config.resumption = rustls::client::Resumption::in_memory_sessions(RESUMABLE_SESSIONS);
+        Ok(Arc::new(config))
     }
 
     /// A connection to `host` (the host part of the address dialled, if it had one), verifying

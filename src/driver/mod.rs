@@ -232,9 +232,18 @@ pub(crate) struct Io<S> {
     /// blocks at once). See [`Io::set_busy_poll`].
     busy_poll: Duration,
     last_active: Instant,
-    /// Bytes read and written since the owner last took the counts.
-    bytes_in: u64,
-    bytes_out: u64,
+    /// What happened since the owner last took the counts.
+    counts: IoCounts,
+}
+
+/// What a driver counts for its owner, between two [`Io::take_counts`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IoCounts {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// TLS handshakes completed in full, and by resuming an earlier session.
+    pub tls_full: u64,
+    pub tls_resumed: u64,
 }
 
 impl<S> Io<S> {
@@ -264,8 +273,7 @@ impl<S> Io<S> {
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             busy_poll: Duration::ZERO,
             last_active: Instant::now(),
-            bytes_in: 0,
-            bytes_out: 0,
+            counts: IoCounts::default(),
         };
         for listener in listeners {
             io.listen(listener)?;
@@ -418,12 +426,9 @@ impl<S> Io<S> {
         self.reprocess.push(key);
     }
 
-    /// Bytes read and written since the last call.
-    pub(crate) fn take_byte_counts(&mut self) -> (u64, u64) {
-        (
-            std::mem::take(&mut self.bytes_in),
-            std::mem::take(&mut self.bytes_out),
-        )
+    /// What was counted since the last call.
+    pub(crate) fn take_counts(&mut self) -> IoCounts {
+        std::mem::take(&mut self.counts)
     }
 
     fn queue_flush(&mut self, key: usize) {
@@ -809,6 +814,11 @@ fn read<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, peer_closed:
             None => read_step(&mut conn.socket, &mut io.scratch[..limit], peer_closed),
             Some(tls) => {
                 let step = tls.read_step(&mut conn.socket, &mut io.scratch[..limit]);
+                match tls.take_handshake_done() {
+                    Some(true) => io.counts.tls_resumed += 1,
+                    Some(false) => io.counts.tls_full += 1,
+                    None => {}
+                }
                 if let Step::Failed(_) = step {
                     // Tell the peer why (a TLS alert) before the socket goes.
                     tls.write_alert(&mut conn.socket);
@@ -823,7 +833,7 @@ fn read<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, peer_closed:
         match step {
             Step::End => return end(owner, io, key, "the peer closed the connection"),
             Step::Moved { n, more } => {
-                io.bytes_in += n as u64;
+                io.counts.bytes_in += n as u64;
                 conn.session.handle_bytes(&io.scratch[..n], now);
                 process(owner, io, key);
                 flush_early(owner, io);
@@ -948,7 +958,7 @@ fn flush<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize) {
         Ok(n) => n,
         Err(why) => return finish(owner, io, key, &why),
     };
-    io.bytes_out += written;
+    io.counts.bytes_out += written;
     let closing_done = conn.session.is_closing() && conn.session.poll_transmit().is_empty();
     session_events(owner, io, key);
     if closing_done && io.conns.contains(key) {
@@ -993,7 +1003,8 @@ fn write_tls(
     now: Instant,
 ) -> Result<u64, String> {
     let written = tls.send(socket, session, now)?;
-    if tls.is_closed() && !tls.wants_write() {
+    if tls.take_fin_due() {
+        // As for a plaintext socket, once: each shutdown raises another readiness event.
         let _ = socket.shutdown(std::net::Shutdown::Write);
     }
     Ok(written)

@@ -20,6 +20,10 @@ pub(crate) struct Tls {
     failure: Option<rustls::Error>,
     /// The close_notify is queued.
     closed: bool,
+    /// The close_notify is written and the FIN was sent after it.
+    fin_sent: bool,
+    /// The handshake's end was reported (see [`Tls::take_handshake_done`]).
+    handshake_reported: bool,
 }
 
 impl Tls {
@@ -41,6 +45,8 @@ impl Tls {
             peer_ended: false,
             failure: None,
             closed: false,
+            fin_sent: false,
+            handshake_reported: false,
         }
     }
 
@@ -52,6 +58,15 @@ impl Tls {
     /// Whether the TLS handshake is still under way.
     pub(crate) fn is_handshaking(&self) -> bool {
         self.conn.is_handshaking()
+    }
+
+    /// Once, when the handshake has completed: whether it resumed an earlier session.
+    pub(crate) fn take_handshake_done(&mut self) -> Option<bool> {
+        if self.handshake_reported || self.conn.is_handshaking() {
+            return None;
+        }
+        self.handshake_reported = true;
+        Some(self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
     }
 
     /// Why the TLS layer failed, if it did.
@@ -187,8 +202,12 @@ impl Tls {
         self.closed = true;
     }
 
-    /// Whether [`close`](Self::close) was called.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed
+    /// True once, when the close_notify is written: the socket's FIN may follow.
+    pub(crate) fn take_fin_due(&mut self) -> bool {
+        if self.closed && !self.fin_sent && !self.wants_write() {
+            self.fin_sent = true;
+            return true;
+        }
+        false
     }
 }

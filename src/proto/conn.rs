@@ -39,6 +39,9 @@ impl Packet {
     }
 }
 
+/// The first byte of a TLS ClientHello (the record type of a handshake message).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Server: waiting for the 6-byte preface.
@@ -154,6 +157,9 @@ impl Connection {
         match self.state {
             State::Closed | State::Deciding => return Ok(None),
             State::Preface => {
+                if self.input.first() == Some(&TLS_HANDSHAKE_RECORD) {
+                    return self.fail(ProtocolError::TlsOnPlaintextPort);
+                }
                 if self.input.len() < MAGIC.len() + 2 {
                     // Refuse a wrong magic as soon as its first bytes are in.
                     let n = self.input.len().min(MAGIC.len());
@@ -401,6 +407,9 @@ mod tests {
         let mut conn = Connection::new(Role::Server, DEFAULT_MAX_FRAME);
         conn.handle_bytes(b"GET / HTTP/1.1\r\n");
         assert_eq!(conn.poll_frame(), Err(ProtocolError::BadMagic));
+        let mut conn = Connection::new(Role::Server, DEFAULT_MAX_FRAME);
+        conn.handle_bytes(&[0x16, 0x03, 0x01, 0x00, 0xf4]);
+        assert_eq!(conn.poll_frame(), Err(ProtocolError::TlsOnPlaintextPort));
 
         let mut conn = Connection::new(Role::Server, DEFAULT_MAX_FRAME);
         conn.handle_bytes(b"RMFN\x07\x00");

@@ -273,6 +273,9 @@ pub enum ProtocolError {
     /// The stream did not start with `RMFN`.
     #[error("not a remotefn peer (bad magic)")]
     BadMagic,
+    /// The stream started with a TLS handshake record: a TLS client on a plaintext port.
+    #[error("a TLS client on a plaintext port (serve TLS here, or connect without it)")]
+    TlsOnPlaintextPort,
     /// The client speaks a version this server does not.
     #[error("unsupported protocol version {0} (this side speaks {version})", version = super::PROTOCOL_VERSION)]
     UnsupportedVersion(u16),

@@ -829,9 +829,13 @@ impl Owner for Endpoints {
     }
 
     fn on_turn_end(&mut self, io: &mut Io<Peer>) -> bool {
-        let (bytes_in, bytes_out) = io.take_byte_counts();
-        bump(&self.counters().bytes_in, bytes_in);
-        bump(&self.counters().bytes_out, bytes_out);
+        let counts = io.take_counts();
+        bump(&self.counters().bytes_in, counts.bytes_in);
+        bump(&self.counters().bytes_out, counts.bytes_out);
+        if counts.tls_full + counts.tls_resumed > 0 {
+            bump(&self.counters().tls_handshakes, counts.tls_full);
+            bump(&self.counters().tls_resumed, counts.tls_resumed);
+        }
         let served = !self.jobs.is_empty();
         self.submit_pending();
         served

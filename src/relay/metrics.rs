@@ -20,8 +20,11 @@ pub struct Metrics {
     pub calls: IntCounterVec,
     /// Calls answered with an error, or failed by the relay (no host, host lost, shutdown).
     pub call_errors: IntCounter,
-    /// Connections closed by the relay, by reason (`protocol`, `limit`, `timeout`, `refused`).
+    /// Connections closed by the relay, by reason (`protocol`, `limit`, `timeout`, `refused`,
+    /// `tls`: a failed TLS handshake or record on a TLS port).
     pub disconnects: IntCounterVec,
+    /// TLS handshakes completed on the relay's ports, by kind (`full`, `resumed`).
+    pub tls_handshakes: IntCounterVec,
     /// Bytes read from and written to sockets.
     pub bytes_in: IntCounter,
     /// Bytes written.
@@ -65,6 +68,14 @@ impl Metrics {
             &["reason"],
         )
         .expect("metric");
+        let tls_handshakes = IntCounterVec::new(
+            Opts::new(
+                "remotefn_relay_tls_handshakes_total",
+                "TLS handshakes completed, by kind (full, resumed)",
+            ),
+            &["kind"],
+        )
+        .expect("metric");
         let bytes_in =
             IntCounter::new("remotefn_relay_bytes_in_total", "Bytes received").expect("metric");
         let bytes_out =
@@ -83,6 +94,7 @@ impl Metrics {
             Box::new(calls.clone()),
             Box::new(call_errors.clone()),
             Box::new(disconnects.clone()),
+            Box::new(tls_handshakes.clone()),
             Box::new(bytes_in.clone()),
             Box::new(bytes_out.clone()),
             Box::new(call_latency.clone()),
@@ -98,6 +110,7 @@ impl Metrics {
             calls,
             call_errors,
             disconnects,
+            tls_handshakes,
             bytes_in,
             bytes_out,
             call_latency,

@@ -738,9 +738,18 @@ impl Owner for Service {
     }
 
     fn on_turn_end(&mut self, io: &mut Io<PeerRole>) -> bool {
-        let (bytes_in, bytes_out) = io.take_byte_counts();
-        self.metrics.bytes_in.inc_by(bytes_in);
-        self.metrics.bytes_out.inc_by(bytes_out);
+        let counts = io.take_counts();
+        self.metrics.bytes_in.inc_by(counts.bytes_in);
+        self.metrics.bytes_out.inc_by(counts.bytes_out);
+        if counts.tls_full + counts.tls_resumed > 0 {
+            let handshakes = &self.metrics.tls_handshakes;
+            handshakes
+                .with_label_values(&["full"])
+                .inc_by(counts.tls_full);
+            handshakes
+                .with_label_values(&["resumed"])
+                .inc_by(counts.tls_resumed);
+        }
         self.calls_to_host.flush();
         self.calls_to_player.flush();
         self.call_errors.flush();

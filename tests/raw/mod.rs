@@ -132,3 +132,50 @@ impl RawPlayer {
         }
     }
 }
+
+/// A TLS player that pipes calls and never reads their answers (see
+/// [`RawPlayer::call_without_reading`]), through rustls over a blocking socket.
+pub struct TlsFlooder {
+    pub tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+}
+
+impl TlsFlooder {
+    /// Connects to `addr`, trusting the CA in `ca` (PEM), for the name 127.0.0.1.
+    pub fn connect(addr: SocketAddr, ca: &std::path::Path) -> TlsFlooder {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        let socket = TcpStream::connect(addr).unwrap();
+        TlsFlooder {
+            tls: rustls::StreamOwned::new(conn, socket),
+        }
+    }
+
+    /// Sends the preface, a HELLO and `count` calls of `Echo` with a 16 KiB buffer, reading
+    /// nothing, giving up on the write after `patience`.
+    pub fn flood(&mut self, count: u64, patience: Duration) {
+        let mut out = BytesMut::new();
+        proto::encode_preface(&mut out);
+        Frame::Hello {
+            place: String::new(),
+            token: Bytes::new(),
+        }
+        .encode(&mut out);
+        let big = [Value::buffer(vec![7u8; 16 * 1024])];
+        for call in 1..=count {
+            proto::encode_invoke(&mut out, call, "Echo", &big, 64).unwrap();
+        }
+        self.tls.sock.set_write_timeout(Some(patience)).unwrap();
+        let _ = self.tls.write_all(&out);
+    }
+}
