@@ -465,3 +465,148 @@ fn an_attack_decides_little_of_the_log_volume() {
         log.lines().count()
     );
 }
+
+/// `remotefn call` over TLS, trusting the CA in `ca`.
+fn call_tls(addr: &str, ca: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["call", addr])
+        .args(args)
+        .args(["--tls", "--tls-ca", ca.to_str().unwrap()])
+        .args(["--timeout-ms", "10000", "--log", "warn"])
+        .output()
+        .expect("run remotefn call")
+}
+
+/// Sends `signal` to `child`.
+fn signal(child: &Child, signal: &str) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[test]
+fn serve_over_tls_reloads_its_certificate_on_sighup_without_losing_a_call() {
+    use common::{test_pki, Validity};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let pki = test_pki();
+    let dir = pki.dir.join("cli-reload");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("live.pem"), dir.join("live.key"));
+    std::fs::copy(&pki.cert, &cert).unwrap();
+    std::fs::copy(&pki.key, &key).unwrap();
+    let flags = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let serve = Serve::start_flags(&flags, "warn", Stdio::null());
+    let add = call_tls(&serve.addr, &pki.ca, &["Add", "2", "40"]);
+    assert!(add.status.success(), "{}", stderr(&add));
+    assert_eq!(stdout(&add), "[42]");
+    // Plaintext to the TLS port: told what to do.
+    let plain = serve.call(&["Echo", "x"]);
+    assert!(!plain.status.success());
+    assert!(
+        stderr(&plain).contains("connect with TLS"),
+        "{}",
+        stderr(&plain)
+    );
+
+    let player = remotefn::Client::connect(
+        serve.addr.as_str(),
+        remotefn::ClientConfig {
+            tls: Some(pki.client_tls()),
+            ..remotefn::ClientConfig::default()
+        },
+    )
+    .unwrap();
+    let (stop, ok) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let caller = common::steady_caller(player.handle(), stop.clone(), ok.clone());
+    common::wait_until("calls flow", || ok.load(Ordering::Relaxed) > 10);
+
+    // Rotate to a certificate for "localhost" only: clients of 127.0.0.1 must now name it.
+    let (new_cert, new_key) = pki.issue("cli-rotated", &["localhost"], Validity::Current, false);
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    signal(&serve.process.0, "-HUP");
+    common::wait_until("new players get the new certificate", || {
+        let out = call_tls(&serve.addr, &pki.ca, &["Echo", "1"]);
+        stderr(&out).contains("does not name the host")
+    });
+    let named = call_tls(
+        &serve.addr,
+        &pki.ca,
+        &["Echo", "1", "--server-name", "localhost"],
+    );
+    assert!(named.status.success(), "{}", stderr(&named));
+    let after = ok.load(Ordering::Relaxed);
+    common::wait_until("calls go on", || ok.load(Ordering::Relaxed) > after + 10);
+    stop.store(true, Ordering::Relaxed);
+    caller.join().expect("no call failed across the reload");
+}
+
+#[test]
+fn a_relay_over_tls_admits_a_game_server_by_its_certificate_from_the_command_line() {
+    use common::{test_pki, Validity};
+    let pki = test_pki();
+    let (host_cert, host_key) = pki.issue("cli-host", &["game"], Validity::Current, true);
+    let p = |path: &std::path::Path| path.to_str().unwrap().to_owned();
+    let (cert, key, ca) = (p(&pki.cert), p(&pki.key), p(&pki.ca));
+    let (_relay, line) = start(&[
+        "relay",
+        "--players",
+        "127.0.0.1:0",
+        "--hosts",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--hosts-tls-cert",
+        &cert,
+        "--hosts-tls-key",
+        &key,
+        "--hosts-client-ca",
+        &ca,
+    ]);
+    let addrs = addresses(&line);
+    let (players, hosts) = (&addrs[0], &addrs[1]);
+    let (_game, line) = start(&[
+        "serve",
+        "--attach",
+        hosts,
+        "--place",
+        "arena",
+        "--relay-tls",
+        "--relay-ca",
+        &ca,
+        "--relay-cert",
+        &p(&host_cert),
+        "--relay-key",
+        &p(&host_key),
+    ]);
+    assert!(line.contains("through the relay"), "{line}");
+    let out = call_tls(players, &pki.ca, &["Add", "2", "40", "--place", "arena"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "[42]");
+    // Without a certificate the game server is refused, and says why.
+    let refused = Command::new(BIN)
+        .args(["serve", "--attach", hosts, "--relay-tls", "--relay-ca", &ca])
+        .args(["--log", "warn"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("certificate"),
+        "{}",
+        stderr(&refused)
+    );
+}

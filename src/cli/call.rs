@@ -1,5 +1,6 @@
 //! `remotefn call ADDR FUNCTION [ARGS...]`: one invocation from the command line.
 
+use super::tls::ClientTlsArgs;
 use clap::Args;
 use remotefn::value::json::{from_json, to_json};
 use remotefn::{Client, ClientConfig, Error, Tuple, Value};
@@ -28,6 +29,8 @@ pub struct CallArgs {
     /// Place to join (relay deployments).
     #[arg(long, default_value = "")]
     place: String,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 }
 
 pub fn run(args: CallArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -42,6 +45,7 @@ pub fn run(args: CallArgs) -> Result<(), Box<dyn std::error::Error>> {
         token: args.token.into_bytes().into(),
         place: args.place,
         connect_timeout: budget.unwrap_or(CONNECT_TIMEOUT_WITHOUT_LIMIT),
+        tls: args.tls.config(),
         ..ClientConfig::default()
     };
     let client = Client::connect(args.addr.as_str(), config).map_err(|e| match e {

@@ -5,6 +5,7 @@ mod call;
 mod limits;
 mod relay;
 mod serve;
+mod tls;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -1,8 +1,9 @@
 //! `remotefn relay`: the relay as a service, until SIGTERM or SIGINT.
 
 use super::limits::{secs, PlayerLimitArgs};
+use super::tls::{ServerTlsArgs, Signals};
 use clap::Args;
-use remotefn::{Limits, Relay, RelayConfig};
+use remotefn::{Limits, Relay, RelayConfig, ServerTlsConfig};
 use std::path::PathBuf;
 
 /// Flags override the config file, which overrides the defaults.
@@ -36,6 +37,20 @@ pub struct RelayArgs {
     /// Event loop threads (1 to 128); a place is served whole by one of them [default: 1].
     #[arg(long)]
     reactors: Option<usize>,
+    /// Serve players over TLS (`[players_tls]` in the file). Read again on SIGHUP.
+    #[command(flatten)]
+    tls: ServerTlsArgs,
+    /// Serve game servers over TLS with this certificate chain (PEM; `[hosts_tls]` in the
+    /// file); needs --hosts-tls-key. Read again on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "hosts_tls_key")]
+    hosts_tls_cert: Option<PathBuf>,
+    /// The private key of --hosts-tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "hosts_tls_cert")]
+    hosts_tls_key: Option<PathBuf>,
+    /// Require every game server to present a certificate signed by a CA in this PEM file
+    /// (mutual TLS), with the secret if one is set, or instead of it.
+    #[arg(long, value_name = "FILE", requires = "hosts_tls_cert")]
+    hosts_client_ca: Option<PathBuf>,
 }
 
 fn config(args: RelayArgs) -> Result<RelayConfig, Box<dyn std::error::Error>> {
@@ -69,6 +84,15 @@ fn config(args: RelayArgs) -> Result<RelayConfig, Box<dyn std::error::Error>> {
     if let Some(v) = args.reactors {
         c.reactors = v;
     }
+    if let Some(tls) = args.tls.config() {
+        c.players_tls = Some(tls);
+    }
+    if let (Some(cert), Some(key)) = (args.hosts_tls_cert, args.hosts_tls_key) {
+        c.hosts_tls = Some(ServerTlsConfig {
+            client_ca: args.hosts_client_ca,
+            ..ServerTlsConfig::new(cert, key)
+        });
+    }
     Ok(c)
 }
 
@@ -92,14 +116,14 @@ fn parse(text: &str) -> Result<RelayConfig, String> {
 
 pub fn run(args: RelayArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = config(args)?;
-    if config.secret.is_none() {
-        tracing::warn!("no --secret: any game server that reaches the host address can attach");
+    let host_certificates = config
+        .hosts_tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca.is_some());
+    if config.secret.is_none() && !host_certificates {
+        tracing::warn!("no --secret and no --hosts-client-ca: any game server that reaches the host address can attach");
     }
-    // Registered before the relay starts, so a signal can never be missed.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
+    let signals = Signals::register()?;
     let relay = Relay::start(config)?;
     let metrics = relay
         .metrics_addr()
@@ -110,9 +134,7 @@ pub fn run(args: RelayArgs) -> Result<(), Box<dyn std::error::Error>> {
         relay.players_addr(),
         relay.hosts_addr()
     );
-    if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, "shutting down");
-    }
+    signals.wait(|| relay.reload_tls());
     relay.shutdown();
     Ok(())
 }

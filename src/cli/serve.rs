@@ -1,8 +1,10 @@
 //! `remotefn serve`: an embedded server with a few demo functions.
 
 use super::limits::{CallLimitArgs, PlayerLimitArgs};
+use super::tls::{ServerTlsArgs, Signals};
 use clap::Args;
-use remotefn::{tuple, Limits, Server, ServerConfig, Tuple, Value};
+use remotefn::{tuple, ClientTlsConfig, Limits, Server, ServerConfig, Tuple, Value};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -30,6 +32,21 @@ pub struct ServeArgs {
     #[arg(long)]
     inline: bool,
     #[command(flatten)]
+    tls: ServerTlsArgs,
+    /// With --attach: speak TLS to the relay (verified against the system's trust store, or
+    /// --relay-ca; the name is the relay address's host).
+    #[arg(long)]
+    relay_tls: bool,
+    /// With --relay-tls: trust the CAs in this PEM file.
+    #[arg(long, value_name = "FILE", requires = "relay_tls")]
+    relay_ca: Option<PathBuf>,
+    /// With --relay-tls: present this certificate chain (PEM) to relays that require one.
+    #[arg(long, value_name = "FILE", requires_all = ["relay_tls", "relay_key"])]
+    relay_cert: Option<PathBuf>,
+    /// The private key of --relay-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "relay_cert")]
+    relay_key: Option<PathBuf>,
+    #[command(flatten)]
     player_limits: PlayerLimitArgs,
     #[command(flatten)]
     call_limits: CallLimitArgs,
@@ -39,11 +56,7 @@ pub struct ServeArgs {
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    // Registered before serving, so a signal can never be missed.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
+    let signals = Signals::register()?;
     let mut limits = Limits::default();
     args.player_limits.apply(&mut limits)?;
     args.call_limits.apply(&mut limits);
@@ -51,6 +64,13 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         workers: args.workers,
         reactors: args.reactors,
         limits,
+        tls: args.tls.config(),
+        relay_tls: args.relay_tls.then(|| ClientTlsConfig {
+            ca_file: args.relay_ca.clone(),
+            client_cert: args.relay_cert.clone(),
+            client_key: args.relay_key.clone(),
+            ..ClientTlsConfig::default()
+        }),
         ..ServerConfig::default()
     })?;
     bind_demo_functions(&server, args.inline)?;
@@ -74,13 +94,16 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     if let Some(listen) = listen {
         let addr = server.listen(listen.as_str())?;
+        let tls = if args.tls.config().is_some() {
+            " over TLS"
+        } else {
+            ""
+        };
         println!(
-            "remotefn serving on {addr} (functions: Echo, Add, Fail, CallMeBack); Ctrl-C stops"
+            "remotefn serving on {addr}{tls} (functions: Echo, Add, Fail, CallMeBack); Ctrl-C stops"
         );
     }
-    if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, "shutting down");
-    }
+    signals.wait(|| server.reload_tls());
     // Players get a goodbye; pending calls fail with a clear error.
     server.shutdown();
     Ok(())
