@@ -1081,6 +1081,89 @@ static void test_through_a_relay(const char *hosts_addr, const char *players_add
   rf_server_free(s);
 }
 
+/* A client config over TLS trusting `ca`, optionally naming the server. */
+static rf_client_config *tls_client_config(const char *ca, const char *server_name) {
+  rf_client_config *cc = rf_client_config_new();
+  CHECK_OK(rf_client_config_set_connect_timeout(cc, 5000));
+  CHECK_OK(rf_client_config_set_tls(cc, ca));
+  if (server_name) CHECK_OK(rf_client_config_set_server_name(cc, server_name));
+  return cc;
+}
+
+/* Connecting with `cc` must fail with RF_ERR_TLS of kind `want`; frees `cc`. */
+static void check_tls_failure(const char *addr, rf_client_config *cc, rf_tls_error want) {
+  rf_client *c = NULL;
+  CHECK_STATUS(rf_client_connect(addr, cc, &c), RF_ERR_TLS);
+  CHECK(c == NULL);
+  CHECK(rf_last_tls_error() == want);
+  rf_client_config_free(cc);
+}
+
+/* TLS: the setters, a call over TLS, each error a caller acts on, and a reload. */
+static void test_tls(const char *cert, const char *key, const char *ca) {
+  rf_server_config *cfg = rf_server_config_new();
+  CHECK_STATUS(rf_server_config_set_tls12(cfg, true), RF_ERR_INVALID_ARGUMENT);
+  CHECK(rf_last_tls_error() == RF_TLS_NONE);
+  CHECK_STATUS(rf_server_config_set_relay_client_cert(cfg, cert, key), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_server_config_set_tls(cfg, NULL, key), RF_ERR_INVALID_ARGUMENT);
+  /* An unreadable certificate fails at creation, naming the file. */
+  CHECK_OK(rf_server_config_set_tls(cfg, "/nonexistent/cert.pem", key));
+  rf_server *s = NULL;
+  CHECK_STATUS(rf_server_new(cfg, &s), RF_ERR_TLS);
+  CHECK(rf_last_tls_error() == RF_TLS_BAD_CONFIG);
+  CHECK(strstr(rf_last_error(), "/nonexistent/cert.pem") != NULL);
+  CHECK_OK(rf_server_config_set_tls(cfg, cert, key));
+  CHECK_OK(rf_server_config_set_tls12(cfg, true));
+  CHECK_OK(rf_server_config_set_relay_tls(cfg, ca));
+  CHECK_OK(rf_server_config_set_relay_client_cert(cfg, cert, key));
+  CHECK_OK(rf_server_new(cfg, &s));
+  rf_server_config_free(cfg);
+  CHECK_OK(rf_server_listen(s, "127.0.0.1:0"));
+  CHECK_OK(rf_server_bind(s, "Echo", on_echo, NULL));
+  uint16_t port = 0;
+  CHECK_OK(rf_server_local_port(s, &port));
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
+
+  rf_client_config *cc = rf_client_config_new();
+  CHECK_STATUS(rf_client_config_set_server_name(cc, "localhost"), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_client_config_set_client_cert(cc, cert, key), RF_ERR_INVALID_ARGUMENT);
+  rf_client_config_free(cc);
+  cc = tls_client_config(ca, "localhost");
+  /* The server asks for no client certificate; presenting one does no harm. */
+  CHECK_OK(rf_client_config_set_client_cert(cc, cert, key));
+  rf_client *c = NULL;
+  CHECK_OK(rf_client_connect(addr, cc, &c));
+  rf_client_config_free(cc);
+  rf_tuple *args = rf_tuple_new();
+  CHECK_OK(rf_tuple_push_number(args, 7));
+  rf_tuple *out = NULL;
+  CHECK_OK(rf_client_invoke_server(c, "Echo", args, 5000, &out));
+  take_one_number(&out, 7);
+
+  /* Each failure has its kind. */
+  check_tls_failure(addr, tls_client_config(cert, NULL), RF_TLS_UNTRUSTED_CERTIFICATE);
+  check_tls_failure(addr, tls_client_config(ca, "game.example.com"), RF_TLS_WRONG_SERVER_NAME);
+  rf_client_config *plain = rf_client_config_new();
+  CHECK_OK(rf_client_config_set_connect_timeout(plain, 5000));
+  check_tls_failure(addr, plain, RF_TLS_REQUIRED);
+
+  /* Reloading keeps the connected player. */
+  CHECK_OK(rf_server_reload_tls(s));
+  CHECK_OK(rf_client_invoke_server(c, "Echo", args, 5000, &out));
+  take_one_number(&out, 7);
+  rf_tuple_free(args);
+  rf_client_free(c);
+  rf_server_free(s);
+
+  /* A server without TLS has nothing to reload. */
+  char plain_addr[64];
+  rf_server *p = start_server(1, RF_DISPATCH_WORKERS, 16, plain_addr, sizeof plain_addr);
+  CHECK_STATUS(rf_server_reload_tls(p), RF_ERR_INVALID_ARGUMENT);
+  check_tls_failure(plain_addr, tls_client_config(ca, NULL), RF_TLS_NOT_TLS);
+  rf_server_free(p);
+}
+
 int main(int argc, char **argv) {
   main_thread = pthread_self();
   atomic_init(&delayed_done, 0);
@@ -1112,6 +1195,13 @@ int main(int argc, char **argv) {
   test_players_and_kick();
   test_unbound_queue_and_limit();
   test_shutdown_with_pending_calls();
+  const char *cert = getenv("RF_TEST_TLS_CERT"), *key = getenv("RF_TEST_TLS_KEY"),
+             *ca = getenv("RF_TEST_TLS_CA");
+  if (cert && key && ca) {
+    test_tls(cert, key, ca);
+  } else {
+    fprintf(stderr, "abi_test: RF_TEST_TLS_CERT, RF_TEST_TLS_KEY and RF_TEST_TLS_CA not set; skipping TLS tests\n");
+  }
   if (argc == 3) {
     test_through_a_relay(argv[1], argv[2]);
   } else {

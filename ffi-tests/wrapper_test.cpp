@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -179,11 +180,43 @@ static void test_manual_dispatch_on_this_thread() {
   CHECK(on_main);
 }
 
+/* TLS through the options: a call, and an untrusted server as a typed exception. */
+static void test_tls(const char* cert, const char* key, const char* ca) {
+  remotefn::ServerOptions options;
+  options.tls_cert = cert;
+  options.tls_key = key;
+  remotefn::Server server(options);
+  server.bind("Echo", [](remotefn::PlayerId, const TupleRef& args) { return Tuple(args); });
+  std::string addr = address(server.listen("127.0.0.1:0"));
+  remotefn::ClientOptions trusting;
+  trusting.tls = true;
+  trusting.tls_ca = ca;
+  remotefn::Client client(addr, trusting);
+  CHECK(client.invoke("Echo", Tuple().push(3), 5s)[0].number() == 3);
+  remotefn::ClientOptions wrong = trusting;
+  wrong.tls_ca = cert; /* not a CA */
+  try {
+    remotefn::Client untrusted(addr, wrong);
+    CHECK(!"an untrusted server must throw");
+  } catch (const remotefn::Error& e) {
+    CHECK(e.status() == RF_ERR_TLS);
+    CHECK(e.tls_error() == RF_TLS_UNTRUSTED_CERTIFICATE);
+  }
+  server.reload_tls();
+}
+
 int main(int, char**) {
   test_calls_values_and_errors();
   test_invoke_client_nested_and_deferred();
   test_events_players_and_auth();
   test_manual_dispatch_on_this_thread();
+  const char *cert = std::getenv("RF_TEST_TLS_CERT"), *key = std::getenv("RF_TEST_TLS_KEY"),
+             *ca = std::getenv("RF_TEST_TLS_CA");
+  if (cert && key && ca) {
+    test_tls(cert, key, ca);
+  } else {
+    std::fprintf(stderr, "wrapper_test: RF_TEST_TLS_* not set; skipping TLS tests\n");
+  }
   if (rf_test_failures) {
     std::fprintf(stderr, "wrapper_test: %d check(s) failed\n", rf_test_failures);
     return 1;

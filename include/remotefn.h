@@ -71,6 +71,28 @@ typedef enum rf_status {
   RF_ERR_TLS = 11,
 } rf_status;
 
+// What went wrong in the last `RF_ERR_TLS` returned on this thread (see `rf_last_tls_error`).
+typedef enum rf_tls_error {
+  // The last failure on this thread was not a TLS one (or there was none).
+  RF_TLS_NONE = 0,
+  // The server's certificate is not signed by a trusted CA.
+  RF_TLS_UNTRUSTED_CERTIFICATE = 1,
+  // The server's certificate does not name the host connected to.
+  RF_TLS_WRONG_SERVER_NAME = 2,
+  // The server's certificate has expired (or is not valid yet).
+  RF_TLS_EXPIRED_CERTIFICATE = 3,
+  // The peer does not speak TLS (a TLS client on a plaintext port).
+  RF_TLS_NOT_TLS = 4,
+  // The server speaks only TLS (a plaintext client on a TLS port).
+  RF_TLS_REQUIRED = 5,
+  // The server refused this side's client certificate, or wanted one.
+  RF_TLS_CERTIFICATE_REJECTED = 6,
+  // A certificate, key or CA file could not be read or used.
+  RF_TLS_BAD_CONFIG = 7,
+  // Another TLS failure (the message says which).
+  RF_TLS_OTHER = 8,
+} rf_tls_error;
+
 // The type of a value.
 typedef enum rf_type {
   // `nil`.
@@ -725,6 +747,82 @@ enum rf_status rf_server_queued_calls(const struct rf_server *s, size_t *out);
 // # Safety
 // `s` is NULL or a live server; `out` is NULL or valid for writes.
 enum rf_status rf_server_calls_in_flight(const struct rf_server *s, size_t *out);
+
+// The kind of the last `RF_ERR_TLS` returned on this thread; `RF_TLS_NONE` when the last
+// failure was of another kind. Thread-safe (per thread, as `rf_last_error`).
+enum rf_tls_error rf_last_tls_error(void);
+
+// Serves players over TLS 1.3 with the certificate chain in `cert_pem_path` (PEM, the
+// server's certificate first) and its private key in `key_pem_path`. The files are read by
+// `rf_server_new` (`RF_ERR_TLS` there names a file that cannot be read or a key that does
+// not fit) and again by `rf_server_reload_tls`.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time; `cert_pem_path` and
+// `key_pem_path` are NULL or NUL-terminated strings.
+enum rf_status rf_server_config_set_tls(struct rf_server_config *c,
+                                        const char *cert_pem_path,
+                                        const char *key_pem_path);
+
+// Also accepts TLS 1.2 from players (after `rf_server_config_set_tls`; default: TLS 1.3
+// only). `RF_ERR_INVALID_ARGUMENT` when TLS is not set.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time.
+enum rf_status rf_server_config_set_tls12(struct rf_server_config *c, bool allow);
+
+// Speaks TLS to relays (`rf_server_attach`), trusting the CAs in `ca_pem_path`, or the
+// system's trust store when it is NULL. The relay's certificate must name the host of the
+// relay address.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time; `ca_pem_path` is NULL or a
+// NUL-terminated string.
+enum rf_status rf_server_config_set_relay_tls(struct rf_server_config *c, const char *ca_pem_path);
+
+// Presents this certificate chain and key (PEM files) to relays that require host
+// certificates (after `rf_server_config_set_relay_tls`).
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time; `cert_pem_path` and
+// `key_pem_path` are NULL or NUL-terminated strings.
+enum rf_status rf_server_config_set_relay_client_cert(struct rf_server_config *c,
+                                                      const char *cert_pem_path,
+                                                      const char *key_pem_path);
+
+// Reads the server's certificate chain and key again and serves players who connect from
+// now on with them; connected players keep their sessions. On failure (`RF_ERR_TLS`) the
+// certificate in use stays; `RF_ERR_INVALID_ARGUMENT` when the server has no TLS.
+//
+// # Safety
+// `s` is NULL or a live server.
+enum rf_status rf_server_reload_tls(struct rf_server *s);
+
+// Connects over TLS 1.3, trusting the CAs in `ca_pem_path`, or the system's trust store when
+// it is NULL. The server's certificate must name the host of the address given to
+// `rf_client_connect` unless `rf_client_config_set_server_name` names another.
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time; `ca_pem_path` is NULL or a
+// NUL-terminated string.
+enum rf_status rf_client_config_set_tls(struct rf_client_config *c, const char *ca_pem_path);
+
+// The name the server's certificate must carry (after `rf_client_config_set_tls`).
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time; `name` is NULL or a
+// NUL-terminated string.
+enum rf_status rf_client_config_set_server_name(struct rf_client_config *c, const char *name);
+
+// Presents this client certificate chain and key (PEM files) to servers that require one
+// (after `rf_client_config_set_tls`).
+//
+// # Safety
+// `c` is NULL or a live config used by one thread at a time; `cert_pem_path` and
+// `key_pem_path` are NULL or NUL-terminated strings.
+enum rf_status rf_client_config_set_client_cert(struct rf_client_config *c,
+                                                const char *cert_pem_path,
+                                                const char *key_pem_path);
 
 // Creates an empty tuple. The caller owns it and frees it with `rf_tuple_free` (or gives it to
 // `rf_*_return`, which consumes it). Never NULL (except on an internal panic).

@@ -37,19 +37,24 @@ using Vector3 = rf_vector3;
 using Color3 = rf_color3;
 using CFrame = rf_cframe;
 
-/// An error from the library: the status code and rf_last_error() at the time.
+/// An error from the library: the status code, rf_last_error() and, for RF_ERR_TLS,
+/// rf_last_tls_error() at the time.
 class Error : public std::runtime_error {
  public:
-  Error(rf_status status, const std::string& message) : std::runtime_error(message), status_(status) {}
+  Error(rf_status status, const std::string& message, rf_tls_error tls = RF_TLS_NONE)
+      : std::runtime_error(message), status_(status), tls_(tls) {}
   rf_status status() const noexcept { return status_; }
+  /// What went wrong in TLS (RF_TLS_NONE unless status() is RF_ERR_TLS).
+  rf_tls_error tls_error() const noexcept { return tls_; }
 
  private:
   rf_status status_;
+  rf_tls_error tls_;
 };
 
 namespace detail {
 inline void check(rf_status status) {
-  if (status != RF_OK) throw Error(status, rf_last_error());
+  if (status != RF_OK) throw Error(status, rf_last_error(), rf_last_tls_error());
 }
 
 struct HolderBase {
@@ -231,6 +236,11 @@ struct ServerOptions {
   /// Event loop threads (rf_server_config_set_reactors). Last, so that existing positional
   /// initialisers keep their meaning.
   uint32_t reactors = 1;
+  /// Serve players over TLS with this certificate chain and key (PEM files; both or none).
+  std::string tls_cert{};
+  std::string tls_key{};
+  /// Also accept TLS 1.2 (with tls_cert).
+  bool tls12 = false;
 };
 
 /// Client settings (see rf_client_config_*).
@@ -241,6 +251,14 @@ struct ClientOptions {
   std::chrono::milliseconds connect_timeout{10000};
   /// How long the client's loop polls after a turn before sleeping (0: it sleeps at once).
   std::chrono::microseconds busy_poll{50};
+  /// Connect over TLS, trusting the CAs in tls_ca (a PEM file; empty: the system's store).
+  bool tls = false;
+  std::string tls_ca{};
+  /// The name the server's certificate must carry (empty: the host of the address).
+  std::string server_name{};
+  /// A client certificate chain and key to present (PEM files; both or none).
+  std::string tls_client_cert{};
+  std::string tls_client_key{};
 };
 
 /// A game server. Move-only; the destructor stops it (pending calls fail with RF_ERR_CLOSED)
@@ -260,6 +278,10 @@ class Server {
     if (st == RF_OK) st = rf_server_config_set_reactors(c, options.reactors);
     if (st == RF_OK) st = rf_server_config_set_dispatch(c, options.dispatch);
     if (st == RF_OK) st = rf_server_config_set_max_payload(c, options.max_payload);
+    if (st == RF_OK && (!options.tls_cert.empty() || !options.tls_key.empty())) {
+      st = rf_server_config_set_tls(c, options.tls_cert.c_str(), options.tls_key.c_str());
+      if (st == RF_OK) st = rf_server_config_set_tls12(c, options.tls12);
+    }
     if (st == RF_OK) st = rf_server_new(c, &s_);
     rf_server_config_free(c);
     detail::check(st);
@@ -269,6 +291,10 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
   ~Server() { rf_server_free(s_); }
+
+  /// Reads the TLS certificate and key again for players who connect from now on
+  /// (rf_server_reload_tls).
+  void reload_tls() { detail::check(rf_server_reload_tls(s_)); }
 
   /// Listens on `addr` ("127.0.0.1:0" picks a port); returns the port.
   uint16_t listen(const std::string& addr) {
@@ -433,6 +459,13 @@ class Client {
     if (st == RF_OK) st = rf_client_config_set_dispatch(c, options.dispatch);
     if (st == RF_OK) st = rf_client_config_set_connect_timeout(c, to_ms(options.connect_timeout));
     if (st == RF_OK) st = rf_client_config_set_busy_poll_us(c, to_us(options.busy_poll));
+    if (st == RF_OK && options.tls) {
+      st = rf_client_config_set_tls(c, options.tls_ca.empty() ? nullptr : options.tls_ca.c_str());
+      if (st == RF_OK && !options.server_name.empty())
+        st = rf_client_config_set_server_name(c, options.server_name.c_str());
+      if (st == RF_OK && (!options.tls_client_cert.empty() || !options.tls_client_key.empty()))
+        st = rf_client_config_set_client_cert(c, options.tls_client_cert.c_str(), options.tls_client_key.c_str());
+    }
     if (st == RF_OK) st = rf_client_connect(addr.c_str(), c, &c_);
     rf_client_config_free(c);
     detail::check(st);

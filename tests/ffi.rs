@@ -4,6 +4,8 @@
 //! The programs are compiled with the system `cc` (C11) and `c++` (C++17) and
 //! `-Wall -Wextra -Werror -pedantic`, which also proves the headers compile cleanly.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
@@ -139,8 +141,13 @@ fn run(exe: &Path, wrapper: &[&str]) {
     command.push(exe.to_str().unwrap());
     command.extend(relay_args.iter().map(String::as_str));
     let (program, args) = command.split_first().expect("a program");
+    // The certificates of the programs' TLS tests.
+    let pki = common::test_pki();
     let out = Command::new(program)
         .args(args)
+        .env("RF_TEST_TLS_CERT", &pki.cert)
+        .env("RF_TEST_TLS_KEY", &pki.key)
+        .env("RF_TEST_TLS_CA", &pki.ca)
         .output()
         .expect("run the test program");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -183,6 +190,10 @@ fn cpp_wrapper_against_the_static_library() {
 #[test]
 fn c_program_under_valgrind_memcheck() {
     let exe = compile("abi_test.c", Link::Shared);
+    let suppressions = format!(
+        "--suppressions={}",
+        root().join("ffi-tests/valgrind.supp").display()
+    );
     run(
         &exe,
         &[
@@ -192,6 +203,7 @@ fn c_program_under_valgrind_memcheck() {
             "--errors-for-leak-kinds=definite",
             "--show-leak-kinds=definite",
             "--quiet",
+            &suppressions,
         ],
     );
 }

@@ -44,7 +44,10 @@ pub type rf_on_client_event =
 ///
 /// # Safety
 /// `c` is NULL or a live config used by one thread at a time.
-unsafe fn config<'a>(c: *mut rf_client_config, _: &str) -> Result<&'a mut ClientConfig, Error> {
+pub(super) unsafe fn config<'a>(
+    c: *mut rf_client_config,
+    _: &str,
+) -> Result<&'a mut ClientConfig, Error> {
     // SAFETY: forwarded caller contract.
     Ok(&mut unsafe { handle_mut(c, "config") }?.config)
 }

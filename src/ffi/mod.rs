@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod server;
+pub mod tls;
 pub mod tuple;
 
 use crate::error::Error;
@@ -79,6 +80,7 @@ pub(crate) fn fail(error: Error) -> rf_status {
         Error::Rejected(_) => rf_status::RF_ERR_REJECTED,
         Error::Tls(_) => rf_status::RF_ERR_TLS,
     };
+    tls::record(&error);
     match &error {
         // For a remote error, the text is exactly the callee's message.
         Error::Remote(message) | Error::Rejected(message) => set_last_error(message),

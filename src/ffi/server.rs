@@ -75,7 +75,10 @@ pub type rf_on_authenticate = Option<
 ///
 /// # Safety
 /// `c` is NULL or a live config used by one thread at a time.
-unsafe fn config<'a>(c: *mut rf_server_config, _: &str) -> Result<&'a mut ServerConfig, Error> {
+pub(super) unsafe fn config<'a>(
+    c: *mut rf_server_config,
+    _: &str,
+) -> Result<&'a mut ServerConfig, Error> {
     // SAFETY: forwarded caller contract.
     Ok(&mut unsafe { handle_mut(c, "config") }?.config)
 }
