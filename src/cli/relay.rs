@@ -155,6 +155,19 @@ mod tests {
         assert_eq!(parse(new).unwrap().limits.max_players, 5);
         // Any other unknown key is just unknown.
         let typo = parse("playerz = \"x\"\n").unwrap_err();
+        // TLS tables, as DEPLOY.md shows them.
+        let tls = "[players_tls]\ncert_chain = \"a.pem\"\nprivate_key = \"a.key\"\n\
+                   [hosts_tls]\ncert_chain = \"b.pem\"\nprivate_key = \"b.key\"\nclient_ca = \"ca.pem\"\n";
+        let c = parse(tls).unwrap();
+        let players = c.players_tls.expect("players_tls");
+        assert_eq!(players.cert_chain, std::path::PathBuf::from("a.pem"));
+        assert!(!players.allow_tls12 && players.client_ca.is_none());
+        let hosts = c.hosts_tls.expect("hosts_tls");
+        assert_eq!(hosts.client_ca, Some(std::path::PathBuf::from("ca.pem")));
+        assert!(
+            parse("[players_tls]\ncert_chain = \"a\"\n").is_err(),
+            "a key is required"
+        );
         assert!(
             typo.contains("playerz") && !typo.contains("[limits]"),
             "{typo}"

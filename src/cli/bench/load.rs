@@ -58,6 +58,13 @@ pub struct Spec {
     pub inflight: usize,
     pub payload: usize,
     pub place: String,
+    /// Speak TLS (remotefn only), with this configuration.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The server name the generator's TLS verifies: the target's IP address.
+fn server_name(addr: SocketAddr) -> rustls::pki_types::ServerName<'static> {
+    rustls::pki_types::ServerName::IpAddress(addr.ip().into())
 }
 
 struct Conn {
@@ -72,6 +79,8 @@ struct Conn {
     seq: u64,
     ready: bool,
     dead: bool,
+    /// TLS between the socket and the protocol, when the load speaks it.
+    tls: Option<rustls::ClientConnection>,
 }
 
 /// A request template: the encoded frame and where its 8-byte id sits (if it has one).
@@ -132,6 +141,22 @@ impl Conn {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            if !self.out.is_empty() {
+                tls.writer().write_all(&self.out)?;
+                self.out.clear();
+            }
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.socket) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(());
+        }
         while !self.out.is_empty() {
             match self.socket.write(&self.out) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -142,6 +167,35 @@ impl Conn {
             }
         }
         Ok(())
+    }
+}
+
+/// Reads `socket` through `tls` until it would block, handing the plaintext to `proto`; an
+/// error when the connection ended or TLS failed.
+fn read_tls(
+    tls: &mut rustls::ClientConnection,
+    socket: &mut TcpStream,
+    buf: &mut [u8],
+    proto: &mut Connection,
+) -> io::Result<()> {
+    loop {
+        match tls.read_tls(socket) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {
+                tls.process_new_packets().map_err(io::Error::other)?;
+                loop {
+                    match tls.reader().read(buf) {
+                        Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                        Ok(n) => proto.handle_bytes(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -198,6 +252,12 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
             seq: 0,
             ready,
             dead: false,
+            tls: spec.tls.clone().map(|config| {
+                let mut tls = rustls::ClientConnection::new(config, server_name(spec.addr))
+                    .expect("a TLS client");
+                tls.set_buffer_limit(None);
+                tls
+            }),
         });
     }
     for c in &mut conns {
@@ -250,7 +310,13 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
             if !(event.is_readable() || event.is_read_closed()) {
                 continue;
             }
-            loop {
+            if let Some(tls) = &mut c.tls {
+                match read_tls(tls, &mut c.socket, &mut buf, &mut c.proto) {
+                    Ok(()) => {}
+                    Err(_) => c.die(shared, &mut errors),
+                }
+            }
+            while c.tls.is_none() {
                 match c.socket.read(&mut buf) {
                     Ok(0) => {
                         c.die(shared, &mut errors);

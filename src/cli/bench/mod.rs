@@ -7,6 +7,7 @@
 //! draws calls/s and p99 latency against players.
 
 pub mod baseline;
+mod handshakes;
 mod load;
 mod plot;
 
@@ -63,6 +64,43 @@ pub struct BenchArgs {
     /// Print results as JSON (one object per run) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Speak TLS to the server, trusting the CA in this PEM file (remotefn only). The server
+    /// this command starts then serves TLS with --tls-cert and --tls-key.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The certificate chain (PEM) of the server this command starts, for --tls-ca.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Measure new connections per second instead of calls: each connects, completes the
+    /// handshake (plaintext, a full TLS handshake, or a resumed one) up to the WELCOME, and
+    /// closes; --threads connect at once, for --duration.
+    #[arg(long, value_enum)]
+    handshakes: Option<handshakes::Handshakes>,
+}
+
+/// The generator's TLS: trusts the CA in `ca`, verifies the target's IP address.
+fn generator_tls(ca: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![remotefn::tls::ALPN.to_vec()];
+    Ok(config)
 }
 
 /// One run's figures.
@@ -89,7 +127,7 @@ struct ChildServer {
 }
 
 impl ChildServer {
-    fn start(protocol: Protocol, workers: usize) -> Result<ChildServer, String> {
+    fn start(protocol: Protocol, workers: usize, tls: &[String]) -> Result<ChildServer, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(exe);
         match protocol {
@@ -119,6 +157,7 @@ impl ChildServer {
         };
         let mut child = cmd
             .arg(workers.to_string())
+            .args(tls)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -156,7 +195,75 @@ impl Drop for ChildServer {
     }
 }
 
+/// The TLS flags of the server this command starts.
+fn child_tls_flags(args: &BenchArgs) -> Result<Vec<String>, String> {
+    match (&args.tls_cert, &args.tls_key, args.protocol) {
+        (None, _, _) => Ok(Vec::new()),
+        (Some(cert), Some(key), Protocol::Remotefn) => Ok(vec![
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ]),
+        (Some(_), None, _) => Err("--tls-cert needs --tls-key".into()),
+        (Some(_), Some(_), _) => Err("TLS is for --protocol remotefn".into()),
+    }
+}
+
+/// `--handshakes`: new connections per second against the target or a server of our own.
+fn run_handshakes(args: &BenchArgs, kind: handshakes::Handshakes) -> Result<(), String> {
+    let tls = match (&args.tls_ca, kind) {
+        (Some(ca), handshakes::Handshakes::Full | handshakes::Handshakes::Resumed) => {
+            Some(generator_tls(ca)?)
+        }
+        (None, handshakes::Handshakes::Plain) => None,
+        (Some(_), handshakes::Handshakes::Plain) => {
+            return Err("--handshakes plain is without TLS: drop --tls-ca".into())
+        }
+        (None, _) => return Err("TLS handshakes need --tls-ca".into()),
+    };
+    let server = match args.target {
+        Some(_) => None,
+        None => Some(ChildServer::start(
+            Protocol::Remotefn,
+            args.server_workers,
+            &child_tls_flags(args)?,
+        )?),
+    };
+    let addr = args
+        .target
+        .or(server.as_ref().map(|s| s.addr))
+        .expect("an address");
+    let rate = handshakes::measure(
+        addr,
+        kind,
+        tls,
+        args.threads,
+        Duration::from_secs_f64(args.duration),
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "handshakes": format!("{kind:?}").to_lowercase(),
+                "per_sec": rate.per_sec.round(),
+                "resumed": rate.resumed,
+                "failed": rate.failed,
+            })
+        );
+    } else {
+        println!(
+            "{kind:?} handshakes: {:.0}/s ({} resumed, {} failed)",
+            rate.per_sec, rate.resumed, rate.failed
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: BenchArgs) -> Result<(), String> {
+    if let Some(kind) = args.handshakes {
+        return run_handshakes(&args, kind);
+    }
     if args.inflight == 0 || args.inflight > 65_535 {
         return Err("--inflight must be between 1 and 65,535".into());
     }
@@ -187,7 +294,11 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         // A fresh server per run, so memory and state figures belong to this run alone.
         let server = match args.target {
             Some(_) => None,
-            None => Some(ChildServer::start(args.protocol, args.server_workers)?),
+            None => Some(ChildServer::start(
+                args.protocol,
+                args.server_workers,
+                &child_tls_flags(&args)?,
+            )?),
         };
         let addr = args
             .target
@@ -255,6 +366,11 @@ fn run_once(
 ) -> Result<Outcome, String> {
     let shared = Arc::new(Shared::default());
     let threads = args.threads.clamp(1, players);
+    let tls = match &args.tls_ca {
+        Some(ca) if args.protocol == Protocol::Remotefn => Some(Arc::new(generator_tls(ca)?)),
+        Some(_) => return Err("TLS is for --protocol remotefn".into()),
+        None => None,
+    };
     let empty_rss = server.and_then(ChildServer::rss);
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("template"));
@@ -271,6 +387,7 @@ fn run_once(
                 inflight: args.inflight,
                 payload: args.payload,
                 place: args.place.clone(),
+                tls: tls.clone(),
             };
             let shared = shared.clone();
             std::thread::spawn(move || load::run_thread(&spec, &shared))
