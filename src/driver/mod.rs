@@ -798,6 +798,9 @@ fn accept_one<O: Owner>(owner: &mut O, io: &mut Io<O::State>, listener: usize) {
 /// Reads what connection `key` sent, within its per-turn budget. `peer_closed`: the event also
 /// reported the end of the stream, which a short read must not be taken to have consumed.
 fn read<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, peer_closed: bool) {
+    if let Some(tls) = io.conns.get_mut(key).and_then(|c| c.tls.as_deref_mut()) {
+        tls.on_readiness();
+    }
     let mut drained = false;
     for _ in 0..READS_PER_TURN {
         let now = io.now;
@@ -813,7 +816,7 @@ fn read<O: Owner>(owner: &mut O, io: &mut Io<O::State>, key: usize, peer_closed:
         let step = match conn.tls.as_deref_mut() {
             None => read_step(&mut conn.socket, &mut io.scratch[..limit], peer_closed),
             Some(tls) => {
-                let step = tls.read_step(&mut conn.socket, &mut io.scratch[..limit]);
+                let step = tls.read_step(&mut conn.socket, &mut io.scratch[..limit], peer_closed);
                 match tls.take_handshake_done() {
                     Some(true) => io.counts.tls_resumed += 1,
                     Some(false) => io.counts.tls_full += 1,

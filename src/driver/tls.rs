@@ -11,6 +11,31 @@ use std::sync::Arc;
 /// waits stays in the session, under the session's own output bound.
 const MAX_BUFFERED_TLS: usize = 64 * 1024;
 
+/// How far [`Tls::read`] reads the socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// Until a read would block.
+    WouldBlock,
+    /// Until a read returns less than rustls asked for (or would block).
+    ShortRead,
+    /// One read (a blocking socket).
+    OneRead,
+}
+
+/// A reader that notes whether its last read returned less than was asked.
+struct Counted<'a, R> {
+    inner: &'a mut R,
+    short: bool,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
+    }
+}
+
 /// One connection's TLS state.
 pub(crate) struct Tls {
     conn: rustls::Connection,
@@ -20,6 +45,9 @@ pub(crate) struct Tls {
     failure: Option<rustls::Error>,
     /// The close_notify is queued.
     closed: bool,
+    /// A short read emptied the socket since its last readiness event (see
+    /// [`Tls::on_readiness`]): until the next, what rustls holds is all there is.
+    socket_drained: bool,
     /// The close_notify is written and the FIN was sent after it.
     fin_sent: bool,
     /// The handshake's end was reported (see [`Tls::take_handshake_done`]).
@@ -45,9 +73,16 @@ impl Tls {
             peer_ended: false,
             failure: None,
             closed: false,
+            socket_drained: false,
             fin_sent: false,
             handshake_reported: false,
         }
+    }
+
+    /// The socket reported readiness (or is read again after a budget ran out): it may
+    /// hold more than the last short read left.
+    pub(crate) fn on_readiness(&mut self) {
+        self.socket_drained = false;
     }
 
     /// Whether rustls has records to write (handshake messages, alerts, data).
@@ -74,21 +109,36 @@ impl Tls {
         self.failure.as_ref()
     }
 
-    /// As [`super::socket::read_step`], with TLS between: plaintext into `buf`. Reads the
-    /// socket until it would block (a short read of ciphertext says nothing about what
-    /// rustls can decrypt yet).
-    pub(crate) fn read_step(&mut self, socket: &mut impl Read, buf: &mut [u8]) -> Step {
-        self.read(socket, buf, true)
+    /// As [`super::socket::read_step`], with TLS between: plaintext into `buf`, reading the
+    /// socket until it is drained. As there, a short read of the socket drains it (the next
+    /// arrival raises another event) unless the event also reported the end of the stream
+    /// (`peer_closed`): that saves the read that would say `WouldBlock`, one system call per
+    /// wake-up.
+    pub(crate) fn read_step(
+        &mut self,
+        socket: &mut impl Read,
+        buf: &mut [u8],
+        peer_closed: bool,
+    ) -> Step {
+        self.read(
+            socket,
+            buf,
+            if peer_closed {
+                Until::WouldBlock
+            } else {
+                Until::ShortRead
+            },
+        )
     }
 
     /// As [`read_step`](Self::read_step), for a blocking socket: after one read of
     /// ciphertext that gave no plaintext it returns `Blocked`, so the caller can write what
     /// the handshake has to say before reading again.
     pub(crate) fn read_blocking(&mut self, socket: &mut impl Read, buf: &mut [u8]) -> Step {
-        self.read(socket, buf, false)
+        self.read(socket, buf, Until::OneRead)
     }
 
-    fn read(&mut self, socket: &mut impl Read, buf: &mut [u8], until_blocked: bool) -> Step {
+    fn read(&mut self, socket: &mut impl Read, buf: &mut [u8], until: Until) -> Step {
         let mut socket_read = false;
         loop {
             match self.conn.reader().read(buf) {
@@ -103,11 +153,17 @@ impl Tls {
             if self.peer_ended {
                 return Step::End;
             }
-            if socket_read && !until_blocked {
+            if (socket_read && until == Until::OneRead) || self.socket_drained {
                 return Step::Blocked;
             }
             socket_read = true;
-            match self.conn.read_tls(socket) {
+            let mut counted = Counted {
+                inner: &mut *socket,
+                short: false,
+            };
+            let read = self.conn.read_tls(&mut counted);
+            self.socket_drained = counted.short && until == Until::ShortRead;
+            match read {
                 Ok(0) => self.peer_ended = true,
                 Ok(_) => {
                     if let Err(e) = self.conn.process_new_packets() {

@@ -170,16 +170,31 @@ impl Conn {
     }
 }
 
-/// Reads `socket` through `tls` until it would block, handing the plaintext to `proto`; an
-/// error when the connection ended or TLS failed.
+/// Reads `socket` through `tls` until it is drained, handing the plaintext to `proto`; an
+/// error when the connection ended or TLS failed. As the plaintext path, it takes a short
+/// read for drained (edge-triggered readiness reports the next arrival) unless the event
+/// also reported the end of the stream.
 fn read_tls(
     tls: &mut rustls::ClientConnection,
     socket: &mut TcpStream,
     buf: &mut [u8],
     proto: &mut Connection,
+    read_closed: bool,
 ) -> io::Result<()> {
+    /// A reader that notes whether its last read returned less than was asked.
+    struct Counted<'a>(&'a mut TcpStream, bool);
+    impl Read for Counted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1 = n < buf.len();
+            Ok(n)
+        }
+    }
     loop {
-        match tls.read_tls(socket) {
+        let mut counted = Counted(socket, false);
+        let read = tls.read_tls(&mut counted);
+        let drained = counted.1 && !read_closed;
+        match read {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(_) => {
                 tls.process_new_packets().map_err(io::Error::other)?;
@@ -190,6 +205,9 @@ fn read_tls(
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => return Err(e),
                     }
+                }
+                if drained {
+                    return Ok(());
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -311,7 +329,13 @@ pub fn run_thread(spec: &Spec, shared: &Arc<Shared>) -> ThreadResult {
                 continue;
             }
             if let Some(tls) = &mut c.tls {
-                match read_tls(tls, &mut c.socket, &mut buf, &mut c.proto) {
+                match read_tls(
+                    tls,
+                    &mut c.socket,
+                    &mut buf,
+                    &mut c.proto,
+                    event.is_read_closed(),
+                ) {
                     Ok(()) => {}
                     Err(_) => c.die(shared, &mut errors),
                 }
