@@ -260,6 +260,9 @@ fn tls_relay(secret: Option<&str>) -> Relay {
         secret: secret.map(str::to_owned),
         players_tls: Some(test_pki().server_tls()),
         hosts_tls: Some(hosts_tls),
+        // Two loops: place "lobby" is the second's, so its host and players are handed over
+        // at their handshake, TLS state and all.
+        reactors: 2,
         ..RelayConfig::default()
     })
     .expect("relay")
@@ -286,13 +289,13 @@ fn the_relay_routes_calls_both_ways_over_tls_and_admits_hosts_by_certificate() {
     let host = certified_host("host");
     host.bind("Echo", |_, _, args| Ok::<_, String>(args))
         .unwrap();
-    host.attach(&relay.hosts_addr().to_string(), "arena", None)
+    host.attach(&relay.hosts_addr().to_string(), "lobby", None)
         .unwrap();
 
     let player = Client::connect(
         relay.players_addr(),
         ClientConfig {
-            place: "arena".into(),
+            place: "lobby".into(),
             ..tls_client(test_pki().client_tls())
         },
     )
