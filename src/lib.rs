@@ -78,6 +78,14 @@ pub mod __bench {
     pub use crate::calls::CallSlots;
     /// The baseline echo server of `remotefn bench` listens as the server does.
     pub use crate::driver::socket::bind_listener;
+
+    /// The rustls configuration a client of these TLS settings gets (the generator of
+    /// `remotefn bench` speaks TLS as a client does).
+    pub fn tls_client_config(
+        settings: &crate::ClientTlsConfig,
+    ) -> crate::Result<rustls::ClientConfig> {
+        crate::tls::client_config(settings)
+    }
 }
 
 #[doc(hidden)]

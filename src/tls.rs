@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::LazyLock;
 
 /// The application protocol a remotefn peer names in its TLS handshake (ALPN).
 pub const ALPN: &[u8] = b"remotefn/1";
@@ -149,8 +150,12 @@ pub(crate) fn handshake_error(peer: &str, e: &rustls::Error) -> TlsError {
             TlsErrorKind::WrongServerName,
             format!("the {peer}'s certificate does not name the host connected to"),
         ),
-        E::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. } | Cert::NotValidYet)
-        | E::InvalidCertificate(Cert::NotValidYetContext { .. }) => (
+        E::InvalidCertificate(
+            Cert::Expired
+            | Cert::ExpiredContext { .. }
+            | Cert::NotValidYet
+            | Cert::NotValidYetContext { .. },
+        ) => (
             TlsErrorKind::ExpiredCertificate,
             format!("the {peer}'s certificate has expired or is not valid yet"),
         ),
@@ -332,10 +337,10 @@ type Modified = [Option<std::time::SystemTime>; 3];
 /// were last modified: a client that connects again with the same setting gets the same
 /// configuration, so it resumes its session (rustls resumes only under the configuration
 /// that verified the server), while a changed file is read again.
-#[allow(clippy::type_complexity)]
-static CLIENT_CONFIGS: Mutex<
-    Option<HashMap<ClientTlsConfig, (Modified, Arc<rustls::ClientConfig>)>>,
-> = Mutex::new(None);
+static CLIENT_CONFIGS: LazyLock<Mutex<KnownConfigs>> = LazyLock::new(Mutex::default);
+
+/// Per client setting: when its files were modified, and the configuration made from them.
+type KnownConfigs = HashMap<ClientTlsConfig, (Modified, Arc<rustls::ClientConfig>)>;
 
 /// A client's TLS: the rustls configuration, and the name to verify.
 #[derive(Clone)]
@@ -357,20 +362,12 @@ impl Connector {
     /// `settings`.
     pub(crate) fn load(settings: &ClientTlsConfig) -> Result<Connector> {
         let modified = modified(settings);
-        let known = CLIENT_CONFIGS
-            .lock()
-            .get_or_insert_with(HashMap::new)
-            .get(settings)
-            .filter(|(when, _)| *when == modified)
-            .map(|(_, config)| config.clone());
-        let config = match known {
-            Some(config) => config,
-            None => {
-                let config = Connector::build(settings)?;
-                CLIENT_CONFIGS
-                    .lock()
-                    .get_or_insert_with(HashMap::new)
-                    .insert(settings.clone(), (modified, config.clone()));
+        let mut known = CLIENT_CONFIGS.lock();
+        let config = match known.get(settings) {
+            Some((when, config)) if *when == modified => config.clone(),
+            _ => {
+                let config = Arc::new(client_config(settings)?);
+                known.insert(settings.clone(), (modified, config.clone()));
                 config
             }
         };
@@ -379,49 +376,54 @@ impl Connector {
             server_name: settings.server_name.clone(),
         })
     }
+}
 
-    fn build(settings: &ClientTlsConfig) -> Result<Arc<rustls::ClientConfig>> {
-        let roots = match &settings.ca_file {
-            Some(path) => read_roots(path)?,
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                let mut roots = rustls::RootCertStore::empty();
-                let (added, _) = roots.add_parsable_certificates(found.certs);
-                if added == 0 {
-                    return Err(config_error(format!(
-                        "the system trust store has no usable CA ({} errors): give a CA file",
-                        found.errors.len()
-                    )));
-                }
-                roots
+/// The rustls configuration of a client setting, read afresh: its trust roots, its client
+/// certificate, ALPN `remotefn/1`, and an in-memory resumption store. (The load generator of
+/// `remotefn bench` speaks TLS with it too, through `__bench`.)
+pub(crate) fn client_config(settings: &ClientTlsConfig) -> Result<rustls::ClientConfig> {
+    let roots = match &settings.ca_file {
+        Some(path) => read_roots(path)?,
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(config_error(format!(
+                    "the system trust store has no usable CA ({} errors): give a CA file",
+                    found.errors.len()
+                )));
             }
-        };
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(versions(settings.allow_tls12))
-            .map_err(|e| config_error(format!("TLS versions: {e}")))?
-            .with_root_certificates(roots);
-        let mut config = match (&settings.client_cert, &settings.client_key) {
-            (None, None) => builder.with_no_client_auth(),
-            (Some(cert), Some(key)) => builder
-                .with_client_auth_cert(read_certs(cert, "client certificate")?, read_key(key)?)
-                .map_err(|e| {
-                    config_error(format!(
-                        "the key {} does not fit the certificate {}: {e}",
-                        key.display(),
-                        cert.display()
-                    ))
-                })?,
-            _ => {
-                return Err(config_error(
-                    "a client certificate needs both its chain and its key".into(),
+            roots
+        }
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions(settings.allow_tls12))
+        .map_err(|e| config_error(format!("TLS versions: {e}")))?
+        .with_root_certificates(roots);
+    let mut config = match (&settings.client_cert, &settings.client_key) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => builder
+            .with_client_auth_cert(read_certs(cert, "client certificate")?, read_key(key)?)
+            .map_err(|e| {
+                config_error(format!(
+                    "the key {} does not fit the certificate {}: {e}",
+                    key.display(),
+                    cert.display()
                 ))
-            }
-        };
-        config.alpn_protocols = vec![ALPN.to_vec()];
-        config.resumption = rustls::client::Resumption::in_memory_sessions(RESUMABLE_SESSIONS);
-        Ok(Arc::new(config))
-    }
+            })?,
+        _ => {
+            return Err(config_error(
+                "a client certificate needs both its chain and its key".into(),
+            ))
+        }
+    };
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.resumption = rustls::client::Resumption::in_memory_sessions(RESUMABLE_SESSIONS);
+    Ok(config)
+}
 
+impl Connector {
     /// A connection to `host` (the host part of the address dialled, if it had one), verifying
     /// the configured server name or else `host`, else `ip`.
     pub(crate) fn connect(

@@ -81,26 +81,11 @@ pub struct BenchArgs {
     handshakes: Option<handshakes::Handshakes>,
 }
 
-/// The generator's TLS: trusts the CA in `ca`, verifies the target's IP address.
+/// The generator's TLS: a client's, trusting the CA in `ca` (it verifies the target's IP
+/// address).
 fn generator_tls(ca: &std::path::Path) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca)
-        .map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", ca.display()))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![remotefn::tls::ALPN.to_vec()];
-    Ok(config)
+    remotefn::__bench::tls_client_config(&remotefn::ClientTlsConfig::with_ca_file(ca))
+        .map_err(|e| e.to_string())
 }
 
 /// One run's figures.
