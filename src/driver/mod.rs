@@ -160,9 +160,10 @@ pub(crate) struct Conn<S> {
 }
 
 impl<S> Conn<S> {
-    /// Why its TLS layer failed, if it speaks TLS and that is how it ended.
-    pub(crate) fn tls_failure(&self) -> Option<&rustls::Error> {
-        self.tls.as_ref().and_then(|t| t.failure())
+    /// Whether it ended because its TLS layer failed (the reason [`Owner::on_closed`] gets
+    /// then says why, in words).
+    pub(crate) fn tls_failed(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.failure().is_some())
     }
 }
 

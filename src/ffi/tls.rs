@@ -73,6 +73,13 @@ impl super::PanicValue for rf_tls_error {
     }
 }
 
+/// The TLS settings a refining setter changes; `RF_ERR_INVALID_ARGUMENT` naming `setter` when
+/// they were not set yet.
+fn set_first<'a, T>(tls: &'a mut Option<T>, setter: &str) -> Result<&'a mut T, Error> {
+    tls.as_mut()
+        .ok_or_else(|| invalid(format!("set TLS first ({setter})")))
+}
+
 /// Serves players over TLS 1.3 with the certificate chain in `cert_pem_path` (PEM, the
 /// server's certificate first) and its private key in `key_pem_path`. The files are read by
 /// `rf_server_new` (`RF_ERR_TLS` there names a file that cannot be read or a key that does
@@ -104,7 +111,7 @@ pub unsafe extern "C" fn rf_server_config_set_tls12(
     allow: bool,
 ) -> rf_status {
     entry!(c = server_config(c) => {
-        let tls = c.tls.as_mut().ok_or_else(|| invalid("set TLS first (rf_server_config_set_tls)"))?;
+        let tls = set_first(&mut c.tls, "rf_server_config_set_tls")?;
         tls.allow_tls12 = allow;
         Ok(())
     })
@@ -144,10 +151,7 @@ pub unsafe extern "C" fn rf_server_config_set_relay_client_cert(
     key_pem_path: *const c_char,
 ) -> rf_status {
     entry!(c = server_config(c), cert = c_str(cert_pem_path), key = c_str(key_pem_path) => {
-        let tls = c
-            .relay_tls
-            .as_mut()
-            .ok_or_else(|| invalid("set relay TLS first (rf_server_config_set_relay_tls)"))?;
+        let tls = set_first(&mut c.relay_tls, "rf_server_config_set_relay_tls")?;
         tls.client_cert = Some(cert.into());
         tls.client_key = Some(key.into());
         Ok(())
@@ -197,7 +201,7 @@ pub unsafe extern "C" fn rf_client_config_set_server_name(
     name: *const c_char,
 ) -> rf_status {
     entry!(c = client_config(c), name = c_str(name) => {
-        let tls = c.tls.as_mut().ok_or_else(|| invalid("set TLS first (rf_client_config_set_tls)"))?;
+        let tls = set_first(&mut c.tls, "rf_client_config_set_tls")?;
         tls.server_name = Some(name.to_owned());
         Ok(())
     })
@@ -216,7 +220,7 @@ pub unsafe extern "C" fn rf_client_config_set_client_cert(
     key_pem_path: *const c_char,
 ) -> rf_status {
     entry!(c = client_config(c), cert = c_str(cert_pem_path), key = c_str(key_pem_path) => {
-        let tls = c.tls.as_mut().ok_or_else(|| invalid("set TLS first (rf_client_config_set_tls)"))?;
+        let tls = set_first(&mut c.tls, "rf_client_config_set_tls")?;
         tls.client_cert = Some(cert.into());
         tls.client_key = Some(key.into());
         Ok(())

@@ -807,10 +807,9 @@ impl Owner for Endpoints {
 
     fn on_closed(&mut self, io: &mut Io<Peer>, key: usize, conn: Conn<Peer>, why: &str) {
         bump(&self.counters().disconnects_other, 1);
-        if let Some(e) = conn.tls_failure() {
+        if conn.tls_failed() {
             bump(&self.counters().tls_failures, 1);
-            let reason = crate::tls::handshake_error("peer", e).to_string();
-            self.cuts.record("TLS failed", &conn.peer, &reason);
+            self.cuts.record("TLS failed", &conn.peer, why);
         }
         let error = Error::Disconnected(why.to_owned());
         let welcomed = conn.session.is_welcomed();

@@ -703,10 +703,9 @@ impl Owner for Service {
     }
 
     fn on_closed(&mut self, io: &mut Io<PeerRole>, key: usize, conn: Conn<PeerRole>, why: &str) {
-        if let Some(e) = conn.tls_failure() {
+        if conn.tls_failed() {
             self.metrics.disconnects.with_label_values(&["tls"]).inc();
-            let reason = crate::tls::handshake_error("peer", e).to_string();
-            self.cuts.record("tls", &conn.peer, &reason);
+            self.cuts.record("tls", &conn.peer, why);
         }
         let welcomed = conn.session.is_welcomed();
         self.forget(io, key, conn.state, welcomed, why);
