@@ -186,3 +186,14 @@ def start_redis():
         except OSError:
             time.sleep(0.05)
     return proc, f"127.0.0.1:{port}"
+
+
+def certificate(directory):
+    """A self-signed P-256 certificate for 127.0.0.1 (cert, key), made with openssl."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1", "-addext",
+                    "basicConstraints=critical,CA:FALSE"], check=True, capture_output=True)
+    return cert, key

@@ -15,23 +15,10 @@ for the TLS runs) and reads that server's memory for idle bytes per player. It p
 medians and the TLS / plaintext ratios.
 """
 import argparse
-import os
 import statistics
-import subprocess
 import tempfile
 
-from harness import alternating, bench
-
-
-def certificate(directory):
-    """A self-signed P-256 certificate for 127.0.0.1 (cert, key), made with openssl."""
-    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
-                    "subjectAltName=IP:127.0.0.1", "-addext",
-                    "basicConstraints=critical,CA:FALSE"], check=True, capture_output=True)
-    return cert, key
+from harness import alternating, bench, certificate
 
 
 def main():
