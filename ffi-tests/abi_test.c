@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* ---------- helpers ---------- */
 
@@ -1164,6 +1165,45 @@ static void test_tls(const char *cert, const char *key, const char *ca) {
   rf_server_free(p);
 }
 
+/* rf_server_metrics: the size first, then the text; a buffer too small gets RF_ERR_LIMIT and is
+   left as it was. */
+static void test_metrics(void) {
+  char addr[64];
+  rf_server *s = start_server(2, RF_DISPATCH_WORKERS, 256, addr, sizeof addr);
+  CHECK_OK(rf_server_bind(s, "Echo", on_echo, NULL));
+  CHECK_OK(rf_server_bind(s, "Fail", on_fail, NULL));
+  rf_client *c = NULL;
+  CHECK_OK(rf_client_connect(addr, NULL, &c));
+  for (int i = 0; i < 3; i++) {
+    rf_tuple *out = NULL;
+    CHECK_OK(rf_client_invoke_server(c, "Echo", NULL, 10000, &out));
+    rf_tuple_free(out);
+  }
+  rf_tuple *out = NULL;
+  CHECK_STATUS(rf_client_invoke_server(c, "Fail", NULL, 10000, &out), RF_ERR_REMOTE);
+
+  size_t len = 0;
+  CHECK_OK(rf_server_metrics(s, NULL, 0, &len));
+  CHECK(len > 0);
+  size_t cap = len + 4096;
+  char *text = malloc(cap);
+  CHECK(text != NULL);
+  text[0] = 'x';
+  CHECK_STATUS(rf_server_metrics(s, text, 16, &len), RF_ERR_LIMIT);
+  CHECK(text[0] == 'x');
+  CHECK_OK(rf_server_metrics(s, text, cap, &len));
+  CHECK(strlen(text) == len);
+  CHECK(strstr(text, "remotefn_server_players 1\n") != NULL);
+  CHECK(strstr(text, "remotefn_server_calls_total{function=\"Echo\",outcome=\"ok\"} 3\n") != NULL);
+  CHECK(strstr(text, "remotefn_server_calls_total{function=\"Fail\",outcome=\"error\"} 1\n") != NULL);
+  CHECK(strstr(text, "remotefn_server_handler_seconds_count{function=\"Echo\"} 3\n") != NULL);
+  free(text);
+  CHECK_STATUS(rf_server_metrics(NULL, NULL, 0, &len), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_server_metrics(s, NULL, 0, NULL), RF_ERR_INVALID_ARGUMENT);
+  rf_client_free(c);
+  rf_server_free(s);
+}
+
 int main(int argc, char **argv) {
   main_thread = pthread_self();
   atomic_init(&delayed_done, 0);
@@ -1195,6 +1235,7 @@ int main(int argc, char **argv) {
   test_players_and_kick();
   test_unbound_queue_and_limit();
   test_shutdown_with_pending_calls();
+  test_metrics();
   const char *cert = getenv("RF_TEST_TLS_CERT"), *key = getenv("RF_TEST_TLS_KEY"),
              *ca = getenv("RF_TEST_TLS_CA");
   if (cert && key && ca) {

@@ -140,6 +140,9 @@ static void test_events_players_and_auth() {
     server.fire_client(client.player_id(), "News", Tuple().push(3));
     WAIT_UNTIL(news.load() == 5);
     CHECK(server.player_count() == 1);
+    std::string metrics = server.metrics();
+    CHECK(metrics.find("remotefn_server_players 1\n") != std::string::npos);
+    CHECK(metrics.find("remotefn_server_events_total 50\n") != std::string::npos);
   }
   WAIT_UNTIL(left.load() == 1);
   CHECK(joined.load() == 1);

@@ -748,6 +748,18 @@ enum rf_status rf_server_queued_calls(const struct rf_server *s, size_t *out);
 // `s` is NULL or a live server; `out` is NULL or valid for writes.
 enum rf_status rf_server_calls_in_flight(const struct rf_server *s, size_t *out);
 
+// The server's metrics in the Prometheus text format (the same text as `remotefn serve
+// --metrics` serves; names `remotefn_server_*`), for an engine that exposes them itself.
+// `*len` is set to the text's length in bytes, without the terminating NUL. With `buf` NULL
+// (and `cap` 0) that is all: ask the size, allocate a little more (counters grow between two
+// calls), and call again. With `cap` greater than the length, the text and a NUL are written
+// to `buf`; otherwise nothing is written and the status is `RF_ERR_LIMIT`. Any thread.
+//
+// # Safety
+// `s` is NULL or a live server; `buf` is NULL or valid for writes of `cap` bytes; `len` is
+// NULL or valid for writes.
+enum rf_status rf_server_metrics(const struct rf_server *s, char *buf, size_t cap, size_t *len);
+
 // The kind of the last `RF_ERR_TLS` returned on this thread; `RF_TLS_NONE` when the last
 // failure was of another kind. Thread-safe (per thread, as `rf_last_error`).
 enum rf_tls_error rf_last_tls_error(void);

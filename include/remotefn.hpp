@@ -365,6 +365,21 @@ class Server {
     detail::check(rf_server_player_count(s_, &n));
     return n;
   }
+  /// The server's metrics in the Prometheus text format (names `remotefn_server_*`).
+  std::string metrics() const {
+    size_t len = 0;
+    detail::check(rf_server_metrics(s_, nullptr, 0, &len));
+    for (;;) {
+      // Counters grow between two calls: room for some growth, and again if that was not enough.
+      std::string text(len + 1024, '\0');
+      rf_status status = rf_server_metrics(s_, &text[0], text.size(), &len);
+      if (status == RF_OK) {
+        text.resize(len);
+        return text;
+      }
+      if (status != RF_ERR_LIMIT) detail::check(status);
+    }
+  }
   uint64_t user_id(PlayerId player) const {
     uint64_t id = 0;
     detail::check(rf_server_player_user_id(s_, player, &id));

@@ -15,6 +15,7 @@ use crate::driver::Mailbox;
 use crate::error::{panic_message, Error, Result};
 use crate::ids::{CallId, ConnId, PlayerId};
 use crate::limits::Limits;
+use crate::metrics::{CallOutcome, FunctionStats, FunctionTable};
 use crate::proto::{self, ErrorKind, GoodbyeCode};
 use crate::value::codec::{self, DecodeLimits};
 use crate::value::{Tuple, Value};
@@ -27,7 +28,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Which end an endpoint is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,11 +68,27 @@ pub(crate) type Authenticator = Arc<
     dyn Fn(&Arc<Endpoint>, &AuthRequest) -> std::result::Result<Identity, String> + Send + Sync,
 >;
 
-/// Where the reply to an inbound call goes.
-#[derive(Clone, Copy, Debug)]
+/// A function bound to run on the workers, with the stats its calls are counted in.
+#[derive(Clone)]
+pub(crate) struct BoundFn {
+    handler: FnHandler,
+    stats: Arc<FunctionStats>,
+}
+
+/// A function bound inline (see [`dispatch::inline`]), with its stats.
+#[derive(Clone)]
+pub(crate) struct BoundInline {
+    pub handler: InlineHandler,
+    pub stats: Arc<FunctionStats>,
+}
+
+/// Where the reply to an inbound call goes, and what its answer is counted in.
 pub(crate) struct Route {
     pub conn: ConnId,
     pub call: u64,
+    stats: Arc<FunctionStats>,
+    /// When its handler started on it.
+    started: Instant,
 }
 
 /// What the API threads ask of the reactor.
@@ -148,10 +165,12 @@ pub(crate) struct Endpoint {
     max_send: u32,
     calls: CallSlots,
     replies: ReplyTable<Route>,
-    functions: Registry<FnHandler, Job>,
+    functions: Registry<BoundFn, Job>,
     /// Functions bound inline; each is in `functions` too, wrapped, for calls that reach a
     /// worker anyway (queued before it was bound, or raced with the binding).
-    inline: InlineTable<InlineHandler>,
+    inline: InlineTable<BoundInline>,
+    /// The calls of each function, by outcome, and its handlers' time (for metrics).
+    function_stats: FunctionTable,
     events: Registry<EventHandler, Job>,
     player_added: RwLock<Vec<PlayerHook>>,
     player_removing: RwLock<Vec<PlayerHook>>,
@@ -225,6 +244,7 @@ impl Endpoint {
             replies: ReplyTable::new(limits.max_pending_replies),
             functions: Registry::new(limits.queue_per_function),
             inline: InlineTable::default(),
+            function_stats: FunctionTable::default(),
             events: Registry::new(limits.queue_per_function),
             limits,
             player_added: RwLock::new(Vec::new()),
@@ -306,7 +326,7 @@ impl Endpoint {
     }
 
     /// The functions bound inline.
-    pub(crate) fn inline_handlers(&self) -> &InlineTable<InlineHandler> {
+    pub(crate) fn inline_handlers(&self) -> &InlineTable<BoundInline> {
         &self.inline
     }
 
@@ -422,6 +442,18 @@ impl Endpoint {
     /// Inbound calls whose handler has not answered yet.
     pub(crate) fn replies_pending(&self) -> usize {
         self.replies.pending()
+    }
+
+    /// Its metrics in the Prometheus text format.
+    pub(crate) fn metrics(&self) -> String {
+        let gauges = crate::metrics::Gauges {
+            players: self.player_count(),
+            queued_jobs: self.pool().queued(),
+            calls_waiting_for_handler: self.calls_waiting_for_handler(),
+            replies_pending: self.replies_pending(),
+            calls_out_in_flight: self.calls.in_flight(),
+        };
+        crate::metrics::render(&self.stats(), &gauges, &self.function_stats)
     }
 
     pub(crate) fn decode_limits(&self) -> DecodeLimits {
@@ -557,6 +589,11 @@ impl Endpoint {
         };
         let mut frame = BytesMut::with_capacity(64);
         let outcome = self.encode_reply(&mut frame, route.call, result);
+        let counted = match (result, &outcome) {
+            (Ok(_), Ok(())) => CallOutcome::Ok,
+            _ => CallOutcome::Error,
+        };
+        route.stats.answered(counted, route.started.elapsed());
         self.command(Command::Reply {
             conn: route.conn,
             frame,
@@ -643,7 +680,7 @@ impl Endpoint {
         self.check_open()?;
         self.check_name(name)?;
         self.inline.remove(name);
-        self.bind_on_workers(name, handler);
+        self.bind_on_workers(name, handler, self.function_stats.of(name));
         Ok(())
     }
 
@@ -652,18 +689,25 @@ impl Endpoint {
     pub(crate) fn bind_inline(&self, name: &str, handler: InlineHandler) -> Result<()> {
         self.check_open()?;
         self.check_name(name)?;
-        self.inline.insert(name, handler.clone());
+        let stats = self.function_stats.of(name);
+        self.inline.insert(
+            name,
+            BoundInline {
+                handler: handler.clone(),
+                stats: stats.clone(),
+            },
+        );
         let function = name.to_owned();
         let on_workers: FnHandler = Arc::new(move |ep, conn, args, call| {
             let answer = dispatch::inline::run(&function, |id| handler(conn, args, id));
             let _ = ep.reply_result(call, answer);
         });
-        self.bind_on_workers(name, on_workers);
+        self.bind_on_workers(name, on_workers, stats);
         Ok(())
     }
 
-    fn bind_on_workers(&self, name: &str, handler: FnHandler) {
-        for job in self.functions.bind(name, handler) {
+    fn bind_on_workers(&self, name: &str, handler: FnHandler, stats: Arc<FunctionStats>) {
+        for job in self.functions.bind(name, BoundFn { handler, stats }) {
             self.pool().submit(job);
         }
     }
@@ -736,6 +780,7 @@ impl Endpoint {
             Lookup::Run(..) => unreachable!("registry hands back the job it was given"),
             Lookup::Queued => return false,
             Lookup::Full(_) => {
+                self.function_stats.unbound().refused(CallOutcome::Limit);
                 let msg = format!(
                     "no handler is bound to {fname:?} and its queue is full ({} calls)",
                     self.limits.queue_per_function
@@ -744,10 +789,11 @@ impl Endpoint {
                 return false;
             }
         };
-        let (handler, args) = handler;
+        let (BoundFn { handler, stats }, args) = handler;
         let args = match codec::decode_tuple(&args, self.decode_limits()) {
             Ok(args) => args,
             Err(e) => {
+                stats.refused(CallOutcome::Invalid);
                 let reason = format!("malformed arguments to {fname:?}: {e}");
                 self.send_error(conn, call, ErrorKind::InvalidArgument, &reason);
                 self.command(Command::Close {
@@ -758,7 +804,14 @@ impl Endpoint {
                 return false;
             }
         };
-        let Some(local) = self.replies.insert(Route { conn, call }) else {
+        let route = Route {
+            conn,
+            call,
+            stats: stats.clone(),
+            started: Instant::now(),
+        };
+        let Some(local) = self.replies.insert(route) else {
+            stats.refused(CallOutcome::Limit);
             let msg = format!(
                 "{} calls already await a reply",
                 self.limits.max_pending_replies

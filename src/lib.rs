@@ -49,6 +49,8 @@ mod ids;
 /// cbindgen:ignore
 mod limits;
 /// cbindgen:ignore
+mod metrics;
+/// cbindgen:ignore
 mod reactor;
 /// cbindgen:ignore
 #[cfg(feature = "relay")]
@@ -66,6 +68,8 @@ pub use endpoint::{AuthRequest, Identity, PlayerInfo, Responder};
 pub use error::{Error, Result};
 pub use ids::{CallId, PlayerId};
 pub use limits::Limits;
+#[cfg(feature = "metrics-http")]
+pub use metrics::MetricsServer;
 #[cfg(feature = "relay")]
 pub use relay::{Relay, RelayConfig};
 pub use server::{Server, ServerConfig, ServerHandle};

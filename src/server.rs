@@ -451,6 +451,30 @@ impl ServerHandle {
         self.ep.stats()
     }
 
+    /// Its metrics in the Prometheus text format (players, connections, calls by function and
+    /// outcome, handler time, queues, disconnects by reason, bytes): what
+    /// [`serve_metrics`](Self::serve_metrics) serves, for a game that exposes them itself.
+    /// Names are `remotefn_server_*`, as the relay's are `remotefn_relay_*`.
+    pub fn metrics(&self) -> String {
+        self.ep.metrics()
+    }
+
+    /// Serves [`metrics`](Self::metrics) over HTTP at `GET /metrics` on `addr`
+    /// (`"127.0.0.1:0"` picks a free port; see [`MetricsServer::addr`]), from a thread of its
+    /// own, until the returned server is dropped. It does not keep this server alive.
+    ///
+    /// [`MetricsServer::addr`]: crate::MetricsServer::addr
+    #[cfg(feature = "metrics-http")]
+    pub fn serve_metrics(&self, addr: &str) -> Result<crate::MetricsServer> {
+        let ep = Arc::downgrade(&self.ep);
+        let render = Arc::new(move || match ep.upgrade() {
+            Some(ep) => ep.metrics(),
+            None => String::new(),
+        });
+        crate::MetricsServer::start(addr, "server", render)
+            .map_err(|e| Error::io_from(format!("cannot serve metrics on {addr}"), e))
+    }
+
     /// `invoke_client` calls currently waiting for an answer.
     pub fn calls_in_flight(&self) -> usize {
         self.ep.calls().in_flight()

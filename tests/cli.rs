@@ -3,7 +3,6 @@
 mod common;
 
 use common::RELAY_ON_EPHEMERAL_PORTS;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_remotefn");
@@ -12,6 +11,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_remotefn");
 struct Serve {
     process: Running,
     addr: String,
+    /// Where its metrics are served, with --metrics.
+    metrics: Option<String>,
 }
 
 impl Serve {
@@ -34,7 +35,16 @@ impl Serve {
             .nth(3)
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_owned();
-        Serve { process, addr }
+        // "..., metrics on http://127.0.0.1:PORT/metrics; Ctrl-C stops"
+        let metrics = line
+            .split_once("metrics on http://")
+            .and_then(|(_, rest)| rest.split_once("/metrics"))
+            .map(|(addr, _)| addr.to_owned());
+        Serve {
+            process,
+            addr,
+            metrics,
+        }
     }
 
     fn call(&self, args: &[&str]) -> Output {
@@ -95,6 +105,66 @@ fn demo_functions_answer(serve: Serve) {
     assert!(back.status.success(), "{}", stderr(&back));
     assert_eq!(stdout(&back), r#"[{"$color3":[1.0,0.0,0.0]}]"#);
     assert!(stderr(&back).contains("server called back Echo"));
+}
+
+#[test]
+fn serve_serves_its_metrics_over_http() {
+    let serve = Serve::start_flags(&["--metrics", "127.0.0.1:0"], "warn", Stdio::null());
+    for _ in 0..2 {
+        let echo = serve.call(&["Echo", "hi"]);
+        assert!(echo.status.success(), "{}", stderr(&echo));
+    }
+    assert!(!serve.call(&["Fail", "no"]).status.success());
+    let addr = serve
+        .metrics
+        .as_deref()
+        .expect("serve says where its metrics are");
+    let (status, body) = common::http_get(addr.parse().unwrap(), "/metrics");
+    assert!(status.contains("200"), "{status}");
+    for line in [
+        r#"remotefn_server_calls_total{function="Echo",outcome="ok"} 2"#,
+        r#"remotefn_server_calls_total{function="Fail",outcome="error"} 1"#,
+        r#"remotefn_server_handler_seconds_count{function="Echo"} 2"#,
+        "remotefn_server_connections_total 3",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no {line:?} in:\n{body}");
+    }
+}
+
+fn probe(target: &str) -> Output {
+    Command::new(BIN)
+        .args(["probe", target, "--timeout-ms", "5000", "--log", "warn"])
+        .output()
+        .expect("run remotefn probe")
+}
+
+#[test]
+fn probe_says_alive_when_the_event_loop_answers_and_fails_when_nothing_does() {
+    let serve = Serve::start_flags(&["--metrics", "127.0.0.1:0"], "warn", Stdio::null());
+    let welcomed = probe(&serve.addr);
+    assert!(welcomed.status.success(), "{}", stderr(&welcomed));
+    assert!(
+        stdout(&welcomed).contains("welcomed"),
+        "{}",
+        stdout(&welcomed)
+    );
+    let metrics = format!("http://{}/metrics", serve.metrics.as_deref().unwrap());
+    assert!(probe(&metrics).status.success());
+    let missing = probe(&metrics.replace("/metrics", "/nothing"));
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("404"), "{}", stderr(&missing));
+    // A relay with no game server refuses the probe's handshake: its loop answered, so alive.
+    let (_relay, line) = start(&RELAY_ON_EPHEMERAL_PORTS);
+    let refused = probe(&addresses(&line)[0]);
+    assert!(refused.status.success(), "{}", stderr(&refused));
+    assert!(stdout(&refused).contains("refusal"), "{}", stdout(&refused));
+    // Nothing listening: not alive, and why.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let dead = probe(&addr);
+    assert!(!dead.status.success());
+    assert!(stderr(&dead).contains("not alive"), "{}", stderr(&dead));
 }
 
 #[test]
@@ -232,10 +302,7 @@ fn start_logging(args: &[&str], log: &str, stderr: Stdio) -> (Running, String) {
         .stderr(stderr)
         .spawn()
         .expect("start remotefn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = common::first_line(child.stdout.take().unwrap());
     (Running(child), line)
 }
 

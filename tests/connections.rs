@@ -48,16 +48,7 @@ fn a_malformed_frame_disconnects_only_its_sender_with_a_reason() {
 
     // Undecodable arguments inside a well-formed frame.
     let (mut liar, _) = RawPlayer::handshake(addr);
-    liar.send(&{
-        let mut out = BytesMut::new();
-        Frame::Invoke {
-            call: 1,
-            name: Bytes::from_static(b"Echo"),
-            args: Bytes::from_static(&[5, 0x0b, 0xff]),
-        }
-        .encode(&mut out);
-        out
-    });
+    liar.call_with_undecodable_args("Echo");
     let mut saw_goodbye = false;
     while let Some(frame) = liar.next_frame() {
         if let Frame::Goodbye { code, reason } = frame {

@@ -3,6 +3,7 @@
 mod bench;
 mod call;
 mod limits;
+mod probe;
 mod relay;
 mod serve;
 mod tls;
@@ -40,6 +41,9 @@ enum Command {
     Relay(relay::RelayArgs),
     /// Load a server with many players and report calls/s and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Health check: exit 0 if a server or relay answers a handshake (or a metrics URL
+    /// answers 200), 1 if not.
+    Probe(probe::ProbeArgs),
     /// The baseline for `bench --protocol echo`: a bare length-prefixed echo over mio with a
     /// worker hop.
     #[command(hide = true)]
@@ -61,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Call(args) => call::run(args),
         Command::Bench(args) => bench::run(args).map_err(Into::into),
         Command::Relay(args) => relay::run(args),
+        Command::Probe(args) => probe::run(args),
         Command::BenchEchoServer { listen, workers } => {
             bench::baseline::serve(&listen, workers).map_err(Into::into)
         }

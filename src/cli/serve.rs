@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// The private key of --relay-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "relay_cert")]
     relay_key: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9186).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     #[command(flatten)]
     player_limits: PlayerLimitArgs,
     #[command(flatten)]
@@ -80,10 +83,19 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     server.on_player_removing(|srv, player| {
         tracing::info!(%player, players = srv.player_count(), "player removing");
     });
+    let metrics = args
+        .metrics
+        .as_deref()
+        .map(|addr| server.serve_metrics(addr))
+        .transpose()?;
+    let metrics_note = metrics
+        .as_ref()
+        .map(|m| format!(", metrics on http://{}/metrics", m.addr()))
+        .unwrap_or_default();
     for relay in &args.attach {
         server.attach(relay, &args.place, args.secret.as_deref())?;
         println!(
-            "remotefn serving place {:?} through the relay at {relay}",
+            "remotefn serving place {:?} through the relay at {relay}{metrics_note}",
             args.place
         );
     }
@@ -100,12 +112,15 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             ""
         };
         println!(
-            "remotefn serving on {addr}{tls} (functions: Echo, Add, Fail, CallMeBack); Ctrl-C stops"
+            "remotefn serving on {addr}{tls} (functions: Echo, Add, Fail, CallMeBack){metrics_note}; Ctrl-C stops"
         );
+    } else if metrics.is_some() {
+        println!("remotefn{}", metrics_note.trim_start_matches(','));
     }
     signals.wait(|| server.reload_tls());
     // Players get a goodbye; pending calls fail with a clear error.
     server.shutdown();
+    drop(metrics);
     Ok(())
 }
 

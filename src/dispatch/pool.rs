@@ -115,6 +115,12 @@ impl Pool {
         ran
     }
 
+    /// Jobs queued and not yet taken by a worker (or by `pump`).
+    pub(crate) fn queued(&self) -> usize {
+        let s = &self.shared;
+        s.any.1.len() + s.lanes.iter().map(|lane| lane.1.len()).sum::<usize>()
+    }
+
     /// The dispatch mode.
     pub(crate) fn mode(&self) -> DispatchMode {
         self.shared.mode

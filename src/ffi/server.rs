@@ -859,3 +859,43 @@ pub unsafe extern "C" fn rf_server_calls_in_flight(
         Ok(())
     })
 }
+
+/// The server's metrics in the Prometheus text format (the same text as `remotefn serve
+/// --metrics` serves; names `remotefn_server_*`), for an engine that exposes them itself.
+/// `*len` is set to the text's length in bytes, without the terminating NUL. With `buf` NULL
+/// (and `cap` 0) that is all: ask the size, allocate a little more (counters grow between two
+/// calls), and call again. With `cap` greater than the length, the text and a NUL are written
+/// to `buf`; otherwise nothing is written and the status is `RF_ERR_LIMIT`. Any thread.
+///
+/// # Safety
+/// `s` is NULL or a live server; `buf` is NULL or valid for writes of `cap` bytes; `len` is
+/// NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_metrics(
+    s: *const rf_server,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> rf_status {
+    entry!(srv = server(s), len = out_ptr(len) => {
+        let text = srv.metrics();
+        *len = text.len();
+        if buf.is_null() {
+            return Ok(());
+        }
+        if cap <= text.len() {
+            return Err(Error::Limit(format!(
+                "a buffer of {cap} bytes cannot hold {} bytes of metrics and a NUL",
+                text.len()
+            )));
+        }
+        // SAFETY: `buf` is valid for writes of `cap` bytes (the caller's contract), and
+        // `cap > text.len()`, so the text and its NUL fit; the two do not overlap (the text
+        // is ours).
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len());
+            *buf.add(text.len()) = 0;
+        }
+        Ok(())
+    })
+}

@@ -19,9 +19,10 @@ pub(crate) use link::connect_link;
 use crate::calls::{Outbound, PeerCalls};
 use crate::dispatch::{self, InlineView, Job};
 use crate::driver::{self, Admit, Conn, Io, Owner};
-use crate::endpoint::{Command, Endpoint, Identity, InlineHandler, LinkSpec, PlayerInfo, Side};
+use crate::endpoint::{BoundInline, Command, Endpoint, Identity, LinkSpec, PlayerInfo, Side};
 use crate::error::Error;
 use crate::ids::{CallId, ConnId, IdMap};
+use crate::metrics::CallOutcome;
 use crate::proto::{self, ErrorKind, Frame, GoodbyeCode, InboundCalls, SessionConfig, Violation};
 use crate::stats::{bump, CutLog};
 use bytes::BytesMut;
@@ -119,7 +120,7 @@ pub(crate) struct Endpoints {
     players_session: Arc<SessionConfig>,
     links_session: Arc<SessionConfig>,
     /// This loop's copy of the functions bound inline.
-    inline: InlineView<InlineHandler>,
+    inline: InlineView<BoundInline>,
     /// Where a reply to a relayed player is encoded before it is wrapped for its link.
     scratch: BytesMut,
 }
@@ -532,7 +533,7 @@ impl Endpoints {
         let fname = dispatch::name_str(&name);
         // Called through the loop's own copy of the table, not a clone of the handler: a call
         // touches no reference count another loop shares.
-        let Some(handler) = self.inline.get(self.ep.inline_handlers(), fname) else {
+        let Some(bound) = self.inline.get(self.ep.inline_handlers(), fname) else {
             return self.submit(Job::Invoke {
                 conn: id,
                 call,
@@ -540,14 +541,17 @@ impl Endpoints {
                 args,
             });
         };
-        let answer = match crate::value::codec::decode_tuple(&args, self.ep.decode_limits()) {
-            Ok(decoded) => dispatch::inline::run(fname, |call| handler(id, decoded, call)),
+        let decoded = match crate::value::codec::decode_tuple(&args, self.ep.decode_limits()) {
+            Ok(decoded) => decoded,
             Err(e) => {
+                bound.stats.refused(CallOutcome::Invalid);
                 let reason = format!("malformed arguments to {fname:?}: {e}");
                 let violation = Violation::new(GoodbyeCode::ProtocolError, reason);
                 return self.violation(io, target, violation);
             }
         };
+        let started = Instant::now();
+        let answer = dispatch::inline::run(fname, |call| (bound.handler)(id, decoded, call));
         let result = answer
             .as_ref()
             .map(|values| &values[..])
@@ -556,14 +560,21 @@ impl Endpoints {
             tracing::debug!(player = id.0, "inline handler for {fname:?} failed: {e}");
         }
         let ep = &self.ep;
+        let mut outcome = match result {
+            Ok(_) => CallOutcome::Ok,
+            Err(_) => CallOutcome::Error,
+        };
         match target {
             Target::Direct(key) => {
                 if let Some(c) = io.live_mut(key) {
                     c.session.answered();
                 }
                 io.send_with(key, |out| {
-                    let _ = ep.encode_reply(out, call, result);
+                    if ep.encode_reply(out, call, result).is_err() {
+                        outcome = CallOutcome::Error;
+                    }
                 });
+                bound.stats.answered(outcome, started.elapsed());
             }
             Target::Relayed(rid) => {
                 if let Some(r) = self.relayed.get_mut(&rid) {
@@ -571,7 +582,10 @@ impl Endpoints {
                 }
                 let mut out = std::mem::take(&mut self.scratch);
                 out.clear();
-                let _ = ep.encode_reply(&mut out, call, result);
+                if ep.encode_reply(&mut out, call, result).is_err() {
+                    outcome = CallOutcome::Error;
+                }
+                bound.stats.answered(outcome, started.elapsed());
                 self.send_to(io, target, &out);
                 self.scratch = out;
             }

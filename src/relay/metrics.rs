@@ -1,13 +1,10 @@
-//! The relay's counters and latency histogram, in the Prometheus text format, optionally served
-//! over HTTP at `/metrics`.
+//! The relay's counters and latency histogram, in the Prometheus text format (served over HTTP
+//! at `/metrics` by [`crate::metrics::MetricsServer`]).
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 /// Everything the relay counts.
 pub struct Metrics {
@@ -21,7 +18,7 @@ pub struct Metrics {
     /// Calls answered with an error, or failed by the relay (no host, host lost, shutdown).
     pub call_errors: IntCounter,
     /// Connections closed by the relay, by reason (`protocol`, `limit`, `timeout`, `refused`,
-    /// `tls`: a failed TLS handshake or record on a TLS port).
+    /// `kicked`, `tls`: a failed TLS handshake or record on a TLS port).
     pub disconnects: IntCounterVec,
     /// TLS handshakes completed on the relay's ports, by kind (`full`, `resumed`).
     pub tls_handshakes: IntCounterVec,
@@ -101,6 +98,14 @@ impl Metrics {
         ] {
             registry.register(m).expect("unique metric names");
         }
+        // Every series at 0 from the start, so a dashboard's rates and sums see them before the
+        // first event.
+        for reason in ["refused", "kicked", "protocol", "timeout", "limit", "tls"] {
+            disconnects.with_label_values(&[reason]);
+        }
+        for kind in ["full", "resumed"] {
+            tls_handshakes.with_label_values(&[kind]);
+        }
         Metrics {
             registry,
             players,
@@ -124,57 +129,5 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding");
         String::from_utf8(out).expect("the text format is UTF-8")
-    }
-}
-
-/// A tiny HTTP endpoint serving `GET /metrics`.
-pub(crate) struct MetricsServer {
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
-    pub addr: SocketAddr,
-}
-
-impl MetricsServer {
-    pub(crate) fn start(addr: &str, metrics: Arc<Metrics>) -> std::io::Result<MetricsServer> {
-        let server = Arc::new(
-            tiny_http::Server::http(addr).map_err(|e| std::io::Error::other(e.to_string()))?,
-        );
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| std::io::Error::other("metrics server has no IP address"))?;
-        let serving = server.clone();
-        let thread = std::thread::Builder::new()
-            .name("rf-relay-metrics".into())
-            .spawn(move || {
-                for request in serving.incoming_requests() {
-                    let response = if request.url() == "/metrics" {
-                        let header = tiny_http::Header::from_bytes(
-                            &b"Content-Type"[..],
-                            &b"text/plain; version=0.0.4"[..],
-                        )
-                        .expect("valid header");
-                        tiny_http::Response::from_string(metrics.render()).with_header(header)
-                    } else {
-                        tiny_http::Response::from_string("not found: try /metrics\n")
-                            .with_status_code(404)
-                    };
-                    let _ = request.respond(response);
-                }
-            })?;
-        Ok(MetricsServer {
-            server,
-            thread: Some(thread),
-            addr,
-        })
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

@@ -19,8 +19,8 @@ pub use metrics::Metrics;
 use crate::driver::Mailbox;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
+use crate::metrics::MetricsServer;
 use crate::tls::{Acceptor, ServerTlsConfig};
-use metrics::MetricsServer;
 use service::{RelayCommand, Service};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
@@ -152,8 +152,11 @@ impl Relay {
         let metrics = Arc::new(Metrics::new());
         let metrics_server = match &config.metrics {
             Some(addr) => Some(
-                MetricsServer::start(addr, metrics.clone())
-                    .map_err(|e| Error::io_from(format!("cannot serve metrics on {addr}"), e))?,
+                MetricsServer::start(addr, "relay", {
+                    let metrics = metrics.clone();
+                    Arc::new(move || metrics.render())
+                })
+                .map_err(|e| Error::io_from(format!("cannot serve metrics on {addr}"), e))?,
             ),
             None => None,
         };
@@ -244,7 +247,7 @@ impl Relay {
 
     /// Where the metrics endpoint listens, if it was configured.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_server.as_ref().map(|m| m.addr)
+        self.metrics_server.as_ref().map(MetricsServer::addr)
     }
 
     /// The relay's counters and histograms.

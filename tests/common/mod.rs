@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use remotefn::*;
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// `remotefn relay` on ephemeral loopback ports, with the hosts' secret "s3".
@@ -180,4 +181,28 @@ impl TestPki {
 pub enum Validity {
     Current,
     Expired,
+}
+
+/// `GET path` over HTTP/1.0: the status line and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut socket = TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(socket, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// A child's first line of output; the rest is read (and dropped) by a thread of its own, so
+/// the child never stalls on a full pipe nor fails on a closed one when it prints again.
+pub fn first_line(stdout: std::process::ChildStdout) -> String {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read the first line");
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    line
 }

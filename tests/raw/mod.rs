@@ -68,6 +68,18 @@ impl RawPlayer {
         self.socket.write_all(bytes).unwrap();
     }
 
+    /// Calls `name` (call id 1) in a well-formed frame whose arguments do not decode.
+    pub fn call_with_undecodable_args(&mut self, name: &'static str) {
+        let mut out = BytesMut::new();
+        Frame::Invoke {
+            call: 1,
+            name: Bytes::from_static(name.as_bytes()),
+            args: Bytes::from_static(&[5, 0x0b, 0xff]),
+        }
+        .encode(&mut out);
+        self.send(&out);
+    }
+
     /// Pipes `count` calls of `name(args)` (call ids 1 to `count`) without reading a single
     /// answer, giving up on the write after `patience` (a server that stops reading us stalls
     /// it; whether it did is for the caller to find out).
