@@ -1,5 +1,6 @@
 //! What `cargo add remotefn` and `libremotefn.a` bring: the library alone, none of the code of
-//! the command line, the relay's metrics or JSON (each behind a feature).
+//! the command line, the relay, the metrics' HTTP server or JSON (each behind a feature). The
+//! library renders its metrics itself (`prometheus`, the text format), whatever the build.
 
 use std::process::Command;
 
@@ -44,16 +45,29 @@ const CLI_ONLY: &[&str] = &[
     "indicatif",
     "plotters",
 ];
-const RELAY_ONLY: &[&str] = &["prometheus", "tiny_http", "toml", "serde"];
+const HTTP_ONLY: &[&str] = &["tiny_http"];
+const RELAY_ONLY: &[&str] = &["toml", "serde"];
 const JSON_ONLY: &[&str] = &["serde_json"];
 
 #[test]
 fn the_library_alone_brings_no_command_line_metrics_http_or_json_code() {
     let lib = dependencies(&[]);
-    for name in CLI_ONLY.iter().chain(RELAY_ONLY).chain(JSON_ONLY) {
+    for name in CLI_ONLY
+        .iter()
+        .chain(HTTP_ONLY)
+        .chain(RELAY_ONLY)
+        .chain(JSON_ONLY)
+    {
         assert!(!lib.iter().any(|c| c == name), "{name} in {lib:?}");
     }
-    for name in ["mio", "crossbeam-channel", "bytes", "slab", "parking_lot"] {
+    for name in [
+        "mio",
+        "crossbeam-channel",
+        "bytes",
+        "slab",
+        "parking_lot",
+        "prometheus",
+    ] {
         assert!(lib.iter().any(|c| c == name), "{name} missing from {lib:?}");
     }
     eprintln!("the library alone: {} crates", lib.len());
@@ -61,9 +75,18 @@ fn the_library_alone_brings_no_command_line_metrics_http_or_json_code() {
 
 #[test]
 fn each_feature_brings_its_own_dependencies_only() {
+    let http = dependencies(&["metrics-http"]);
+    assert!(http.iter().any(|c| c == "tiny_http"), "{http:?}");
+    assert!(
+        !RELAY_ONLY.iter().any(|n| http.iter().any(|c| c == n)),
+        "{http:?}"
+    );
     let relay = dependencies(&["relay"]);
     assert!(
-        RELAY_ONLY.iter().all(|n| relay.iter().any(|c| c == n)),
+        RELAY_ONLY
+            .iter()
+            .chain(HTTP_ONLY)
+            .all(|n| relay.iter().any(|c| c == n)),
         "{relay:?}"
     );
     assert!(
@@ -73,11 +96,19 @@ fn each_feature_brings_its_own_dependencies_only() {
     let json = dependencies(&["json"]);
     assert!(json.iter().any(|c| c == "serde_json"), "{json:?}");
     assert!(
-        !RELAY_ONLY.iter().any(|n| json.iter().any(|c| c == n)),
+        !RELAY_ONLY
+            .iter()
+            .chain(HTTP_ONLY)
+            .any(|n| json.iter().any(|c| c == n)),
         "{json:?}"
     );
     let cli = dependencies(&["cli"]);
-    for name in CLI_ONLY.iter().chain(RELAY_ONLY).chain(JSON_ONLY) {
+    for name in CLI_ONLY
+        .iter()
+        .chain(HTTP_ONLY)
+        .chain(RELAY_ONLY)
+        .chain(JSON_ONLY)
+    {
         assert!(cli.iter().any(|c| c == name), "{name} missing from {cli:?}");
     }
 }
