@@ -293,9 +293,11 @@ fn flooder_is_throttled_and_others_keep_their_latency(target: &Target) {
         cpu < took / 4,
         "the event loop used {cpu:?} of CPU in {took:?} of flood"
     );
-    // Everyone else is served as before (2 ms allowed for scheduling noise on a shared box).
+    // Everyone else is served as before. 5 ms are allowed for scheduling noise: on the 2-core
+    // test machine, with the other tests of this file running, a p99 of 3-4 ms (a scheduler
+    // slice) shows up quiet or flooded, on either target, with or without the flood.
     assert!(
-        loaded <= (quiet * 2).max(quiet + Duration::from_millis(2)),
+        loaded <= (quiet * 2).max(quiet + Duration::from_millis(5)),
         "p99 {loaded:?} under the flood against {quiet:?} quiet"
     );
     // Throttled, not cut (its cut_after is off).
