@@ -28,4 +28,8 @@ execute_process(COMMAND "${CMAKE_COMMAND}" -S "${remotefn_source}" -B "${BUILD_D
 execute_process(COMMAND "${CMAKE_COMMAND}" --build "${BUILD_DIR}" COMMAND_ERROR_IS_FATAL ANY)
 execute_process(COMMAND "${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${PREFIX}"
   COMMAND_ERROR_IS_FATAL ANY)
-message(STATUS "remotefn installed under ${PREFIX}")
+if(DEFINED ENV{DESTDIR})
+  message(STATUS "remotefn staged under $ENV{DESTDIR}${PREFIX} (for ${PREFIX})")
+else()
+  message(STATUS "remotefn installed under ${PREFIX}")
+endif()

@@ -45,24 +45,51 @@ fn cargo_target_dir() -> PathBuf {
     scratch().join("cargo")
 }
 
+/// The README's install command, to `prefix`, building in `build` (dev profile, the shared
+/// cargo target directory).
+fn install_command(prefix: &Path, build: &str) -> Command {
+    let mut command = Command::new("cmake");
+    command
+        .arg(format!("-DPREFIX={}", prefix.display()))
+        .arg("-DPROFILE=dev")
+        .arg(format!("-DBUILD_DIR={}", scratch().join(build).display()))
+        .arg(format!(
+            "-DCARGO_TARGET_DIR={}",
+            cargo_target_dir().display()
+        ))
+        .arg("-P")
+        .arg(root().join("cmake/install.cmake"));
+    command
+}
+
 /// The prefix the README's install command installed to, once per test run.
 fn installed() -> &'static Path {
     static PREFIX: OnceLock<PathBuf> = OnceLock::new();
     PREFIX.get_or_init(|| {
         let prefix = scratch().join("prefix");
         let _ = std::fs::remove_dir_all(&prefix);
-        run(Command::new("cmake")
-            .arg(format!("-DPREFIX={}", prefix.display()))
-            .arg("-DPROFILE=dev")
-            .arg(format!("-DBUILD_DIR={}", scratch().join("build").display()))
-            .arg(format!(
-                "-DCARGO_TARGET_DIR={}",
-                cargo_target_dir().display()
-            ))
-            .arg("-P")
-            .arg(root().join("cmake/install.cmake")));
+        run(&mut install_command(&prefix, "build"));
         prefix
     })
+}
+
+#[test]
+fn destdir_stages_the_install_for_a_package() {
+    let stage = scratch().join("stage");
+    let _ = std::fs::remove_dir_all(&stage);
+    let prefix = Path::new("/opt/remotefn-staged");
+    run(install_command(prefix, "build-staged").env("DESTDIR", &stage));
+    let staged = stage.join(prefix.strip_prefix("/").unwrap());
+    for file in [
+        "include/remotefn.h",
+        "lib/libremotefn.a",
+        "lib/pkgconfig/remotefn.pc",
+        "lib/cmake/remotefn/remotefnConfig.cmake",
+    ] {
+        assert!(staged.join(file).is_file(), "{file} is not staged");
+    }
+    assert!(staged.join("lib").join(shared_file()).is_file());
+    assert!(!prefix.exists(), "nothing is installed outside the stage");
 }
 
 /// A fresh directory holding a copy of `files` (paths in the source tree), so that what is
