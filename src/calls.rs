@@ -303,12 +303,15 @@ impl<R> ReplyTable<R> {
         }
     }
 
-    /// Records a route; `None` when the table is full.
-    pub(crate) fn insert(&self, route: R) -> Option<CallId> {
-        let index = self.free.pop()? as usize;
+    /// Records a route; when the table is full, hands it back.
+    pub(crate) fn insert(&self, route: R) -> Result<CallId, R> {
+        let Some(index) = self.free.pop() else {
+            return Err(route);
+        };
+        let index = index as usize;
         let mut slot = self.slots[index].lock();
         slot.1 = Some(route);
-        Some(join(index, slot.0))
+        Ok(join(index, slot.0))
     }
 
     /// Takes the route of call `id`, once; `None` for a stale, doubled or unknown id.
@@ -681,5 +684,11 @@ mod tests {
         assert_ne!(again, id);
         assert_eq!(table.take(id), None);
         assert_eq!(table.pending(), 1);
+        table.insert("second").unwrap();
+        assert_eq!(
+            table.insert("third"),
+            Err("third"),
+            "full: the route comes back"
+        );
     }
 }

@@ -807,17 +807,20 @@ impl Endpoint {
         let route = Route {
             conn,
             call,
-            stats: stats.clone(),
+            stats,
             started: Instant::now(),
         };
-        let Some(local) = self.replies.insert(route) else {
-            stats.refused(CallOutcome::Limit);
-            let msg = format!(
-                "{} calls already await a reply",
-                self.limits.max_pending_replies
-            );
-            self.send_error(conn, call, ErrorKind::Limit, &msg);
-            return false;
+        let local = match self.replies.insert(route) {
+            Ok(local) => local,
+            Err(route) => {
+                route.stats.refused(CallOutcome::Limit);
+                let msg = format!(
+                    "{} calls already await a reply",
+                    self.limits.max_pending_replies
+                );
+                self.send_error(conn, call, ErrorKind::Limit, &msg);
+                return false;
+            }
         };
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(self, conn, args, local))) {
             let msg = format!("handler for {fname:?} panicked: {}", panic_message(&panic));

@@ -142,6 +142,44 @@ fn every_call_is_counted_under_its_function_by_outcome_with_its_handler_time() {
 }
 
 #[test]
+fn a_call_refused_because_every_reply_slot_is_taken_counts_as_limit() {
+    let server = Server::new(ServerConfig {
+        limits: Limits {
+            max_pending_replies: 1,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let holding = held.clone();
+    server
+        .bind_deferred("Hold", move |_, _, _, responder| {
+            holding.lock().unwrap().push(responder)
+        })
+        .unwrap();
+    let addr = server.listen("127.0.0.1:0").unwrap();
+    let player = connect(addr);
+    let first = player.handle();
+    let waiting = std::thread::spawn(move || first.invoke_server("Hold", &[], PATIENCE));
+    wait_until("the first call holds the slot", || {
+        server.replies_pending() == 1
+    });
+    let refused = player.invoke_server("Hold", &[], PATIENCE).unwrap_err();
+    assert!(refused.to_string().contains("await a reply"), "{refused}");
+    let text = server.metrics();
+    assert_eq!(calls(&text, "Hold", "limit"), 1.0);
+    assert_eq!(handled(&text, "Hold"), 0.0, "neither has been answered");
+    for responder in held.lock().unwrap().drain(..) {
+        responder.reply(Ok::<_, String>(Tuple::new())).unwrap();
+    }
+    waiting.join().unwrap().unwrap();
+    let text = server.metrics();
+    assert_eq!(calls(&text, "Hold", "ok"), 1.0);
+    assert_eq!(handled(&text, "Hold"), 1.0);
+}
+
+#[test]
 fn the_metrics_endpoint_is_scraped_while_players_call() {
     const PLAYERS: usize = 8;
     const CALLS: usize = 300;
