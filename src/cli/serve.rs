@@ -114,8 +114,6 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "remotefn serving on {addr}{tls} (functions: Echo, Add, Fail, CallMeBack){metrics_note}; Ctrl-C stops"
         );
-    } else if metrics.is_some() {
-        println!("remotefn{}", metrics_note.trim_start_matches(','));
     }
     signals.wait(|| server.reload_tls());
     // Players get a goodbye; pending calls fail with a clear error.

@@ -73,6 +73,11 @@ impl super::PanicValue for rf_tls_error {
     }
 }
 
+/// TLS trusting the CAs in `ca` (a PEM file), or the system's trust store when it is `None`.
+fn trusting(ca: Option<&str>) -> ClientTlsConfig {
+    ca.map_or_else(ClientTlsConfig::default, ClientTlsConfig::with_ca_file)
+}
+
 /// The TLS settings a refining setter changes; `RF_ERR_INVALID_ARGUMENT` naming `setter` when
 /// they were not set yet.
 fn set_first<'a, T>(tls: &'a mut Option<T>, setter: &str) -> Result<&'a mut T, Error> {
@@ -130,10 +135,7 @@ pub unsafe extern "C" fn rf_server_config_set_relay_tls(
     ca_pem_path: *const c_char,
 ) -> rf_status {
     entry!(c = server_config(c), ca = optional_str(ca_pem_path) => {
-        c.relay_tls = Some(ClientTlsConfig {
-            ca_file: ca.map(Into::into),
-            ..ClientTlsConfig::default()
-        });
+        c.relay_tls = Some(trusting(ca));
         Ok(())
     })
 }
@@ -182,10 +184,7 @@ pub unsafe extern "C" fn rf_client_config_set_tls(
     ca_pem_path: *const c_char,
 ) -> rf_status {
     entry!(c = client_config(c), ca = optional_str(ca_pem_path) => {
-        c.tls = Some(ClientTlsConfig {
-            ca_file: ca.map(Into::into),
-            ..ClientTlsConfig::default()
-        });
+        c.tls = Some(trusting(ca));
         Ok(())
     })
 }

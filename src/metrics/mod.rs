@@ -223,24 +223,20 @@ pub(crate) fn render(stats: &Stats, gauges: &Gauges, functions: &FunctionTable) 
         ),
     ];
     let bound = functions.bound.lock().clone();
-    let all: Vec<(&str, &FunctionStats)> = bound
+    let bound: Vec<(&str, &FunctionStats)> = bound
         .iter()
         .map(|(name, stats)| (&**name, &**stats))
-        .chain([(UNBOUND, &functions.unbound)])
         .collect();
     let mut calls = Vec::new();
-    for (name, stats) in &all {
-        // Calls to unbound names can only have been refused for a full queue.
-        let outcomes: &[CallOutcome] = if *name == UNBOUND {
-            &[CallOutcome::Limit]
-        } else {
-            &CallOutcome::ALL
-        };
-        for &outcome in outcomes {
+    for (name, stats) in &bound {
+        for outcome in CallOutcome::ALL {
             let n = stats.outcomes[outcome as usize].load(Ordering::Relaxed);
             calls.push((vec![*name, outcome.label()], n));
         }
     }
+    // Calls to unbound names can only have been refused, for a full queue.
+    let unbound = functions.unbound.outcomes[CallOutcome::Limit as usize].load(Ordering::Relaxed);
+    calls.push((vec![UNBOUND, CallOutcome::Limit.label()], unbound));
     families.push(counter(
         "calls_total",
         "Calls received from players, by function and outcome",
@@ -249,7 +245,7 @@ pub(crate) fn render(stats: &Stats, gauges: &Gauges, functions: &FunctionTable) 
     ));
     // The text format has no empty family: with no function bound, no histogram.
     if !bound.is_empty() {
-        families.push(handler_seconds(&all[..all.len() - 1]));
+        families.push(handler_seconds(&bound));
     }
     let mut out = Vec::new();
     TextEncoder::new()
