@@ -950,6 +950,11 @@ static void test_misuse(rf_server *s, const char *addr) {
   CHECK_STATUS(rf_server_invoke_client(s, 1, "X", NULL, 0, NULL), RF_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(rf_server_return(NULL, 1, rf_tuple_new()), RF_ERR_INVALID_ARGUMENT); /* consumed */
   CHECK_STATUS(rf_server_error(s, 1, NULL), RF_ERR_INVALID_ARGUMENT);
+  /* This build has no Luau (the library as a C engine gets it): loading a script says so. */
+  CHECK_STATUS(rf_server_load_script(s, "server.luau"), RF_ERR_SCRIPT);
+  CHECK(strstr(rf_last_error(), "luau") != NULL);
+  CHECK_STATUS(rf_server_load_script(NULL, "server.luau"), RF_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(rf_client_load_script(NULL, "client.luau"), RF_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(rf_client_connect(NULL, NULL, NULL), RF_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(rf_client_invoke_server(NULL, "Echo", NULL, 0, &out), RF_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(rf_client_player_id(NULL, &pid), RF_ERR_INVALID_ARGUMENT);

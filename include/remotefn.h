@@ -69,6 +69,9 @@ typedef enum rf_status {
   // TLS failed: untrusted, expired or misnamed certificate, a peer that does not speak TLS
   // or speaks only TLS, an unreadable certificate file (`rf_last_tls_error` says which).
   RF_ERR_TLS = 11,
+  // A Luau script failed to load or raised before its first yield (its message is in
+  // `rf_last_error()`), or this library was built without the `luau` feature.
+  RF_ERR_SCRIPT = 12,
 } rf_status;
 
 // What went wrong in the last `RF_ERR_TLS` returned on this thread (see `rf_last_tls_error`).
@@ -313,6 +316,14 @@ enum rf_status rf_client_connect(const char *addr,
 // # Safety
 // `c` is NULL or a client from `rf_client_connect`, not used afterwards.
 void rf_client_free(struct rf_client *c);
+
+// Loads and runs the Luau client script at `path` (Roblox's `LocalScript` surface), as
+// `rf_server_load_script` does for a server: `InvokeServer`, `FireServer`, `OnClientInvoke`
+// and `OnClientEvent` reach the server this client is connected to.
+//
+// # Safety
+// `c` is NULL or a live client; `path` is NULL or a NUL-terminated string.
+enum rf_status rf_client_load_script(struct rf_client *c, const char *path);
 
 // The player id the server gave this client.
 //
@@ -560,6 +571,18 @@ enum rf_status rf_server_attach(struct rf_server *s,
 // # Safety
 // `s` is NULL or a server of this library, not used afterwards.
 void rf_server_free(struct rf_server *s);
+
+// Loads and runs the Luau server script at `path` (Roblox's `Script` surface: its remotes
+// under ReplicatedStorage are served by name, beside the handlers bound in C). It returns once
+// the script's main chunk finished or first yielded; a syntax error, an unreadable file or an
+// error raised before the first yield is `RF_ERR_SCRIPT` (or `RF_ERR_IO`) with the message in
+// `rf_last_error()`. The first script starts the server's script host (one Luau state, one
+// scheduler thread, 1 s of CPU per resumption, 64 MiB); `require` looks in that script's
+// folder. Without the library's `luau` feature it is always `RF_ERR_SCRIPT`.
+//
+// # Safety
+// `s` is NULL or a live server; `path` is NULL or a NUL-terminated string.
+enum rf_status rf_server_load_script(struct rf_server *s, const char *path);
 
 // Binds the `OnServerInvoke` handler of `function` (replacing any previous one). Calls that
 // waited for a handler are dispatched now. `user` is passed back to `cb` untouched.

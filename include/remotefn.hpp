@@ -296,6 +296,10 @@ class Server {
   /// (rf_server_reload_tls).
   void reload_tls() { detail::check(rf_server_reload_tls(s_)); }
 
+  /// Runs a Luau server script beside the C++ handlers (rf_server_load_script); throws its
+  /// load error (RF_ERR_SCRIPT).
+  void load_script(const std::string& path) { detail::check(rf_server_load_script(s_, path.c_str())); }
+
   /// Listens on `addr` ("127.0.0.1:0" picks a port); returns the port.
   uint16_t listen(const std::string& addr) {
     detail::check(rf_server_listen(s_, addr.c_str()));
@@ -496,6 +500,9 @@ class Client {
     detail::check(rf_client_player_id(c_, &id));
     return id;
   }
+
+  /// Runs a Luau client script as this player (rf_client_load_script).
+  void load_script(const std::string& path) { detail::check(rf_client_load_script(c_, path.c_str())); }
 
   /// InvokeServer: blocks until the server's handler answers (0 ms: forever).
   Tuple invoke(const std::string& function, const Tuple& args = Tuple(),

@@ -35,10 +35,18 @@ fn next_generation(g: u32) -> u32 {
 /// What a caller receives: the encoded result values, or why there are none.
 pub type Outcome = Result<Bytes, Error>;
 
+/// Runs when a call made with [`CallSlots::acquire_notify`] completes, on the thread that
+/// completes it (the event loop's, or the one that shuts the endpoint down): it must only hand
+/// the outcome on.
+pub(crate) type OnOutcome = Box<dyn FnOnce(Outcome) + Send>;
+
 enum Phase {
     Free,
     Waiting,
     Done(Outcome),
+    /// Nobody parks: the outcome goes to the callback (calls made from a script scheduler,
+    /// which yields a coroutine rather than its thread).
+    Notify(OnOutcome),
 }
 
 struct Slot {
@@ -105,6 +113,40 @@ impl CallSlots {
             return Err(Error::Closed("shut down".into()));
         }
         Ok(id)
+    }
+
+    /// Takes a free slot for a call whose outcome goes to `on_outcome` instead of a parked
+    /// caller. The slot frees itself when the call completes; such a call has no timeout of
+    /// its own (Roblox's invokes have none), so it ends with an answer, the peer's departure
+    /// or the endpoint's shutdown. If the call is never sent, [`release`](Self::release) it.
+    pub(crate) fn acquire_notify(&self, on_outcome: OnOutcome) -> Result<CallId, Error> {
+        let id = self.acquire()?;
+        let (index, generation) = split(id);
+        let mut state = self.slots[index].state.lock();
+        if state.0 == generation && matches!(state.1, Phase::Waiting) {
+            state.1 = Phase::Notify(on_outcome);
+            Ok(id)
+        } else {
+            // `fail_all` completed it between `acquire` and here.
+            drop(state);
+            drop(on_outcome);
+            let _ = self.wait(id, Some(Duration::ZERO));
+            Err(Error::Closed("shut down".into()))
+        }
+    }
+
+    /// Frees slot `index` (locked in `state`) after its notify call completed, and returns
+    /// the callback to run once the lock is dropped.
+    fn finish_notify(&self, index: usize, state: &mut (u32, Phase)) -> Option<OnOutcome> {
+        if !matches!(state.1, Phase::Notify(_)) {
+            return None;
+        }
+        let Phase::Notify(callback) = std::mem::replace(&mut state.1, Phase::Free) else {
+            unreachable!("checked above")
+        };
+        state.0 = next_generation(state.0);
+        self.free.push(index as u32).expect("a slot is freed once");
+        Some(callback)
     }
 
     /// Parks until the call completes or `timeout` elapses, then frees the slot.
@@ -188,7 +230,15 @@ impl CallSlots {
             return false;
         };
         let mut state = slot.state.lock();
-        if state.0 != generation || !matches!(state.1, Phase::Waiting) {
+        if state.0 != generation {
+            return false;
+        }
+        if let Some(callback) = self.finish_notify(index, &mut state) {
+            drop(state);
+            callback(outcome);
+            return true;
+        }
+        if !matches!(state.1, Phase::Waiting) {
             return false;
         }
         state.1 = Phase::Done(outcome);
@@ -201,8 +251,13 @@ impl CallSlots {
     /// Refuses new calls and fails every waiting one with `error`.
     pub fn fail_all(&self, error: &Error) {
         self.closed.store(true, Ordering::SeqCst);
-        for slot in self.slots.iter() {
+        for (index, slot) in self.slots.iter().enumerate() {
             let mut state = slot.state.lock();
+            if let Some(callback) = self.finish_notify(index, &mut state) {
+                drop(state);
+                callback(Err(error.clone()));
+                continue;
+            }
             if matches!(state.1, Phase::Waiting) {
                 state.1 = Phase::Done(Err(error.clone()));
                 slot.done.store(true, Ordering::Release);
@@ -338,6 +393,44 @@ impl<R> ReplyTable<R> {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    fn recorder() -> (Arc<parking_lot::Mutex<Vec<Outcome>>>, OnOutcome) {
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        (seen, Box::new(move |outcome| log.lock().push(outcome)))
+    }
+
+    #[test]
+    fn a_notify_call_hands_its_outcome_to_the_callback_and_frees_its_slot() {
+        let slots = CallSlots::new(1);
+        let (seen, on_outcome) = recorder();
+        let id = slots.acquire_notify(on_outcome).unwrap();
+        assert!(slots.acquire().is_err(), "the one slot is taken");
+        assert!(slots.complete(id, Ok(Bytes::from_static(b"x"))));
+        assert!(!slots.complete(id, Ok(Bytes::from_static(b"y"))), "stale");
+        assert_eq!(seen.lock().len(), 1);
+        assert_eq!(slots.in_flight(), 0);
+        // A parked call in the same slot afterwards is unaffected.
+        let parked = slots.acquire().unwrap();
+        assert!(slots.complete(parked, Ok(Bytes::from_static(b"z"))));
+        assert_eq!(slots.wait(parked, None).unwrap(), Bytes::from_static(b"z"));
+    }
+
+    #[test]
+    fn shutdown_fails_notify_calls_and_an_unsent_one_is_released_uncalled() {
+        let slots = CallSlots::new(4);
+        let (seen, on_outcome) = recorder();
+        let (unsent, never) = recorder();
+        let _pending = slots.acquire_notify(on_outcome).unwrap();
+        let released = slots.acquire_notify(never).unwrap();
+        slots.release(released);
+        slots.fail_all(&Error::Closed("bye".into()));
+        assert!(matches!(seen.lock()[..], [Err(Error::Closed(_))]));
+        assert!(unsent.lock().is_empty());
+        assert_eq!(slots.in_flight(), 0);
+        let (_, late) = recorder();
+        assert!(slots.acquire_notify(late).is_err(), "closed");
+    }
 
     #[test]
     fn a_completed_call_delivers_its_outcome_once() {

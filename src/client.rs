@@ -200,6 +200,16 @@ impl ClientHandle {
         self.ep.invoke(self.conn, function, args, timeout)
     }
 
+    /// Calls `function` on the server without blocking: `on_done` receives what
+    /// [`invoke_server`](Self::invoke_server) would return, with no timeout; see
+    /// [`crate::ServerHandle::invoke_client_then`].
+    pub fn invoke_server_then<F>(&self, function: &str, args: &[Value], on_done: F) -> Result<()>
+    where
+        F: FnOnce(Result<Tuple>) + Send + 'static,
+    {
+        self.ep.invoke_then(self.conn, function, args, on_done)
+    }
+
     /// Fires `event` at the server (fire-and-forget, in order).
     pub fn fire_server(&self, event: &str, args: &[Value]) -> Result<()> {
         self.ep.fire(self.conn, event, args)

@@ -538,10 +538,55 @@ impl Endpoint {
                  which would wait on itself; bind the calling function with bind() instead"
             )));
         }
-        if let Some(why) = self.lost.lock().as_ref() {
-            return Err(Error::Disconnected(why.clone()));
-        }
+        self.check_not_lost()?;
         let call = self.calls.acquire()?;
+        self.send_call(conn, call, name, args)?;
+        let outcome = {
+            let _blocked = blocking_section();
+            let abandon = || self.command(Command::Abandon { conn, call });
+            self.calls.wait_or(call, timeout, abandon)
+        };
+        self.decode_outcome(outcome)
+    }
+
+    /// Calls `name` on connection `conn` without blocking: `on_done` receives the outcome when
+    /// the peer answers, fails, or goes away, or when this endpoint shuts down. It runs on the
+    /// thread that completes the call (the event loop's), so it must only hand the result on.
+    /// An error returned here means the call was not sent and `on_done` will not run.
+    pub(crate) fn invoke_then(
+        &self,
+        conn: ConnId,
+        name: &str,
+        args: &[Value],
+        on_done: impl FnOnce(Result<Tuple>) + Send + 'static,
+    ) -> Result<()> {
+        self.check_open()?;
+        self.check_name(name)?;
+        self.check_not_lost()?;
+        let limits = self.decode_limits();
+        let call = self
+            .calls
+            .acquire_notify(Box::new(move |outcome: Outcome| {
+                let decoded = outcome.and_then(|values| {
+                    codec::decode_tuple(&values, limits)
+                        .map_err(|e| Error::Protocol(format!("malformed reply from the peer: {e}")))
+                });
+                on_done(decoded);
+            }))?;
+        self.send_call(conn, call, name, args)
+    }
+
+    /// Fails with why the connection was lost, if it was (a client's).
+    fn check_not_lost(&self) -> Result<()> {
+        match self.lost.lock().as_ref() {
+            Some(why) => Err(Error::Disconnected(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes call `call` and hands it to the event loop of `conn`; on failure the slot is
+    /// released and nothing is sent.
+    fn send_call(&self, conn: ConnId, call: CallId, name: &str, args: &[Value]) -> Result<()> {
         let mut frame = BytesMut::with_capacity(64);
         let encoded =
             proto::encode_invoke(&mut frame, call.get(), name, args, self.limits.max_depth)
@@ -551,15 +596,9 @@ impl Endpoint {
             self.calls.release(call);
             return Err(e);
         }
-        let counters = self.counters(self.loop_of(conn));
-        crate::stats::bump(&counters.calls_out, 1);
+        crate::stats::bump(&self.counters(self.loop_of(conn)).calls_out, 1);
         self.command(Command::Call { conn, call, frame });
-        let outcome = {
-            let _blocked = blocking_section();
-            let abandon = || self.command(Command::Abandon { conn, call });
-            self.calls.wait_or(call, timeout, abandon)
-        };
-        self.decode_outcome(outcome)
+        Ok(())
     }
 
     fn decode_outcome(&self, outcome: Outcome) -> Result<Tuple> {

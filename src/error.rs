@@ -43,6 +43,10 @@ pub enum Error {
     /// TLS (or speaks only TLS), an unreadable certificate file. [`TlsError::kind`] says which.
     #[error("TLS: {0}")]
     Tls(crate::tls::TlsError),
+    /// A script failed to load or run: a syntax error, or an error raised before its first
+    /// yield (feature `luau`).
+    #[error("script: {0}")]
+    Script(String),
 }
 
 impl Error {

@@ -49,6 +49,9 @@ mod ids;
 /// cbindgen:ignore
 mod limits;
 /// cbindgen:ignore
+#[cfg(feature = "luau")]
+pub mod luau;
+/// cbindgen:ignore
 mod metrics;
 /// cbindgen:ignore
 mod reactor;

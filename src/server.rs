@@ -349,6 +349,28 @@ impl ServerHandle {
         self.ep.invoke(player.into(), function, args, timeout)
     }
 
+    /// Calls `function` on `player`'s client without blocking: `on_done` receives what
+    /// [`invoke_client`](Self::invoke_client) would return (with no timeout: the call ends with
+    /// the answer, the player's departure or the server's shutdown). `on_done` runs on the event
+    /// loop's thread, so it must only hand the result on (to a channel, say). An error returned
+    /// here means nothing was sent and `on_done` will not run.
+    pub fn invoke_client_then<F>(
+        &self,
+        player: PlayerId,
+        function: &str,
+        args: &[Value],
+        on_done: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(Result<Tuple>) + Send + 'static,
+    {
+        self.ep.check_open()?;
+        if !self.ep.has_player(player) {
+            return Err(Error::NotFound(player));
+        }
+        self.ep.invoke_then(player.into(), function, args, on_done)
+    }
+
     /// Binds the handler of a `RemoteEvent` fired by clients.
     pub fn bind_event<F>(&self, event: &str, handler: F) -> Result<()>
     where

@@ -677,3 +677,99 @@ fn a_relay_over_tls_admits_a_game_server_by_its_certificate_from_the_command_lin
         stderr(&refused)
     );
 }
+
+fn example_script(sample: &str, side: &str) -> String {
+    format!(
+        "{}/examples/luau/{sample}/{side}.luau",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// `remotefn client ADDR --script SCRIPT`, killed if it has not exited within the tests'
+/// patience; its output goes to files, read once it exited.
+fn scripted_client(addr: &str, script: &str) -> Output {
+    let dir = std::env::temp_dir();
+    let tag = format!(
+        "remotefn-client-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    );
+    let (out_path, err_path) = (
+        dir.join(format!("{tag}.out")),
+        dir.join(format!("{tag}.err")),
+    );
+    let mut child = Command::new(BIN)
+        .args(["client", addr, "--script", script, "--log", "warn"])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("run remotefn client");
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "remotefn client did not exit: {}",
+                std::fs::read_to_string(&err_path).unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let output = Output {
+        status,
+        stdout: std::fs::read(&out_path).unwrap(),
+        stderr: std::fs::read(&err_path).unwrap(),
+    };
+    let _ = std::fs::remove_file(out_path);
+    let _ = std::fs::remove_file(err_path);
+    output
+}
+
+#[test]
+fn serve_and_client_run_luau_scripts_against_each_other() {
+    let sample = "remote_function_client_to_server";
+    let serve = Serve::start_flags(
+        &["--script", &example_script(sample, "server")],
+        "warn",
+        Stdio::null(),
+    );
+    // The scripted player invokes the scripted server, prints, and exits once idle.
+    let out = scripted_client(&serve.addr, &example_script(sample, "client"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("The server created the requested part: Part1"),
+        "{}",
+        stdout(&out)
+    );
+    // The demo functions still answer beside the script's remote.
+    assert_eq!(stdout(&serve.call(&["Echo", "1"])).trim(), "[1]");
+    let remote = serve.call(&["RemoteFunctionTest", "{\"$color3\":[1,0,0]}", "2"]);
+    assert!(stdout(&remote).contains("Part2"), "{}", stdout(&remote));
+
+    // A script error is the client's failing exit status, with the message on stderr.
+    let dir = std::env::temp_dir().join(format!("remotefn-cli-luau-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let failing = dir.join("fails.luau");
+    std::fs::write(
+        &failing,
+        "local f = game:GetService('ReplicatedStorage'):WaitForChild('Fail')\nprint(f:InvokeServer('scripted failure'))",
+    )
+    .unwrap();
+    let out = scripted_client(&serve.addr, failing.to_str().unwrap());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("scripted failure"),
+        "{}",
+        stderr(&out)
+    );
+    let broken = dir.join("broken.luau");
+    std::fs::write(&broken, "local = 1").unwrap();
+    let out = scripted_client(&serve.addr, broken.to_str().unwrap());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("broken.luau"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -11,8 +11,11 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 struct Built {
-    /// Directory holding libremotefn.so and libremotefn.a.
+    /// Directory holding libremotefn.so and libremotefn.a as a C engine gets them (no
+    /// optional feature).
     lib_dir: PathBuf,
+    /// The same with Luau scripts (feature `luau`: it links the C++ runtime).
+    luau_lib_dir: PathBuf,
     /// Directory for the compiled test programs.
     out_dir: PathBuf,
 }
@@ -22,34 +25,49 @@ fn root() -> &'static Path {
 }
 
 /// `cargo test` builds the library only as an rlib; the C programs need the cdylib and the
-/// staticlib, built once per test run into the same target directory.
+/// staticlib, built once per test run into the same target directory (once as shipped, once
+/// with the `luau` feature for the program that loads scripts) and copied aside, since both
+/// builds write the same file names.
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         // target/<profile>/deps/ffi-<hash> → target/<profile>
         let exe = std::env::current_exe().expect("test executable path");
-        let lib_dir = exe
+        let profile_dir = exe
             .parent()
             .and_then(Path::parent)
             .expect("target/<profile>")
             .to_path_buf();
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo
-            .args(["build", "--lib", "--quiet"])
-            .current_dir(root());
-        if lib_dir.file_name().is_some_and(|n| n == "release") {
-            cargo.arg("--release");
-        }
-        let status = cargo.status().expect("run cargo build --lib");
-        assert!(status.success(), "cargo build --lib failed");
-        assert!(
-            lib_dir.join("libremotefn.so").exists(),
-            "no libremotefn.so in {}",
-            lib_dir.display()
-        );
-        let out_dir = lib_dir.join("ffi-tests");
+        let build = |features: &str, into: &str| {
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo
+                .args(["build", "--lib", "--quiet", "--features", features])
+                .current_dir(root());
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                cargo.arg("--release");
+            }
+            let status = cargo.status().expect("run cargo build --lib");
+            assert!(
+                status.success(),
+                "cargo build --lib --features {features:?} failed"
+            );
+            let dir = profile_dir.join(into);
+            std::fs::create_dir_all(&dir).unwrap();
+            for lib in ["libremotefn.so", "libremotefn.a"] {
+                std::fs::copy(profile_dir.join(lib), dir.join(lib))
+                    .unwrap_or_else(|e| panic!("no {lib} in {}: {e}", profile_dir.display()));
+            }
+            dir
+        };
+        let lib_dir = build("", "ffi-lib");
+        let luau_lib_dir = build("luau", "ffi-lib-luau");
+        let out_dir = profile_dir.join("ffi-tests");
         std::fs::create_dir_all(&out_dir).unwrap();
-        Built { lib_dir, out_dir }
+        Built {
+            lib_dir,
+            luau_lib_dir,
+            out_dir,
+        }
     })
 }
 
@@ -99,13 +117,22 @@ fn compile_now(source: &str, link: Link) -> PathBuf {
         .arg(root().join("ffi-tests").join(source))
         .arg("-o")
         .arg(&exe);
+    let lib_dir = if stem.starts_with("luau") {
+        &b.luau_lib_dir
+    } else {
+        &b.lib_dir
+    };
     match link {
         Link::Shared => {
-            cmd.arg("-L").arg(&b.lib_dir).arg("-lremotefn");
-            cmd.arg(format!("-Wl,-rpath,{}", b.lib_dir.display()));
+            cmd.arg("-L").arg(lib_dir).arg("-lremotefn");
+            cmd.arg(format!("-Wl,-rpath,{}", lib_dir.display()));
         }
         Link::Static => {
-            cmd.arg(b.lib_dir.join("libremotefn.a"));
+            cmd.arg(lib_dir.join("libremotefn.a"));
+            if stem.starts_with("luau") {
+                // Luau is C++: a static link brings its runtime.
+                cmd.arg("-lstdc++");
+            }
         }
     }
     cmd.args(["-lpthread", "-ldl", "-lm"]);
@@ -145,9 +172,13 @@ fn run(exe: &Path, wrapper: &[&str]) {
     let pki = common::test_pki();
     let out = Command::new(program)
         .args(args)
+        // cargo points LD_LIBRARY_PATH at target/<profile>, which would win over the
+        // program's run path and load whichever library was built last.
+        .env_remove("LD_LIBRARY_PATH")
         .env("RF_TEST_TLS_CERT", &pki.cert)
         .env("RF_TEST_TLS_KEY", &pki.key)
         .env("RF_TEST_TLS_CA", &pki.ca)
+        .env("RF_TEST_LUAU_DIR", root().join("ffi-tests/luau"))
         .output()
         .expect("run the test program");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -184,6 +215,17 @@ fn cpp_wrapper_against_the_shared_library() {
 #[test]
 fn cpp_wrapper_against_the_static_library() {
     run(&compile("wrapper_test.cpp", Link::Static), &[]);
+}
+
+/// A C++ client calls a Luau server and a Luau client calls a C++ server.
+#[test]
+fn cpp_and_luau_call_each_other() {
+    run(&compile("luau_test.cpp", Link::Shared), &[]);
+}
+
+#[test]
+fn cpp_and_luau_against_the_static_library() {
+    run(&compile("luau_test.cpp", Link::Static), &[]);
 }
 
 /// Zero memcheck errors and no definite leaks (the exit code is 99 on either).

@@ -2,6 +2,7 @@
 
 mod bench;
 mod call;
+mod client;
 mod limits;
 mod probe;
 mod relay;
@@ -37,6 +38,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Connect, invoke one function, print its results as JSON.
     Call(call::CallArgs),
+    /// Run Luau scripts as a player (a Roblox LocalScript's surface), until they are idle.
+    Client(client::ClientArgs),
     /// Run a relay between players and game servers, until SIGTERM or SIGINT.
     Relay(relay::RelayArgs),
     /// Load a server with many players and report calls/s and latency percentiles.
@@ -61,6 +64,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let _log_flushed_at_exit = init_logging(&cli.log);
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Client(args) => {
+            return client::run(args).unwrap_or_else(|e| {
+                eprintln!("remotefn: {e}");
+                ExitCode::FAILURE
+            })
+        }
         Command::Serve(args) => serve::run(args),
         Command::Call(args) => call::run(args),
         Command::Bench(args) => bench::run(args).map_err(Into::into),

@@ -3,6 +3,7 @@
 use super::limits::{CallLimitArgs, PlayerLimitArgs};
 use super::tls::{ServerTlsArgs, Signals};
 use clap::Args;
+use remotefn::luau::{ScriptConfig, ScriptHost};
 use remotefn::{tuple, ClientTlsConfig, Limits, Server, ServerConfig, Tuple, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,6 +50,17 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9186).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+    /// Luau server scripts to run beside the demo functions, in order (repeatable); their
+    /// remotes are served by name, their `print` goes to stdout. The first one's folder is
+    /// where `require` looks.
+    #[arg(long, num_args = 1..)]
+    script: Vec<PathBuf>,
+    /// CPU time one resumption of a script may take, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    script_cpu_ms: u64,
+    /// Memory the scripts may allocate, in MiB.
+    #[arg(long, default_value_t = 64)]
+    script_memory_mib: usize,
     #[command(flatten)]
     player_limits: PlayerLimitArgs,
     #[command(flatten)]
@@ -83,6 +95,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     server.on_player_removing(|srv, player| {
         tracing::info!(%player, players = srv.player_count(), "player removing");
     });
+    let scripts = start_scripts(&server, &args)?;
     let metrics = args
         .metrics
         .as_deref()
@@ -117,9 +130,35 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     signals.wait(|| server.reload_tls());
     // Players get a goodbye; pending calls fail with a clear error.
+    drop(scripts);
     server.shutdown();
     drop(metrics);
     Ok(())
+}
+
+/// Runs `--script` files on a script host of the server (none without them).
+fn start_scripts(
+    server: &Server,
+    args: &ServeArgs,
+) -> Result<Option<ScriptHost>, Box<dyn std::error::Error>> {
+    if args.script.is_empty() {
+        return Ok(None);
+    }
+    let host = ScriptHost::server(
+        &server.handle(),
+        ScriptConfig {
+            cpu_budget: Duration::from_millis(args.script_cpu_ms),
+            memory_limit: args.script_memory_mib << 20,
+            output: Some(super::client::script_output(Default::default())),
+            ..ScriptConfig::default()
+        },
+    )?;
+    for script in &args.script {
+        host.load_file(script)
+            .map_err(|e| format!("{}: {e}", script.display()))?;
+        tracing::info!(script = %script.display(), "script loaded");
+    }
+    Ok(Some(host))
 }
 
 /// Binds a handler that only computes: inline, or on the workers.

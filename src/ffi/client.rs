@@ -23,6 +23,7 @@ pub struct rf_client_config {
 /// each gets its own answer.
 pub struct rf_client {
     client: Client,
+    scripts: super::Scripts,
 }
 
 /// `OnClientInvoke`: the server invoked a function. Complete `call` exactly once with
@@ -201,7 +202,10 @@ pub unsafe extern "C" fn rf_client_connect(
 ) -> rf_status {
     entry!(out = out_handle(out), addr = c_str(addr), config = config_or_default(c) => {
         let client = Client::connect(addr, config)?;
-        *out = Box::into_raw(Box::new(rf_client { client }));
+        *out = Box::into_raw(Box::new(rf_client {
+            client,
+            scripts: super::Scripts::default(),
+        }));
         Ok(())
     })
 }
@@ -217,11 +221,33 @@ pub unsafe extern "C" fn rf_client_free(c: *mut rf_client) {
     boundary! {
         if !c.is_null() {
             // SAFETY: a live client; stop it through a shared reference first (see rf_server_free).
-            unsafe { &*c }.client.close();
+            let live = unsafe { &*c };
+            live.scripts.stop();
+            live.client.close();
             // SAFETY: no library thread uses `c` any more; freed once.
             drop(unsafe { Box::from_raw(c) });
         }
     }
+}
+
+/// Loads and runs the Luau client script at `path` (Roblox's `LocalScript` surface), as
+/// `rf_server_load_script` does for a server: `InvokeServer`, `FireServer`, `OnClientInvoke`
+/// and `OnClientEvent` reach the server this client is connected to.
+///
+/// # Safety
+/// `c` is NULL or a live client; `path` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rf_client_load_script(
+    c: *mut rf_client,
+    path: *const c_char,
+) -> rf_status {
+    entry!(me = handle(c), path = c_str(path) => {
+        #[cfg(feature = "luau")]
+        let start = |config| crate::luau::ScriptHost::client(&me.client.handle(), config);
+        #[cfg(not(feature = "luau"))]
+        let start = ();
+        me.scripts.load(start, path)
+    })
 }
 
 /// The player id the server gave this client.

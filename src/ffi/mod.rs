@@ -53,6 +53,9 @@ pub enum rf_status {
     /// TLS failed: untrusted, expired or misnamed certificate, a peer that does not speak TLS
     /// or speaks only TLS, an unreadable certificate file (`rf_last_tls_error` says which).
     RF_ERR_TLS = 11,
+    /// A Luau script failed to load or raised before its first yield (its message is in
+    /// `rf_last_error()`), or this library was built without the `luau` feature.
+    RF_ERR_SCRIPT = 12,
 }
 
 thread_local! {
@@ -79,6 +82,7 @@ pub(crate) fn fail(error: Error) -> rf_status {
         Error::NotFound(_) => rf_status::RF_ERR_NOT_FOUND,
         Error::Rejected(_) => rf_status::RF_ERR_REJECTED,
         Error::Tls(_) => rf_status::RF_ERR_TLS,
+        Error::Script(_) => rf_status::RF_ERR_SCRIPT,
     };
     tls::record(&error);
     match &error {
@@ -414,4 +418,44 @@ pub extern "C" fn rf_version() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn rf_abi_version() -> u32 {
     boundary! { RF_ABI_VERSION }
+}
+
+/// The Luau scripts a C handle runs (`rf_server_load_script`, `rf_client_load_script`): one
+/// script host per handle, started by the first script and stopped before the handle.
+#[derive(Default)]
+pub(crate) struct Scripts {
+    #[cfg(feature = "luau")]
+    host: parking_lot::Mutex<Option<crate::luau::ScriptHost>>,
+}
+
+impl Scripts {
+    /// Loads the script file at `path`, starting the host with `start` if none runs yet.
+    #[cfg(feature = "luau")]
+    pub(crate) fn load(
+        &self,
+        start: impl FnOnce(crate::luau::ScriptConfig) -> Result<crate::luau::ScriptHost, Error>,
+        path: &str,
+    ) -> Result<(), Error> {
+        let mut host = self.host.lock();
+        if host.is_none() {
+            *host = Some(start(crate::luau::ScriptConfig::default())?);
+        }
+        host.as_ref().expect("started above").load_file(path)
+    }
+
+    /// Without the `luau` feature there is no script host: say so.
+    #[cfg(not(feature = "luau"))]
+    pub(crate) fn load<S>(&self, _start: S, _path: &str) -> Result<(), Error> {
+        Err(Error::Script(
+            "this build of remotefn has no Luau support (cargo feature `luau`)".into(),
+        ))
+    }
+
+    /// Stops the scripts (their remotes then answer with an error).
+    pub(crate) fn stop(&self) {
+        #[cfg(feature = "luau")]
+        if let Some(host) = self.host.lock().take() {
+            host.stop();
+        }
+    }
 }

@@ -27,6 +27,7 @@ pub struct rf_server_config {
 /// A game server. Thread-safe: every function may be called from any thread.
 pub struct rf_server {
     server: Server,
+    scripts: super::Scripts,
 }
 
 /// One handshake being decided, valid only during the `rf_on_authenticate` callback.
@@ -303,7 +304,10 @@ pub unsafe extern "C" fn rf_server_new(
 ) -> rf_status {
     entry!(out = out_handle(out), config = config_or_default(c) => {
         let server = Server::new(config)?;
-        *out = Box::into_raw(Box::new(rf_server { server }));
+        *out = Box::into_raw(Box::new(rf_server {
+            server,
+            scripts: super::Scripts::default(),
+        }));
         Ok(())
     })
 }
@@ -370,11 +374,37 @@ pub unsafe extern "C" fn rf_server_free(s: *mut rf_server) {
         if !s.is_null() {
             // Stop through a shared reference first: callbacks still running may use `s`.
             // SAFETY: a non-NULL server was created by `rf_server_new` and is live.
-            unsafe { &*s }.server.shutdown();
+            let live = unsafe { &*s };
+            live.scripts.stop();
+            live.server.shutdown();
             // SAFETY: no thread of the library uses `s` any more; freed once.
             drop(unsafe { Box::from_raw(s) });
         }
     }
+}
+
+/// Loads and runs the Luau server script at `path` (Roblox's `Script` surface: its remotes
+/// under ReplicatedStorage are served by name, beside the handlers bound in C). It returns once
+/// the script's main chunk finished or first yielded; a syntax error, an unreadable file or an
+/// error raised before the first yield is `RF_ERR_SCRIPT` (or `RF_ERR_IO`) with the message in
+/// `rf_last_error()`. The first script starts the server's script host (one Luau state, one
+/// scheduler thread, 1 s of CPU per resumption, 64 MiB); `require` looks in that script's
+/// folder. Without the library's `luau` feature it is always `RF_ERR_SCRIPT`.
+///
+/// # Safety
+/// `s` is NULL or a live server; `path` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rf_server_load_script(
+    s: *mut rf_server,
+    path: *const c_char,
+) -> rf_status {
+    entry!(srv = handle(s), path = c_str(path) => {
+        #[cfg(feature = "luau")]
+        let start = |config| crate::luau::ScriptHost::server(&srv.server.handle(), config);
+        #[cfg(not(feature = "luau"))]
+        let start = ();
+        srv.scripts.load(start, path)
+    })
 }
 
 /// Binds the `OnServerInvoke` handler of `function` (replacing any previous one). Calls that
