@@ -699,7 +699,7 @@ fn scripted_client(addr: &str, script: &str) -> Output {
         dir.join(format!("{tag}.err")),
     );
     let mut child = Command::new(BIN)
-        .args(["client", addr, "--script", script, "--log", "warn"])
+        .args(["client", "--script", script, addr, "--log", "warn"])
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()

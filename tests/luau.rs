@@ -806,3 +806,39 @@ print(why)
     // Nothing waits and nothing is bound: the host is idle.
     wait_until("the host is idle", || server.host.is_idle());
 }
+
+#[test]
+fn signals_wait_and_queue_as_roblox_does() {
+    let server = server_with(
+        r#"
+local ReplicatedStorage = game:GetService("ReplicatedStorage")
+local ping = Instance.new("RemoteEvent")
+ping.Name = "Ping"
+ping.Parent = ReplicatedStorage
+task.spawn(function()
+	-- Both events were queued before anything listened; Wait takes them in order.
+	task.wait(0.2)
+	local _, first = ping.OnServerEvent:Wait()
+	local _, second = ping.OnServerEvent:Wait()
+	print("waited for", first, second)
+	local connection
+	connection = ping.OnServerEvent:Connect(function(player, n)
+		print("connected got", n)
+		connection:Disconnect()
+	end)
+end)
+"#,
+    );
+    let client = common::connect(server.addr);
+    for n in 1..=4 {
+        client.fire_server("Ping", &tuple![n as f64]).unwrap();
+    }
+    server.lines.wait_for("waited for 1 2");
+    server.lines.wait_for("connected got 3");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(
+        server.lines.count("connected got"),
+        1,
+        "disconnected after one"
+    );
+}

@@ -15,9 +15,9 @@ use std::time::Duration;
 pub struct ClientArgs {
     /// Server or relay address, e.g. 127.0.0.1:7878.
     addr: String,
-    /// Luau scripts to run, in order (repeatable). The first one's folder is where `require`
-    /// looks.
-    #[arg(long, required = true, num_args = 1..)]
+    /// A Luau script to run (repeat for more, run in order). The first one's folder is where
+    /// `require` looks.
+    #[arg(long, required = true)]
     script: Vec<PathBuf>,
     /// Handshake token for the server's authenticator.
     #[arg(long, default_value = "")]
