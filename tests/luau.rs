@@ -842,3 +842,75 @@ end)
         "disconnected after one"
     );
 }
+
+#[test]
+fn players_carry_their_identity_and_can_be_kicked() {
+    let server = scripted_server(|_| {});
+    server.server.set_authenticator(|req| {
+        Ok(Identity {
+            user_id: 77,
+            name: String::from_utf8_lossy(&req.token).into_owned(),
+        })
+    });
+    server
+        .host
+        .load_source(
+            "kicker.luau",
+            r#"
+local Players = game:GetService("Players")
+Players.PlayerAdded:Connect(function(player)
+	print("joined", player.Name, player.UserId, Players:GetPlayerByUserId(77) == player)
+	task.delay(0.05, function()
+		player:Kick("goodbye " .. player.Name)
+	end)
+end)
+Players.PlayerRemoving:Connect(function(player)
+	print("left", player.Name)
+end)
+"#,
+        )
+        .unwrap();
+    let client = Client::connect(
+        server.addr,
+        ClientConfig {
+            token: b"alice".to_vec().into(),
+            ..ClientConfig::default()
+        },
+    )
+    .unwrap();
+    server.lines.wait_for("joined alice 77 true");
+    server.lines.wait_for("left alice");
+    wait_until("the kicked player is disconnected", || {
+        !client.is_connected()
+    });
+    let err = client
+        .invoke_server("Anything", &[], Some(PATIENCE))
+        .unwrap_err();
+    assert!(err.to_string().contains("goodbye alice"), "{err}");
+}
+
+#[test]
+fn task_spawn_defer_delay_and_cancel_run_in_roblox_order() {
+    let server = server_with(
+        r#"
+local order = {}
+local function note(what)
+	table.insert(order, what)
+end
+task.defer(note, "deferred")
+task.spawn(note, "spawned")
+local cancelled = task.delay(0.05, note, "cancelled")
+task.delay(0.02, note, "delayed")
+task.cancel(cancelled)
+note("main")
+task.delay(0.2, function()
+	print(table.concat(order, ","))
+	local elapsed = task.wait(0.01)
+	print("waited", elapsed >= 0.01)
+end)
+"#,
+    );
+    server.lines.wait_for("spawned,main,deferred,delayed");
+    server.lines.wait_for("waited true");
+    assert!(!server.lines.has("cancelled"));
+}
