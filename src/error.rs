@@ -40,7 +40,7 @@ pub enum Error {
     #[error("rejected: {0}")]
     Rejected(String),
     /// TLS failed: an untrusted, expired or misnamed certificate, a peer that does not speak
-    /// TLS (or speaks only TLS), an unreadable certificate file. [`TlsError::kind`] says which.
+    /// TLS (or speaks only TLS), an unreadable certificate file. [`TlsError::kind`](crate::tls::TlsError::kind) says which.
     #[error("TLS: {0}")]
     Tls(crate::tls::TlsError),
     /// A script failed to load or run: a syntax error, or an error raised before its first

@@ -17,6 +17,7 @@
 //! - [`tls`]: TLS settings and errors (the TLS layer itself lives in the driver);
 //! - [`server`] and [`client`]: the two ends, built from the pieces above;
 //! - `relay` (feature `relay`): the relay service between players and game servers;
+//! - `luau` (feature `luau`): Roblox-style Luau scripts on a server or client;
 //! - [`ffi`]: the C ABI (`include/remotefn.h`).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

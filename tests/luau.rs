@@ -914,3 +914,74 @@ end)
     server.lines.wait_for("waited true");
     assert!(!server.lines.has("cancelled"));
 }
+
+#[test]
+fn a_host_that_cannot_keep_up_refuses_calls_rather_than_queue_them_without_bound() {
+    let lines = Lines::default();
+    let server = Server::new(ServerConfig::default()).unwrap();
+    let addr = server.listen("127.0.0.1:0").unwrap();
+    let host = ScriptHost::server(
+        &server.handle(),
+        ScriptConfig {
+            max_queued: 2,
+            cpu_budget: std::time::Duration::from_secs(5),
+            output: Some(lines.sink()),
+            ..ScriptConfig::default()
+        },
+    )
+    .unwrap();
+    host.load_source(
+        "busy.luau",
+        r#"
+local ReplicatedStorage = game:GetService("ReplicatedStorage")
+local busy = Instance.new("RemoteFunction")
+busy.Name = "Busy"
+busy.Parent = ReplicatedStorage
+busy.OnServerInvoke = function(player, seconds)
+	print("busy")
+	local deadline = os.clock() + seconds
+	while os.clock() < deadline do
+	end
+	return "done"
+end
+local echo = Instance.new("RemoteFunction")
+echo.Name = "Echo"
+echo.Parent = ReplicatedStorage
+echo.OnServerInvoke = function(player, ...)
+	return ...
+end
+"#,
+    )
+    .unwrap();
+    let busy_client = common::connect(addr);
+    let busy_handle = busy_client.handle();
+    let busy =
+        std::thread::spawn(move || busy_handle.invoke_server("Busy", &tuple![3.0], Some(PATIENCE)));
+    lines.wait_for("print: busy");
+    // While the scheduler is busy, four calls arrive: two wait in its queue, the rest are
+    // refused at once.
+    let callers: Vec<_> = (0..4)
+        .map(|i| {
+            let client = common::connect(addr);
+            std::thread::spawn(move || {
+                client.invoke_server("Echo", &tuple![i as f64], Some(PATIENCE))
+            })
+        })
+        .collect();
+    let results: Vec<_> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::Remote(m)) if m.contains("overloaded")))
+        .count();
+    let answered = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!((answered, refused), (2, 2), "{results:?}");
+    assert_eq!(busy.join().unwrap().unwrap(), tuple!["done"]);
+    // Once it caught up, it serves again.
+    let client = common::connect(addr);
+    assert_eq!(
+        client
+            .invoke_server("Echo", &tuple![9.0], Some(PATIENCE))
+            .unwrap(),
+        tuple![9.0]
+    );
+}

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 /// then three, then seven; std and mio listen with 128.
 pub(crate) const LISTEN_BACKLOG: i32 = 4096;
 
-/// Binds a listening TCP socket to the first of `addrs` that works, with [`LISTEN_BACKLOG`]
+/// Binds a listening TCP socket to the first of `addrs` that works, with `LISTEN_BACKLOG`
 /// (and `SO_REUSEADDR` on Unix, as std does, so a restarted server can rebind at once).
 pub fn bind_listener(addrs: impl ToSocketAddrs) -> io::Result<TcpListener> {
     let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");

@@ -1,7 +1,7 @@
 //! Luau scripts on a server or a client, with Roblox's networking surface: `RemoteFunction`,
 //! `RemoteEvent`, `Players`, `task`, `WaitForChild` (feature `luau`).
 //!
-//! A [`ScriptHost`] owns one Luau state on one thread of its own, the scheduler, as Roblox
+//! A [`ScriptHost`](crate::luau::ScriptHost) owns one Luau state on one thread of its own, the scheduler, as Roblox
 //! runs a place's scripts: single-threaded, each callback in a coroutine. A script that calls
 //! `InvokeServer`, `InvokeClient`, `task.wait` or `WaitForChild` yields its coroutine, not the
 //! thread: the scheduler runs other callbacks meanwhile and resumes it when the answer, the
@@ -28,7 +28,8 @@ use crate::{CallId, ClientHandle, Error, PlayerId, Result, ServerHandle, Tuple, 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mlua::thread::ThreadStatus;
 use mlua::{
-    Function, Lua, LuaOptions, MultiValue, StdLib, Table, Thread, Value as LuaValue, VmState,
+    Function, IntoLuaMulti, Lua, LuaOptions, MultiValue, StdLib, Table, Thread, Value as LuaValue,
+    VmState,
 };
 use parking_lot::Mutex;
 use std::cell::{Cell, RefCell};
@@ -36,7 +37,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -70,6 +71,10 @@ pub struct ScriptConfig {
     pub root: Option<PathBuf>,
     /// Where output goes. `None`: the `tracing` log (`info` for print, `warn`, `error`).
     pub output: Option<OutputSink>,
+    /// Calls and events waiting for the scheduler, at most: past it (the scripts are not
+    /// keeping up) a call is refused with an error its caller receives, and an event is
+    /// dropped and logged, so a flood cannot grow the queue without bound.
+    pub max_queued: usize,
 }
 
 impl Default for ScriptConfig {
@@ -79,6 +84,7 @@ impl Default for ScriptConfig {
             memory_limit: 64 << 20,
             root: None,
             output: None,
+            max_queued: 65_536,
         }
     }
 }
@@ -90,6 +96,7 @@ impl std::fmt::Debug for ScriptConfig {
             .field("memory_limit", &self.memory_limit)
             .field("root", &self.root)
             .field("output", &self.output.as_ref().map(|_| "custom"))
+            .field("max_queued", &self.max_queued)
             .finish()
     }
 }
@@ -141,6 +148,51 @@ enum Job {
 }
 
 const STOPPED: &str = "the script host has stopped";
+const OVERLOADED: &str =
+    "the script host is overloaded (too many calls and events queued for its scripts)";
+
+/// The scheduler's job channel as the forwarding handlers see it: calls and events count
+/// against [`ScriptConfig::max_queued`] until the scheduler takes them.
+#[derive(Clone)]
+struct Inbox {
+    jobs: Sender<Job>,
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+    dropped_events: Arc<AtomicU64>,
+}
+
+impl Inbox {
+    /// Queues a call or an event, or says why not.
+    fn offer(&self, job: Job) -> std::result::Result<(), &'static str> {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.limit {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(OVERLOADED);
+        }
+        self.jobs.send(job).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            STOPPED
+        })
+    }
+
+    /// Queues an event; one the scripts cannot take now is dropped, and logged (the first
+    /// and then every 1,000th).
+    fn offer_event(&self, job: Job) {
+        if let Err(why) = self.offer(job) {
+            let dropped = self.dropped_events.fetch_add(1, Ordering::Relaxed);
+            if dropped % 1000 == 0 {
+                tracing::warn!(
+                    dropped = dropped + 1,
+                    "an event for a script was dropped: {why}"
+                );
+            }
+        }
+    }
+
+    /// The scheduler took a call or an event.
+    fn taken(&self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 impl ScriptHost {
     /// Starts a host whose scripts serve and call `server`'s players. Scripts see the players
@@ -276,6 +328,7 @@ struct Wait {
 struct State {
     peer: Peer,
     jobs: Sender<Job>,
+    inbox: Inbox,
     output: OutputSink,
     root: Option<PathBuf>,
     next_op: u64,
@@ -334,11 +387,9 @@ pub(crate) fn message_of(error: &mlua::Error) -> String {
     }
 }
 
+/// A library error raised in a script: a callee's message as it is, others with their kind.
 fn lua_error(error: Error) -> mlua::Error {
-    mlua::Error::runtime(match error {
-        Error::Remote(message) => message,
-        other => other.to_string(),
-    })
+    mlua::Error::runtime(lua_error_text(error))
 }
 
 fn default_output() -> OutputSink {
@@ -369,9 +420,16 @@ impl Scheduler {
         // `typeof` knows Instances and the host's types: scripts must call the prelude's,
         // not the compiler's inlined builtin.
         lua.set_compiler(mlua::chunk::Compiler::new().add_disabled_builtin("typeof"));
+        let inbox = Inbox {
+            jobs: jobs.clone(),
+            queued: Arc::new(AtomicUsize::new(0)),
+            limit: config.max_queued,
+            dropped_events: Arc::new(AtomicU64::new(0)),
+        };
         let state = Rc::new(RefCell::new(State {
             peer,
             jobs,
+            inbox,
             output: config.output.clone().unwrap_or_else(default_output),
             root: config.root.clone(),
             next_op: 1,
@@ -513,6 +571,9 @@ impl Scheduler {
 
     fn handle(&self, job: Job) {
         let lua = &self.lua;
+        if matches!(job, Job::Invoke { .. } | Job::Event { .. }) {
+            self.state.borrow().inbox.taken();
+        }
         match job {
             Job::Load {
                 name,
@@ -666,14 +727,13 @@ impl Scheduler {
     }
 }
 
+/// What a script sees of a library error.
 fn lua_error_text(error: Error) -> String {
     match error {
         Error::Remote(message) => message,
         other => other.to_string(),
     }
 }
-
-use mlua::IntoLuaMulti;
 
 fn call_args(
     lua: &Lua,
@@ -761,26 +821,25 @@ impl Peer {
         }
     }
 
-    fn bind_function(&self, name: &str, jobs: Sender<Job>) -> Result<()> {
+    fn bind_function(&self, name: &str, inbox: Inbox) -> Result<()> {
         let name_arc: Arc<str> = name.into();
         let forward = move |player, args, call| {
-            let job = Job::Invoke {
+            inbox.offer(Job::Invoke {
                 name: name_arc.clone(),
                 player,
                 args,
                 call,
-            };
-            jobs.send(job).is_ok()
+            })
         };
         match self {
             Peer::Server(s) => s.bind_with_call_id(name, move |s, player, args, call| {
-                if !forward(Some(player), args, call) {
-                    let _ = s.reply(call, Err(STOPPED));
+                if let Err(why) = forward(Some(player), args, call) {
+                    let _ = s.reply(call, Err(why));
                 }
             }),
             Peer::Client(c) => c.bind_with_call_id(name, move |c, args, call| {
-                if !forward(None, args, call) {
-                    let _ = c.reply(call, Err(STOPPED));
+                if let Err(why) = forward(None, args, call) {
+                    let _ = c.reply(call, Err(why));
                 }
             }),
         }
@@ -793,14 +852,14 @@ impl Peer {
         }
     }
 
-    fn bind_event(&self, name: &str, jobs: Sender<Job>) -> Result<()> {
+    fn bind_event(&self, name: &str, inbox: Inbox) -> Result<()> {
         let name_arc: Arc<str> = name.into();
         let forward = move |player, args| {
-            let _ = jobs.send(Job::Event {
+            inbox.offer_event(Job::Event {
                 name: name_arc.clone(),
                 player,
                 args,
-            });
+            })
         };
         match self {
             Peer::Server(s) => {
@@ -844,14 +903,14 @@ fn primitives(lua: &Lua, state: &Rc<RefCell<State>>, budget: &Rc<Budget>) -> mlu
             if event && st.borrow().events.contains(&name) {
                 return Ok(());
             }
-            let (peer, jobs) = {
+            let (peer, inbox) = {
                 let s = st.borrow();
-                (s.peer.clone(), s.jobs.clone())
+                (s.peer.clone(), s.inbox.clone())
             };
             if event {
-                peer.bind_event(&name, jobs)
+                peer.bind_event(&name, inbox)
             } else {
-                peer.bind_function(&name, jobs)
+                peer.bind_function(&name, inbox)
             }
             .map_err(lua_error)?;
             let mut s = st.borrow_mut();
