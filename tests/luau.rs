@@ -985,3 +985,48 @@ end
         tuple![9.0]
     );
 }
+
+#[test]
+fn runaway_spawning_is_an_error_not_a_crash() {
+    let server = server_with(
+        r#"
+local ReplicatedStorage = game:GetService("ReplicatedStorage")
+local deep = Instance.new("RemoteFunction")
+deep.Name = "Deep"
+deep.Parent = ReplicatedStorage
+deep.OnServerInvoke = function()
+	local depth = 0
+	local function dive()
+		depth += 1
+		task.spawn(dive)
+	end
+	dive()
+	return depth
+end
+local recurse = Instance.new("RemoteFunction")
+recurse.Name = "Recurse"
+recurse.Parent = ReplicatedStorage
+recurse.OnServerInvoke = function()
+	local function down(n)
+		return down(n + 1) + 1
+	end
+	return down(1)
+end
+"#,
+    );
+    let client = common::connect(server.addr);
+    let got = client.invoke_server("Deep", &[], Some(PATIENCE)).unwrap();
+    let depth = got[0].as_number().unwrap();
+    assert!(depth > 10.0 && depth < 1000.0, "{depth}");
+    // Luau bounds nested resumptions; the spawn past the bound fails and is reported.
+    server.lines.wait_for("error: C stack overflow");
+    let err = client
+        .invoke_server("Recurse", &[], Some(PATIENCE))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Remote(m) if m.contains("stack overflow")),
+        "{err:?}"
+    );
+    // Still serving.
+    assert!(client.invoke_server("Deep", &[], Some(PATIENCE)).is_ok());
+}

@@ -228,6 +228,9 @@ impl ScriptHost {
             let idle = idle.clone();
             std::thread::Builder::new()
                 .name("remotefn-luau".into())
+                // Each nested resumption (task.spawn inside a callback, a signal firing
+                // handlers) stacks Rust frames too, up to Luau's own bound of 200.
+                .stack_size(16 << 20)
                 .spawn(move || match Scheduler::new(peer, config, jobs, idle) {
                     Ok(scheduler) => {
                         let _ = ready_tx.send(Ok(()));
