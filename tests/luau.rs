@@ -1030,3 +1030,57 @@ end
     // Still serving.
     assert!(client.invoke_server("Deep", &[], Some(PATIENCE)).is_ok());
 }
+
+#[test]
+fn scripts_serve_and_call_players_behind_a_relay() {
+    // The relay deployment: a scripted game server attached to a relay, a scripted player
+    // joining its place through it, and a native one beside it.
+    let relay = common::relay_for_tests();
+    let server = Server::new(ServerConfig::default()).unwrap();
+    let lines = Lines::default();
+    let host = ScriptHost::server(&server.handle(), config(&lines)).unwrap();
+    host.load_file(example("remote_function_server_to_client", "server"))
+        .unwrap();
+    host.load_file(example("remote_function_client_to_server", "server"))
+        .unwrap();
+    server
+        .attach(&relay.hosts_addr().to_string(), "lobby", Some("s3cret"))
+        .unwrap();
+    let through_relay = || {
+        Client::connect(
+            relay.players_addr(),
+            ClientConfig {
+                place: "lobby".into(),
+                ..ClientConfig::default()
+            },
+        )
+        .expect("connect through the relay")
+    };
+    let client = through_relay();
+    let client_lines = Lines::default();
+    let client_host = ScriptHost::client(&client.handle(), config(&client_lines)).unwrap();
+    client_host
+        .load_file(example("remote_function_server_to_client", "client"))
+        .unwrap();
+    client_host
+        .load_file(example("remote_function_client_to_server", "client"))
+        .unwrap();
+    client_lines.wait_for("The server created the requested part: Part1");
+    // The server's InvokeClient reached the scripted player through the relay.
+    lines.wait_for(&format!(
+        "{} runs graphics level 7 at volume 0.5",
+        player_name(&client)
+    ));
+    let native = through_relay();
+    let part = native
+        .invoke_server(
+            "RemoteFunctionTest",
+            &[
+                Value::Color3(Color3::default()),
+                Value::Vector3(Vector3::default()),
+            ],
+            Some(PATIENCE),
+        )
+        .unwrap();
+    assert_eq!(dict_get(&part[0], "Name"), &Value::string("Part2"));
+}

@@ -21,6 +21,7 @@
 //! yields is stopped with an error at its caller) and a memory limit for the whole state.
 //! `docs/LUAU.md` lists where the surface differs from Roblox's.
 
+mod players;
 mod types;
 mod values;
 
@@ -332,6 +333,8 @@ struct State {
     peer: Peer,
     jobs: Sender<Job>,
     inbox: Inbox,
+    /// The numbers scripts know players by.
+    handles: players::Handles,
     output: OutputSink,
     root: Option<PathBuf>,
     next_op: u64,
@@ -429,10 +432,13 @@ impl Scheduler {
             limit: config.max_queued,
             dropped_events: Arc::new(AtomicU64::new(0)),
         };
+        let handles = players::Handles::default();
+        lua.set_app_data(handles.clone());
         let state = Rc::new(RefCell::new(State {
             peer,
             jobs,
             inbox,
+            handles,
             output: config.output.clone().unwrap_or_else(default_output),
             root: config.root.clone(),
             next_op: 1,
@@ -643,9 +649,14 @@ impl Scheduler {
                 });
             }
             Job::Player { id, added } => {
+                let handles = self.state.borrow().handles.clone();
+                let handle = handles.handle(id);
                 self.spawn_entry(&self.entry.player, |lua| {
-                    (id.get() as f64, added).into_lua_multi(lua)
+                    (handle, added).into_lua_multi(lua)
                 });
+                if !added {
+                    handles.forget(id);
+                }
             }
             Job::Done { op, outcome } => {
                 let Some(thread) = self.take_wait(op).map(|w| w.thread) else {
@@ -745,7 +756,8 @@ fn call_args(
     args: &[Value],
 ) -> mlua::Result<MultiValue> {
     let mut all = values::from_values(lua, args)?;
-    all.push_front(player.map_or(LuaValue::Nil, |p| LuaValue::Number(p.get() as f64)));
+    let handle = player.map(|p| values::handles(lua).handle(p));
+    all.push_front(handle.map_or(LuaValue::Nil, LuaValue::Number));
     all.push_front(LuaValue::String(lua.create_string(name)?));
     Ok(all)
 }
@@ -873,6 +885,13 @@ impl Peer {
     }
 }
 
+/// The player a script's handle names.
+fn player_of(lua: &Lua, handle: f64) -> mlua::Result<PlayerId> {
+    values::handles(lua)
+        .player(handle)
+        .ok_or_else(|| mlua::Error::runtime("that player has left"))
+}
+
 /// The host's primitives, handed to the prelude as its argument `rf`.
 fn primitives(lua: &Lua, state: &Rc<RefCell<State>>, budget: &Rc<Budget>) -> mlua::Result<Table> {
     let rf = lua.create_table()?;
@@ -955,8 +974,8 @@ fn primitives(lua: &Lua, state: &Rc<RefCell<State>>, budget: &Rc<Budget>) -> mlu
                 let _ = jobs.send(Job::Done { op, outcome });
             };
             match (&peer, player) {
-                (Peer::Server(s), Some(id)) => {
-                    s.invoke_client_then(PlayerId::from_raw(id as u64), &name, &values, on_done)
+                (Peer::Server(s), Some(handle)) => {
+                    s.invoke_client_then(player_of(lua, handle)?, &name, &values, on_done)
                 }
                 (Peer::Client(c), None) => c.invoke_server_then(&name, &values, on_done),
                 _ => Err(Error::InvalidArgument(
@@ -991,8 +1010,8 @@ fn primitives(lua: &Lua, state: &Rc<RefCell<State>>, budget: &Rc<Budget>) -> mlu
                     s.fire_all_clients(&name, &values)
                 }
                 (Peer::Server(s), target) => {
-                    let id: f64 = lua.unpack(target)?;
-                    s.fire_client(PlayerId::from_raw(id as u64), &name, &values)
+                    let handle: f64 = lua.unpack(target)?;
+                    s.fire_client(player_of(lua, handle)?, &name, &values)
                 }
                 _ => Err(Error::InvalidArgument(
                     "a client fires at the server only".into(),
@@ -1067,12 +1086,12 @@ fn primitives(lua: &Lua, state: &Rc<RefCell<State>>, budget: &Rc<Budget>) -> mlu
     let st = state.clone();
     rf.set(
         "kick",
-        lua.create_function(move |_, (player, reason): (Option<f64>, String)| {
+        lua.create_function(move |lua, (player, reason): (Option<f64>, String)| {
             let peer = st.borrow().peer.clone();
             match (peer, player) {
-                (Peer::Server(s), Some(id)) => s
-                    .kick(PlayerId::from_raw(id as u64), &reason)
-                    .map_err(lua_error),
+                (Peer::Server(s), Some(handle)) => {
+                    s.kick(player_of(lua, handle)?, &reason).map_err(lua_error)
+                }
                 (Peer::Client(c), _) => {
                     c.close();
                     Ok(())
@@ -1086,36 +1105,49 @@ fn primitives(lua: &Lua, state: &Rc<RefCell<State>>, budget: &Rc<Budget>) -> mlu
     rf.set(
         "players",
         lua.create_function(move |_, ()| {
-            Ok(match &st.borrow().peer {
-                Peer::Server(s) => s.players().iter().map(|p| p.get() as f64).collect(),
-                Peer::Client(c) => vec![c.player_id().get() as f64],
+            let s = st.borrow();
+            Ok(match &s.peer {
+                Peer::Server(server) => server
+                    .players()
+                    .into_iter()
+                    .map(|p| s.handles.handle(p))
+                    .collect(),
+                Peer::Client(c) => vec![s.handles.handle(c.player_id())],
             })
         })?,
     )?;
     let st = state.clone();
     rf.set(
         "player_info",
-        lua.create_function(move |_, id: f64| {
-            let info = match &st.borrow().peer {
-                Peer::Server(s) => s.player_info(PlayerId::from_raw(id as u64)),
+        lua.create_function(move |_, handle: f64| {
+            let s = st.borrow();
+            let Some(player) = s.handles.player(handle) else {
+                return Ok((None, None));
+            };
+            let info = match &s.peer {
+                Peer::Server(server) => server.player_info(player),
                 Peer::Client(_) => None,
             };
-            Ok(match info {
-                Some(info) => (
-                    Some(info.identity.name).filter(|n| !n.is_empty()),
-                    Some(info.identity.user_id as f64).filter(|u| *u != 0.0),
-                ),
-                None => (None, None),
-            })
+            let identity = info.map(|i| i.identity).unwrap_or_default();
+            let user_id = match identity.user_id {
+                0 => players::default_user_id(player, handle),
+                id => id as f64,
+            };
+            let name = match identity.name {
+                name if name.is_empty() => format!("Player{}", player.get()),
+                name => name,
+            };
+            Ok((Some(name), Some(user_id)))
         })?,
     )?;
     let st = state.clone();
     rf.set(
         "local_player",
         lua.create_function(move |_, ()| {
-            Ok(match &st.borrow().peer {
+            let s = st.borrow();
+            Ok(match &s.peer {
                 Peer::Server(_) => None,
-                Peer::Client(c) => Some(c.player_id().get() as f64),
+                Peer::Client(c) => Some(s.handles.handle(c.player_id())),
             })
         })?,
     )?;

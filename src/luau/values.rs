@@ -17,6 +17,13 @@ pub(crate) const PLAYER_ID_OF: &str = "remotefn.player_id_of";
 /// The registry key of the prelude's function that gives the `Player` of an id.
 pub(crate) const PLAYER_OF: &str = "remotefn.player_of";
 
+/// The host's player handles (see [`super::players`]).
+pub(crate) fn handles(lua: &Lua) -> super::players::Handles {
+    lua.app_data_ref::<super::players::Handles>()
+        .map(|h| h.clone())
+        .unwrap_or_default()
+}
+
 fn refuse(what: impl std::fmt::Display) -> mlua::Error {
     mlua::Error::runtime(what.to_string())
 }
@@ -78,8 +85,11 @@ fn table_to_value(lua: &Lua, table: Table, depth: usize) -> Result<Value> {
     if table.metatable().is_some() {
         let player_id_of: Function = lua.named_registry_value(PLAYER_ID_OF)?;
         let (player, class): (Option<f64>, Option<String>) = player_id_of.call(&table)?;
-        if let Some(id) = player {
-            return Ok(Value::Instance(InstanceRef(id as u64)));
+        if let Some(handle) = player {
+            let id = handles(lua)
+                .player(handle)
+                .ok_or_else(|| refuse("a Player who left cannot be sent through a remote"))?;
+            return Ok(Value::Instance(InstanceRef(id.get())));
         }
         return Err(refuse(match class {
             Some(class) => format!("a {class} cannot be sent through a remote (only a Player can)"),
@@ -156,8 +166,9 @@ pub(crate) fn from_value(lua: &Lua, value: &Value) -> Result<LuaValue> {
         Value::CFrame(cf) => LuaValue::UserData(lua.create_userdata(LuaCFrame(**cf))?),
         Value::Color3(c) => LuaValue::UserData(lua.create_userdata(LuaColor3(*c))?),
         Value::Instance(id) => {
+            let handle = handles(lua).handle(crate::PlayerId::from_raw(id.0));
             let player_of: Function = lua.named_registry_value(PLAYER_OF)?;
-            player_of.call(id.0 as f64)?
+            player_of.call(handle)?
         }
         Value::Array(items) => {
             let table = lua.create_table_with_capacity(items.len(), 0)?;
