@@ -115,6 +115,16 @@ impl ServerHandle {
         ServerHandle { ep: ep.clone() }
     }
 
+    /// Fails unless the server is open and `player` is connected.
+    fn check_player(&self, player: PlayerId) -> Result<()> {
+        self.ep.check_open()?;
+        if self.ep.has_player(player) {
+            Ok(())
+        } else {
+            Err(Error::NotFound(player))
+        }
+    }
+
     /// Listens for players on `addr` (`"127.0.0.1:0"` picks a free port) and starts the reactor.
     /// Returns the bound address. A server listens once; it may also serve relays
     /// ([`attach`](Self::attach)).
@@ -342,10 +352,7 @@ impl ServerHandle {
         args: &[Value],
         timeout: Option<Duration>,
     ) -> Result<Tuple> {
-        self.ep.check_open()?;
-        if !self.ep.has_player(player) {
-            return Err(Error::NotFound(player));
-        }
+        self.check_player(player)?;
         self.ep.invoke(player.into(), function, args, timeout)
     }
 
@@ -364,10 +371,7 @@ impl ServerHandle {
     where
         F: FnOnce(Result<Tuple>) + Send + 'static,
     {
-        self.ep.check_open()?;
-        if !self.ep.has_player(player) {
-            return Err(Error::NotFound(player));
-        }
+        self.check_player(player)?;
         self.ep.invoke_then(player.into(), function, args, on_done)
     }
 
@@ -386,10 +390,7 @@ impl ServerHandle {
 
     /// Fires `event` at one player (fire-and-forget, in order per player).
     pub fn fire_client(&self, player: PlayerId, event: &str, args: &[Value]) -> Result<()> {
-        self.ep.check_open()?;
-        if !self.ep.has_player(player) {
-            return Err(Error::NotFound(player));
-        }
+        self.check_player(player)?;
         self.ep.fire(player.into(), event, args)
     }
 
@@ -433,10 +434,7 @@ impl ServerHandle {
 
     /// Disconnects `player` with a reason the client receives.
     pub fn kick(&self, player: PlayerId, reason: &str) -> Result<()> {
-        self.ep.check_open()?;
-        if !self.ep.has_player(player) {
-            return Err(Error::NotFound(player));
-        }
+        self.check_player(player)?;
         self.ep.command(crate::endpoint::Command::Close {
             conn: player.into(),
             code: GoodbyeCode::Kicked,

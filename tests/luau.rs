@@ -137,6 +137,17 @@ fn player_name(client: &Client) -> String {
     format!("Player{}", client.handle().player_id().get())
 }
 
+/// The events named `event` that `client` receives, in order.
+fn events_of(client: &Client, event: &str) -> crossbeam_channel::Receiver<Tuple> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    client
+        .bind_event(event, move |_, args| {
+            let _ = tx.send(args);
+        })
+        .unwrap();
+    rx
+}
+
 fn dict_get<'a>(value: &'a Value, key: &str) -> &'a Value {
     let Value::Dictionary(entries) = value else {
         panic!("not a dictionary: {value:?}");
@@ -256,13 +267,8 @@ fn remote_event_server_to_client_sample() {
         .wait_for("[Client] The server takes inf players");
     server.lines.wait_for("[Server] Firing event to player");
 
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let native = Client::connect(server.addr, ClientConfig::default()).unwrap();
-    native
-        .bind_event("RemoteEventTest", move |_, args| {
-            let _ = tx.send(args);
-        })
-        .unwrap();
+    let native = common::connect(server.addr);
+    let rx = events_of(&native, "RemoteEventTest");
     let got = rx.recv_timeout(PATIENCE).expect("the welcome event");
     assert_eq!(
         got[1],
@@ -273,13 +279,8 @@ fn remote_event_server_to_client_sample() {
 #[test]
 fn remote_event_all_clients_sample() {
     let server = example_server("remote_event_all_clients");
-    let (tx, rx) = crossbeam_channel::unbounded();
     let native = common::connect(server.addr);
-    native
-        .bind_event("RemoteEventTest", move |_, args| {
-            let _ = tx.send(args);
-        })
-        .unwrap();
+    let rx = events_of(&native, "RemoteEventTest");
     let scripted = example_client(server.addr, "remote_event_all_clients");
     scripted.lines.wait_for("[Client] round started: true");
     let starter = player_name(&scripted.client);
@@ -297,23 +298,21 @@ fn remote_event_all_clients_sample() {
         .collect();
     assert_eq!(seen[0], tuple!["countdown", 3.0]);
     assert_eq!(seen[3], tuple!["start", starter.as_str()]);
-    // A second round while one runs is refused; after it, allowed.
-    let again = native
-        .invoke_server("StartRound", &tuple![1.0], Some(PATIENCE))
-        .unwrap();
-    assert_eq!(again, tuple![true]);
+    // A new round once that one ended is allowed; a second one while it runs is refused.
+    let start = |seconds: f64| {
+        native
+            .invoke_server("StartRound", &tuple![seconds], Some(PATIENCE))
+            .unwrap()
+    };
+    assert_eq!(start(100.0), tuple![true], "a 5 s countdown");
+    assert_eq!(start(1.0), tuple![false], "refused while it counts down");
 }
 
 #[test]
 fn remote_event_client_to_client_sample() {
     let server = example_server("remote_event_client_to_client");
-    let (tx, rx) = crossbeam_channel::unbounded();
     let native = common::connect(server.addr);
-    native
-        .bind_event("Chat", move |_, args| {
-            let _ = tx.send(args);
-        })
-        .unwrap();
+    let rx = events_of(&native, "Chat");
     let scripted = example_client(server.addr, "remote_event_client_to_client");
     let scripted_id = scripted.client.handle().player_id().get();
     scripted

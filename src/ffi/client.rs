@@ -242,11 +242,7 @@ pub unsafe extern "C" fn rf_client_load_script(
     path: *const c_char,
 ) -> rf_status {
     entry!(me = handle(c), path = c_str(path) => {
-        #[cfg(feature = "luau")]
-        let start = |config| crate::luau::ScriptHost::client(&me.client.handle(), config);
-        #[cfg(not(feature = "luau"))]
-        let start = ();
-        me.scripts.load(start, path)
+        me.scripts.load(super::ScriptTarget::Client(&me.client), path)
     })
 }
 

@@ -428,24 +428,36 @@ pub(crate) struct Scripts {
     host: parking_lot::Mutex<Option<crate::luau::ScriptHost>>,
 }
 
+/// What a handle's scripts run on (unread without `luau`, where loading always fails).
+#[cfg_attr(not(feature = "luau"), allow(dead_code))]
+pub(crate) enum ScriptTarget<'a> {
+    Server(&'a crate::Server),
+    Client(&'a crate::Client),
+}
+
 impl Scripts {
-    /// Loads the script file at `path`, starting the host with `start` if none runs yet.
+    /// Loads the script file at `path`, starting the host on `target` if none runs yet.
     #[cfg(feature = "luau")]
-    pub(crate) fn load(
-        &self,
-        start: impl FnOnce(crate::luau::ScriptConfig) -> Result<crate::luau::ScriptHost, Error>,
-        path: &str,
-    ) -> Result<(), Error> {
+    pub(crate) fn load(&self, target: ScriptTarget<'_>, path: &str) -> Result<(), Error> {
+        use crate::luau::{ScriptConfig, ScriptHost};
         let mut host = self.host.lock();
-        if host.is_none() {
-            *host = Some(start(crate::luau::ScriptConfig::default())?);
-        }
-        host.as_ref().expect("started above").load_file(path)
+        let host = match host.as_mut() {
+            Some(host) => host,
+            None => host.insert(match target {
+                ScriptTarget::Server(s) => {
+                    ScriptHost::server(&s.handle(), ScriptConfig::default())?
+                }
+                ScriptTarget::Client(c) => {
+                    ScriptHost::client(&c.handle(), ScriptConfig::default())?
+                }
+            }),
+        };
+        host.load_file(path)
     }
 
     /// Without the `luau` feature there is no script host: say so.
     #[cfg(not(feature = "luau"))]
-    pub(crate) fn load<S>(&self, _start: S, _path: &str) -> Result<(), Error> {
+    pub(crate) fn load(&self, _target: ScriptTarget<'_>, _path: &str) -> Result<(), Error> {
         Err(Error::Script(
             "this build of remotefn has no Luau support (cargo feature `luau`)".into(),
         ))

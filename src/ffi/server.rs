@@ -399,11 +399,7 @@ pub unsafe extern "C" fn rf_server_load_script(
     path: *const c_char,
 ) -> rf_status {
     entry!(srv = handle(s), path = c_str(path) => {
-        #[cfg(feature = "luau")]
-        let start = |config| crate::luau::ScriptHost::server(&srv.server.handle(), config);
-        #[cfg(not(feature = "luau"))]
-        let start = ();
-        srv.scripts.load(start, path)
+        srv.scripts.load(super::ScriptTarget::Server(&srv.server), path)
     })
 }
 

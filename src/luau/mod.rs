@@ -331,10 +331,7 @@ struct Wait {
 /// scripts call, never across a resumption (which may call them again).
 struct State {
     peer: Peer,
-    jobs: Sender<Job>,
     inbox: Inbox,
-    /// The numbers scripts know players by.
-    handles: players::Handles,
     output: OutputSink,
     root: Option<PathBuf>,
     next_op: u64,
@@ -348,6 +345,33 @@ struct State {
     serving: HashMap<usize, CallId>,
     functions: HashSet<String>,
     events: HashSet<String>,
+}
+
+impl State {
+    /// A new operation id.
+    fn new_op(&mut self) -> u64 {
+        let op = self.next_op;
+        self.next_op += 1;
+        op
+    }
+
+    /// Records that `thread` waits on operation `op` (begun at `since`, for a timer).
+    fn wait_on(&mut self, op: u64, thread: Thread, since: Option<Instant>) {
+        self.waiting.insert(thread_key(&thread), op);
+        self.ops.insert(op, Wait { thread, since });
+    }
+
+    /// Removes operation `op` and returns its wait if its coroutine still waits on it.
+    fn take_wait(&mut self, op: u64) -> Option<Wait> {
+        let wait = self.ops.remove(&op)?;
+        let key = thread_key(&wait.thread);
+        if self.waiting.get(&key) == Some(&op) {
+            self.waiting.remove(&key);
+            Some(wait)
+        } else {
+            None
+        }
+    }
 }
 
 /// The CPU budget of the resumption in progress.
@@ -393,6 +417,17 @@ pub(crate) fn message_of(error: &mlua::Error) -> String {
     }
 }
 
+/// Whether `error` is (or wraps) Luau running out of memory.
+fn is_out_of_memory(error: &mlua::Error) -> bool {
+    match error {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            is_out_of_memory(cause)
+        }
+        _ => false,
+    }
+}
+
 /// A library error raised in a script: a callee's message as it is, others with their kind.
 fn lua_error(error: Error) -> mlua::Error {
     mlua::Error::runtime(lua_error_text(error))
@@ -427,18 +462,16 @@ impl Scheduler {
         // not the compiler's inlined builtin.
         lua.set_compiler(mlua::chunk::Compiler::new().add_disabled_builtin("typeof"));
         let inbox = Inbox {
-            jobs: jobs.clone(),
+            jobs,
             queued: Arc::new(AtomicUsize::new(0)),
             limit: config.max_queued,
             dropped_events: Arc::new(AtomicU64::new(0)),
         };
-        let handles = players::Handles::default();
-        lua.set_app_data(handles.clone());
+        // The numbers scripts know players by, shared with the value conversion.
+        lua.set_app_data(players::Handles::default());
         let state = Rc::new(RefCell::new(State {
             peer,
-            jobs,
             inbox,
-            handles,
             output: config.output.clone().unwrap_or_else(default_output),
             root: config.root.clone(),
             next_op: 1,
@@ -649,7 +682,7 @@ impl Scheduler {
                 });
             }
             Job::Player { id, added } => {
-                let handles = self.state.borrow().handles.clone();
+                let handles = values::handles(lua);
                 let handle = handles.handle(id);
                 self.spawn_entry(&self.entry.player, |lua| {
                     (handle, added).into_lua_multi(lua)
@@ -659,7 +692,7 @@ impl Scheduler {
                 }
             }
             Job::Done { op, outcome } => {
-                let Some(thread) = self.take_wait(op).map(|w| w.thread) else {
+                let Some(thread) = self.state.borrow_mut().take_wait(op).map(|w| w.thread) else {
                     return;
                 };
                 let args = match outcome {
@@ -698,19 +731,6 @@ impl Scheduler {
         output(OutputKind::Error, message);
     }
 
-    /// Removes operation `op` and returns its wait if its coroutine still waits on it.
-    fn take_wait(&self, op: u64) -> Option<Wait> {
-        let mut state = self.state.borrow_mut();
-        let wait = state.ops.remove(&op)?;
-        let key = thread_key(&wait.thread);
-        if state.waiting.get(&key) == Some(&op) {
-            state.waiting.remove(&key);
-            Some(wait)
-        } else {
-            None
-        }
-    }
-
     fn fire_timers(&self) {
         let now = Instant::now();
         loop {
@@ -725,7 +745,9 @@ impl Scheduler {
                     _ => return,
                 }
             };
-            if let Some(wait) = self.take_wait(op) {
+            // Not in the `if let`: the borrow would last through the resumption.
+            let wait = self.state.borrow_mut().take_wait(op);
+            if let Some(wait) = wait {
                 let elapsed = wait.since.map_or(0.0, |s| s.elapsed().as_secs_f64());
                 let args = MultiValue::from_iter([LuaValue::Number(elapsed)]);
                 let _ = resume(
@@ -790,7 +812,7 @@ fn resume(
         budget.exhausted.set(false);
         // Luau collects no garbage when an allocation fails: free what a coroutine that
         // ran out of memory left behind, or the next callback fails too.
-        if matches!(&result, Err(e) if message_of(e).contains("not enough memory")) {
+        if matches!(&result, Err(e) if is_out_of_memory(e)) {
             let _ = lua.gc_collect();
         }
     }
@@ -802,7 +824,9 @@ fn resume(
         return Ok(());
     }
     let call = state.borrow_mut().serving.remove(&key);
-    let peer = state.borrow().peer.clone();
+    // Replying calls nothing of the scripts', so the state may stay borrowed meanwhile.
+    let state = state.borrow();
+    let peer = &state.peer;
     match (result, call) {
         (Ok(values), Some(call)) => match values::to_values(lua, values) {
             Ok(values) => {
@@ -819,8 +843,7 @@ fn resume(
             if let Some(call) = call {
                 let _ = peer.reply(call, Err(&message));
             } else if report {
-                let output = state.borrow().output.clone();
-                output(OutputKind::Error, &message);
+                (state.output)(OutputKind::Error, &message);
             }
             return Err(message);
         }
@@ -966,9 +989,8 @@ fn primitives(lua: &Lua, state: &Rc<RefCell<State>>, budget: &Rc<Budget>) -> mlu
             let thread = lua.current_thread();
             let (peer, jobs, op) = {
                 let mut s = st.borrow_mut();
-                let op = s.next_op;
-                s.next_op += 1;
-                (s.peer.clone(), s.jobs.clone(), op)
+                let op = s.new_op();
+                (s.peer.clone(), s.inbox.jobs.clone(), op)
             };
             let on_done = move |outcome| {
                 let _ = jobs.send(Job::Done { op, outcome });
@@ -983,15 +1005,7 @@ fn primitives(lua: &Lua, state: &Rc<RefCell<State>>, budget: &Rc<Budget>) -> mlu
                 )),
             }
             .map_err(lua_error)?;
-            let mut s = st.borrow_mut();
-            s.waiting.insert(thread_key(&thread), op);
-            s.ops.insert(
-                op,
-                Wait {
-                    thread,
-                    since: None,
-                },
-            );
+            st.borrow_mut().wait_on(op, thread, None);
             Ok(())
         })?,
     )?;
@@ -1033,16 +1047,8 @@ fn primitives(lua: &Lua, state: &Rc<RefCell<State>>, budget: &Rc<Budget>) -> mlu
             let now = Instant::now();
             let at = now + Duration::from_secs_f64(seconds.min(1e9));
             let mut s = st.borrow_mut();
-            let op = s.next_op;
-            s.next_op += 1;
-            s.waiting.insert(thread_key(&thread), op);
-            s.ops.insert(
-                op,
-                Wait {
-                    thread,
-                    since: Some(now),
-                },
-            );
+            let op = s.new_op();
+            s.wait_on(op, thread, Some(now));
             s.timers.push(Reverse((at, op)));
             Ok(())
         })?,
@@ -1104,27 +1110,26 @@ fn primitives(lua: &Lua, state: &Rc<RefCell<State>>, budget: &Rc<Budget>) -> mlu
     let st = state.clone();
     rf.set(
         "players",
-        lua.create_function(move |_, ()| {
-            let s = st.borrow();
-            Ok(match &s.peer {
+        lua.create_function(move |lua, ()| {
+            let handles = values::handles(lua);
+            Ok(match &st.borrow().peer {
                 Peer::Server(server) => server
                     .players()
                     .into_iter()
-                    .map(|p| s.handles.handle(p))
+                    .map(|p| handles.handle(p))
                     .collect(),
-                Peer::Client(c) => vec![s.handles.handle(c.player_id())],
+                Peer::Client(c) => vec![handles.handle(c.player_id())],
             })
         })?,
     )?;
     let st = state.clone();
     rf.set(
         "player_info",
-        lua.create_function(move |_, handle: f64| {
-            let s = st.borrow();
-            let Some(player) = s.handles.player(handle) else {
+        lua.create_function(move |lua, handle: f64| {
+            let Some(player) = values::handles(lua).player(handle) else {
                 return Ok((None, None));
             };
-            let info = match &s.peer {
+            let info = match &st.borrow().peer {
                 Peer::Server(server) => server.player_info(player),
                 Peer::Client(_) => None,
             };
@@ -1143,11 +1148,10 @@ fn primitives(lua: &Lua, state: &Rc<RefCell<State>>, budget: &Rc<Budget>) -> mlu
     let st = state.clone();
     rf.set(
         "local_player",
-        lua.create_function(move |_, ()| {
-            let s = st.borrow();
-            Ok(match &s.peer {
+        lua.create_function(move |lua, ()| {
+            Ok(match &st.borrow().peer {
                 Peer::Server(_) => None,
-                Peer::Client(c) => Some(s.handles.handle(c.player_id())),
+                Peer::Client(c) => Some(values::handles(lua).handle(c.player_id())),
             })
         })?,
     )?;
